@@ -1,0 +1,1 @@
+"""The delivery layer: sinks opened from URLs, pacing, the replay loop and its metrics."""

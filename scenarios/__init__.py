@@ -1,0 +1,1 @@
+"""The scenario layer: declarative rare-event injection with exact ground-truth labels."""

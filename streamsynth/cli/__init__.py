@@ -1,0 +1,65 @@
+"""The ``streamsynth`` command line: one typer app, commands registered from small modules.
+
+Each module in ``COMMAND_MODULES`` adds its commands to :data:`app` when imported. Errors a
+user can cause (:class:`StreamsynthError`) are printed in a line or two, without a traceback,
+and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from streamsynth.errors import StreamsynthError
+
+app = typer.Typer(
+    name="streamsynth",
+    help="Learn event streams, inject labelled rare events, deliver them in real time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+COMMAND_MODULES = [
+    "streamsynth.cli.core",
+]
+
+EXIT_USER_ERROR = 2
+
+
+def _register() -> None:
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except StreamsynthError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        if exc.hint:
+            typer.echo(f"  hint: {exc.hint}", err=True)
+        return EXIT_USER_ERROR
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def run() -> None:  # pragma: no cover - thin wrapper for the console script
+    sys.exit(main())

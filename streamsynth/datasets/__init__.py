@@ -1,0 +1,1 @@
+"""Seeded sample data sets generated on demand (nothing large is committed)."""

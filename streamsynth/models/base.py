@@ -1,0 +1,397 @@
+"""The one shape of every synthesizer: fit, sample, stream, save, load.
+
+The base class does once what every model needs: schema inference and validation on fit,
+turning ``sample`` limits into a finite stream, the contract's label columns, sharding
+arguments, and the on-disk format (``config.json`` + ``weights.safetensors`` +
+``encoders.json``; never pickle, so loading someone else's model runs no code).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+
+from streamsynth import __version__
+from streamsynth.contract import (
+    IS_ANOMALY,
+    LABEL,
+    NORMAL,
+    SCENARIO_ID,
+    TIME_DTYPE,
+    order_columns,
+    take,
+)
+from streamsynth.errors import StreamsynthError
+from streamsynth.schema import Role, Schema
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+ENCODERS_FILE = "encoders.json"
+
+Shard = tuple[int, int]  # (index K, count N): this process makes entities with number % N == K
+
+
+class Synthesizer(ABC):
+    """Base of every model. Subclasses implement ``_fit``, ``_stream``, ``_state``, ``_restore``.
+
+    ``_stream`` yields contract-ordered batches in nondecreasing time order, forever; it
+    fills ``event_id``, the time column, the entity column and data columns, and may leave the
+    label columns to :meth:`_finish` (which derives them from the schema's label column).
+    """
+
+    name: ClassVar[str]
+    #: Whether ``conditions`` (e.g. ``{"is_fraud": True}``) are honoured by this model.
+    supports_conditions: ClassVar[bool] = False
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.schema: Schema | None = None
+        self.fitted_span: timedelta | None = None
+        self.fitted_start: datetime | None = None
+        self.fitted_entities: int = 0
+        self.metadata: dict[str, Any] = {}
+
+    # -- public interface ------------------------------------------------------------------
+    def fit(self, frame: pl.DataFrame, schema: Schema | None = None) -> Self:
+        """Learn from ``frame`` (an event table read by :func:`streamsynth.io.read`)."""
+        if frame.height == 0:
+            raise StreamsynthError("cannot fit on an empty table", hint="give data with rows")
+        schema = schema or Schema.infer(frame)
+        schema.validate(frame)
+        if schema.time is None:
+            raise StreamsynthError(
+                f"the {self.name} model needs an event-time column and none was found",
+                hint="name it with --time COLUMN (or Date+Time), or mark it in a schema file",
+            )
+        self.schema = schema
+        sort_by = [c for c in (schema.entity, schema.time) if c]
+        frame = frame.sort(sort_by, maintain_order=True)
+        times = frame[schema.time]
+        self.fitted_start = times.min()
+        self.fitted_span = times.max() - times.min()
+        self.fitted_entities = frame[schema.entity].n_unique() if schema.entity else 1
+        self._fit(frame)
+        return self
+
+    def stream(
+        self,
+        *,
+        start: datetime | None = None,
+        n_entities: int | None = None,
+        seed: int | None = None,
+        batch_size: int = 10_000,
+        conditions: dict[str, Any] | None = None,
+        shard: Shard | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """An endless, time-ordered stream of contract batches, in flat memory."""
+        self._require_fitted()
+        shard = _check_shard(shard)
+        self._check_conditions(conditions)
+        start = _as_utc(start) if start is not None else self.default_start()
+        n_entities = n_entities or self.fitted_entities
+        seed = self.seed if seed is None else seed
+        for batch in self._stream(
+            start=start,
+            n_entities=n_entities,
+            seed=seed,
+            batch_size=batch_size,
+            conditions=conditions or {},
+            shard=shard,
+        ):
+            if batch.height:
+                yield self._finish(batch)
+
+    def sample(
+        self,
+        *,
+        n_entities: int | None = None,
+        n_events: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        seed: int | None = None,
+        conditions: dict[str, Any] | None = None,
+        shard: Shard | None = None,
+        batch_size: int = 50_000,
+    ) -> pl.DataFrame:
+        """A finite sample: up to ``n_events`` events, or all events before ``end``.
+
+        With neither limit the sample covers as long a span as the training data did.
+        """
+        self._require_fitted()
+        start = _as_utc(start) if start is not None else self.default_start()
+        if end is None and n_events is None:
+            end = start + (self.fitted_span or timedelta(days=1))
+        batches = self.stream(
+            start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
+            conditions=conditions, shard=shard,
+        )
+        if end is not None:
+            batches = until(batches, self.schema.time, _as_utc(end))
+        if n_events is not None:
+            batches = take(batches, n_events)
+        parts = list(batches)
+        if not parts:
+            return self._empty()
+        return pl.concat(parts, how="vertical")
+
+    def default_start(self) -> datetime:
+        """Where streams start by default: the start of the training data."""
+        return self.fitted_start or datetime(2024, 1, 1, tzinfo=UTC)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``weights.safetensors`` and ``encoders.json`` to ``directory``."""
+        from safetensors.numpy import save_file
+
+        self._require_fitted()
+        directory = Path(directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StreamsynthError(f"cannot create model directory {directory}: {exc.strerror}") from None
+        config, tensors, encoders = self._state()
+        header = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "streamsynth_version": __version__,
+            "python": platform.python_version(),
+            "seed": self.seed,
+            "schema": self.schema.to_dict(),
+            "fitted_start": self.fitted_start.isoformat() if self.fitted_start else None,
+            "fitted_span_s": self.fitted_span.total_seconds() if self.fitted_span else None,
+            "fitted_entities": self.fitted_entities,
+            "metadata": self.metadata,
+            "config": config,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(header, indent=2, default=_json_default))
+        arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        save_file(arrays, str(directory / WEIGHTS_FILE), metadata={"model": self.name})
+        (directory / ENCODERS_FILE).write_text(json.dumps(encoders, default=_json_default))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        """Load a model saved by :meth:`save`; checks model kind and format version."""
+        header = read_config(directory)
+        if header["model"] != cls.name:
+            raise StreamsynthError(
+                f"{directory} holds a {header['model']!r} model, not {cls.name!r}",
+                hint="use streamsynth.models.load_model, which picks the right class",
+            )
+        return cls._from_header(Path(directory), header)
+
+    @classmethod
+    def _from_header(cls, directory: Path, header: dict[str, Any]) -> Self:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        model = cls(seed=header.get("seed", 0))
+        model.schema = Schema.from_dict(header["schema"], source=str(directory / CONFIG_FILE))
+        if header.get("fitted_start"):
+            model.fitted_start = datetime.fromisoformat(header["fitted_start"])
+        if header.get("fitted_span_s") is not None:
+            model.fitted_span = timedelta(seconds=header["fitted_span_s"])
+        model.fitted_entities = header.get("fitted_entities", 1)
+        model.metadata = header.get("metadata", {})
+        weights = directory / WEIGHTS_FILE
+        try:
+            tensors = load_file(str(weights))
+        except FileNotFoundError:
+            raise StreamsynthError(f"{weights} is missing", hint="save the model again") from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise StreamsynthError(
+                f"{weights} is corrupt or not a safetensors file ({exc})",
+                hint="re-create it with `streamsynth fit`",
+            ) from None
+        try:
+            encoders = json.loads((directory / ENCODERS_FILE).read_text())
+        except FileNotFoundError:
+            raise StreamsynthError(f"{directory / ENCODERS_FILE} is missing", hint="save the model again") from None
+        except json.JSONDecodeError as exc:
+            raise StreamsynthError(f"{directory / ENCODERS_FILE} is not valid JSON ({exc})") from None
+        try:
+            model._restore(header["config"], tensors, encoders)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StreamsynthError(
+                f"{directory} does not match the {cls.name} model's layout ({exc!r})",
+                hint="the files were changed or come from another version; re-create the model",
+            ) from None
+        return model
+
+    # -- what subclasses provide -------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, frame: pl.DataFrame) -> None:
+        """Learn from ``frame``, sorted by (entity, time); ``self.schema`` is set."""
+
+    @abstractmethod
+    def _stream(
+        self,
+        *,
+        start: datetime,
+        n_entities: int,
+        seed: int,
+        batch_size: int,
+        conditions: dict[str, Any],
+        shard: Shard | None,
+    ) -> Iterator[pl.DataFrame]:
+        """Endless time-ordered batches for entities ``0..n_entities-1`` (those of ``shard``)."""
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+        """(JSON config, named arrays for safetensors, JSON encoders) that ``_restore`` reads."""
+
+    @abstractmethod
+    def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
+        """Rebuild the fitted state from what ``_state`` returned."""
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def _finish(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """Fill label columns from the schema's label column where the model did not."""
+        schema = self.schema
+        if LABEL not in batch.columns and schema.label and schema.label in batch.columns:
+            batch = batch.with_columns(label_expressions(batch.schema[schema.label], schema.label))
+        if LABEL not in batch.columns:
+            batch = batch.with_columns(
+                pl.lit(NORMAL, dtype=pl.String).alias(LABEL),
+                pl.lit(False).alias(IS_ANOMALY),
+            )
+        if SCENARIO_ID not in batch.columns:
+            batch = batch.with_columns(pl.lit(None, dtype=pl.String).alias(SCENARIO_ID))
+        return order_columns(batch, schema.time, schema.entity)
+
+    def _empty(self) -> pl.DataFrame:
+        return self._finish(
+            pl.DataFrame(schema={"event_id": pl.String, self.schema.time: TIME_DTYPE})
+        ).clear()
+
+    def _require_fitted(self) -> None:
+        if self.schema is None:
+            raise StreamsynthError(f"the {self.name} model is not fitted", hint="call fit() or load() first")
+
+    def _check_conditions(self, conditions: dict[str, Any] | None) -> None:
+        if not conditions:
+            return
+        if not self.supports_conditions:
+            raise StreamsynthError(
+                f"the {self.name} model does not take conditions ({', '.join(conditions)})",
+                hint="use a model that supports conditional sampling, e.g. the transformer",
+            )
+        names = {c.name for c in self.schema.data_columns}
+        for key in conditions:
+            if key not in names:
+                raise StreamsynthError(
+                    f"condition on unknown column {key!r}",
+                    hint=f"condition on one of: {', '.join(sorted(names))}",
+                )
+
+
+def label_expressions(dtype: pl.DataType, column: str) -> list[pl.Expr]:
+    """``label``/``is_anomaly`` from a learned ground-truth column (``is_fraud`` -> ``fraud``)."""
+    col = pl.col(column)
+    if dtype == pl.Boolean or dtype.is_integer():
+        positive = column.lower().removeprefix("is_") or column
+        flag = col.cast(pl.Boolean).fill_null(False)
+        return [
+            pl.when(flag).then(pl.lit(positive)).otherwise(pl.lit(NORMAL)).alias(LABEL),
+            flag.alias(IS_ANOMALY),
+        ]
+    text = col.cast(pl.String)
+    normal = text.is_null() | text.str.to_lowercase().is_in(["-", "normal", "none", "0", "false", "benign", ""])
+    return [
+        pl.when(normal).then(pl.lit(NORMAL)).otherwise(text).alias(LABEL),
+        (~normal).alias(IS_ANOMALY),
+    ]
+
+
+def until(stream: Iterator[pl.DataFrame], time: str, end: datetime) -> Iterator[pl.DataFrame]:
+    """Events strictly before ``end``, then stop (closing the source)."""
+    try:
+        for batch in stream:
+            if batch.height and batch[time][-1] >= end:
+                head = batch.filter(pl.col(time) < end)
+                if head.height:
+                    yield head
+                return
+            yield batch
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """Read and check a model directory's ``config.json``."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise StreamsynthError(f"model directory {directory} does not exist", hint="train one with `streamsynth fit`")
+    try:
+        header = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StreamsynthError(
+            f"{directory} is not a model directory (no {CONFIG_FILE})",
+            hint="train one with `streamsynth fit DATA -o DIR`",
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise StreamsynthError(f"{path} is not valid JSON ({exc})", hint="re-create the model") from None
+    version = header.get("format_version") if isinstance(header, dict) else None
+    if version != FORMAT_VERSION:
+        raise StreamsynthError(
+            f"{directory} was saved in model format {version!r} "
+            f"(by streamsynth {header.get('streamsynth_version', '?') if isinstance(header, dict) else '?'}); "
+            f"this is streamsynth {__version__}, which reads format {FORMAT_VERSION}",
+            hint="re-train the model with this version, or use the version that saved it",
+        )
+    for key in ("model", "schema", "config"):
+        if key not in header:
+            raise StreamsynthError(f"{path} has no {key!r} entry", hint="re-create the model")
+    return header
+
+
+def data_roles(schema: Schema) -> dict[Role, list[str]]:
+    """Data column names grouped by role (a convenience for models)."""
+    out: dict[Role, list[str]] = {}
+    for col in schema.data_columns:
+        out.setdefault(col.role, []).append(col.name)
+    return out
+
+
+def _check_shard(shard: Shard | None) -> Shard | None:
+    if shard is None:
+        return None
+    k, n = shard
+    if not (isinstance(k, int) and isinstance(n, int) and n >= 1 and 0 <= k < n):
+        raise StreamsynthError(f"bad shard {k}/{n}", hint="a shard is K/N with 0 <= K < N, e.g. 3/16")
+    return (k, n)
+
+
+def _as_utc(moment: datetime | str) -> datetime:
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            raise StreamsynthError(
+                f"cannot read {moment!r} as a time", hint="use ISO 8601, e.g. 2024-05-01T10:30:00Z"
+            ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

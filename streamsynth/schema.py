@@ -1,0 +1,461 @@
+"""Column roles of an event table: inferred from a polars frame, overridable from Python or YAML.
+
+A :class:`Schema` says which column is the entity key, which is event time, which columns
+are categorical, numeric, boolean, identifier-like or free text, and which column (if any)
+is the ground-truth label. Models, scenarios and evaluation all read it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from streamsynth.contract import CONTRACT_COLUMNS, EVENT_ID, IS_ANOMALY, LABEL
+from streamsynth.errors import StreamsynthError
+from streamsynth.io import is_time_name
+
+
+class Role(StrEnum):
+    ENTITY = "entity"
+    TIME = "time"
+    CATEGORICAL = "categorical"
+    NUMERIC = "numeric"
+    BOOLEAN = "boolean"
+    IDENTIFIER = "identifier"
+    TEXT = "text"
+    CONTRACT = "contract"  # event_id, label, is_anomaly, scenario_id: owned by the contract
+    IGNORE = "ignore"  # kept out of learning (a second time column, a row counter)
+
+
+#: Kinds of identifier the generators know how to fake (see streamsynth.identifiers).
+IDENTIFIER_KINDS = (
+    "credit_card", "ipv4", "ipv6", "email", "uuid", "iban", "mac", "url", "hostname",
+    "phone", "user_agent", "name", "code",
+)
+
+_ENTITY_NAMES = (
+    "card_id", "customer_id", "account_id", "user_id", "client_id", "device_id", "card_number",
+    "account", "customer", "user", "card", "host", "hostname", "node", "server", "instance",
+    "pod", "service", "block_id", "session_id", "entity", "entity_id", "id",
+)
+_LABEL_NAMES = ("is_fraud", "fraud", "is_anomaly", "anomaly", "is_attack", "label", "class")
+_CODE_HINTS = ("status", "code", "type", "level", "category", "kind", "mcc", "method", "channel")
+_ROWNUM_NAMES = ("lineid", "line_id", "row", "row_id", "index", "idx", "rownum", "")
+
+_PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$"),
+    "ipv4": re.compile(r"^(\d{1,3}\.){3}\d{1,3}$"),
+    "ipv6": re.compile(r"^[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}$"),
+    "uuid": re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"),
+    "mac": re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$"),
+    "url": re.compile(r"^https?://\S+$"),
+    "iban": re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$"),
+    "credit_card": re.compile(r"^\d{13,19}$"),
+    "phone": re.compile(r"^\+?[\d\s().-]{7,20}$"),
+    "hostname": re.compile(r"^(?=.*[a-zA-Z])[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+$"),
+    "user_agent": re.compile(r"^Mozilla/\d"),
+}
+
+
+@dataclass
+class Column:
+    """One column: its role, its polars dtype (as a string) and, for identifiers, its kind."""
+
+    name: str
+    role: Role
+    dtype: str
+    kind: str | None = None
+    cardinality: int | None = None
+    nulls: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["role"] = str(self.role)
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass
+class Schema:
+    """The roles of a table's columns, plus the entity, time and label column names."""
+
+    columns: list[Column]
+    entity: str | None = None
+    time: str | None = None
+    label: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- lookups -------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise StreamsynthError(
+            f"schema has no column {name!r}",
+            hint=f"columns are: {', '.join(c.name for c in self.columns)}",
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def by_role(self, *roles: Role) -> list[Column]:
+        return [c for c in self.columns if c.role in roles]
+
+    @property
+    def data_columns(self) -> list[Column]:
+        """Columns a model learns: everything but entity, time, contract and ignored ones."""
+        skip = (Role.ENTITY, Role.TIME, Role.CONTRACT, Role.IGNORE)
+        return [c for c in self.columns if c.role not in skip]
+
+    # -- inference -----------------------------------------------------------------------
+    @classmethod
+    def infer(
+        cls,
+        frame: pl.DataFrame,
+        *,
+        entity: str | None = None,
+        time: str | None = None,
+        label: str | None = None,
+        overrides: dict[str, str | dict[str, Any]] | None = None,
+    ) -> Schema:
+        """Infer roles from ``frame``; ``entity``/``time``/``label``/``overrides`` win."""
+        if frame.height == 0:
+            raise StreamsynthError("cannot infer a schema from an empty table", hint="give data with rows")
+        for name in [entity, time, label, *(overrides or {})]:
+            if name is not None and name not in frame.columns:
+                raise StreamsynthError(
+                    f"column {name!r} is not in the data",
+                    hint=f"columns are: {', '.join(frame.columns)}",
+                )
+        time = time or _infer_time(frame)
+        entity = entity or _infer_entity(frame, exclude={time})
+        label = label or _infer_label(frame)
+        columns = []
+        for name in frame.columns:
+            series = frame[name]
+            role, kind = _infer_role(series, frame.height)
+            if name == time:
+                role, kind = Role.TIME, None
+            elif name == entity:
+                role, kind = Role.ENTITY, _identifier_kind(series)
+            elif name in CONTRACT_COLUMNS:
+                role, kind = Role.CONTRACT, None
+            elif time and (series.dtype.is_temporal() or is_time_name(name)):
+                role, kind = Role.IGNORE, "second time column"
+            columns.append(
+                Column(
+                    name=name,
+                    role=role,
+                    dtype=str(series.dtype),
+                    kind=kind,
+                    cardinality=series.n_unique(),
+                    nulls=series.null_count(),
+                )
+            )
+        schema = cls(columns=columns, entity=entity, time=time, label=label)
+        return schema.with_overrides(overrides or {})
+
+    def with_overrides(self, overrides: dict[str, str | dict[str, Any]]) -> Schema:
+        """A copy with columns' roles (or ``{role, kind}``) set explicitly."""
+        columns = []
+        by_name = {c.name: c for c in self.columns}
+        for name, spec in overrides.items():
+            if name not in by_name:
+                raise StreamsynthError(
+                    f"override names column {name!r}, which is not in the data",
+                    hint=f"columns are: {', '.join(by_name)}",
+                )
+        entity, time = self.entity, self.time
+        for col in self.columns:
+            spec = overrides.get(col.name)
+            if spec is not None:
+                spec = {"role": spec} if isinstance(spec, str) else dict(spec)
+                role = _parse_role(spec.pop("role", col.role), f"columns.{col.name}.role")
+                kind = spec.pop("kind", col.kind if role is Role.IDENTIFIER else None)
+                if spec:
+                    raise StreamsynthError(
+                        f"override for column {col.name!r} has unknown keys {sorted(spec)}",
+                        hint="an override is a role name or a mapping with 'role' and 'kind'",
+                    )
+                if role is Role.IDENTIFIER and kind is not None and kind not in IDENTIFIER_KINDS:
+                    raise StreamsynthError(
+                        f"columns.{col.name}.kind is {kind!r}",
+                        hint=f"identifier kinds are: {', '.join(IDENTIFIER_KINDS)}",
+                    )
+                col = replace(col, role=role, kind=kind)
+                if role is Role.ENTITY:
+                    entity = col.name
+                if role is Role.TIME:
+                    time = col.name
+            columns.append(col)
+        # An explicit entity or time demotes the previous one to an ordinary column.
+        columns = [
+            replace(c, role=Role.IDENTIFIER, kind=c.kind or "code")
+            if c.role is Role.ENTITY and c.name != entity
+            else replace(c, role=Role.IGNORE) if c.role is Role.TIME and c.name != time else c
+            for c in columns
+        ]
+        return Schema(columns=columns, entity=entity, time=time, label=self.label, extra=self.extra)
+
+    # -- validation against data ---------------------------------------------------------
+    def validate(self, frame: pl.DataFrame, source: str = "data") -> None:
+        """Check that ``frame`` has this schema's columns, naming the first missing one."""
+        missing = [c.name for c in self.columns if c.role is not Role.CONTRACT and c.name not in frame.columns]
+        if missing:
+            close = _closest(missing[0], frame.columns)
+            raise StreamsynthError(
+                f"{source} has no column {missing[0]!r}"
+                + (f" (did you mean {close!r}?)" if close else ""),
+                hint=f"columns in {source}: {', '.join(frame.columns)}",
+            )
+        if self.time and frame.schema[self.time] != pl.Datetime("us", "UTC"):
+            raise StreamsynthError(
+                f"{source}: time column {self.time!r} is {frame.schema[self.time]}, not a timestamp",
+                hint="read the data with streamsynth.io.read, which parses timestamps",
+            )
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "entity": self.entity,
+            "time": self.time,
+            "label": self.label,
+            "columns": {c.name: {k: v for k, v in c.to_dict().items() if k != "name"} for c in self.columns},
+        }
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "schema") -> Schema:
+        if not isinstance(data, dict) or "columns" not in data:
+            raise StreamsynthError(
+                f"{source}: expected a mapping with a 'columns' key",
+                hint="see `streamsynth inspect DATA --write-schema FILE` for an example",
+            )
+        columns = []
+        for name, spec in (data["columns"] or {}).items():
+            spec = {"role": spec} if isinstance(spec, str) else dict(spec or {})
+            unknown = set(spec) - {"role", "dtype", "kind", "cardinality", "nulls"}
+            if unknown:
+                raise StreamsynthError(
+                    f"{source}: columns.{name} has unknown keys {sorted(unknown)}",
+                    hint="allowed keys: role, dtype, kind, cardinality, nulls",
+                )
+            role = _parse_role(spec.get("role"), f"{source}: columns.{name}.role")
+            columns.append(
+                Column(
+                    name=name,
+                    role=role,
+                    dtype=spec.get("dtype", ""),
+                    kind=spec.get("kind"),
+                    cardinality=spec.get("cardinality"),
+                    nulls=spec.get("nulls"),
+                )
+            )
+        unknown = set(data) - {"entity", "time", "label", "columns", "extra"}
+        if unknown:
+            raise StreamsynthError(
+                f"{source}: unknown keys {sorted(unknown)}",
+                hint="a schema has the keys entity, time, label, columns",
+            )
+        return cls(
+            columns=columns,
+            entity=data.get("entity"),
+            time=data.get("time"),
+            label=data.get("label"),
+            extra=data.get("extra") or {},
+        )
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Schema:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise StreamsynthError(f"schema file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise StreamsynthError(f"schema file {path} is not valid YAML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def overrides_from_yaml(path: str | Path) -> dict[str, Any]:
+    """Read an overrides file: ``{entity:, time:, label:, columns: {name: role | {role, kind}}}``."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise StreamsynthError(f"schema file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise StreamsynthError(f"schema file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise StreamsynthError(f"schema file {path}: expected a mapping at the top level")
+    unknown = set(data) - {"entity", "time", "label", "columns", "extra"}
+    if unknown:
+        raise StreamsynthError(
+            f"schema file {path}: unknown keys {sorted(unknown)}",
+            hint="a schema file has the keys entity, time, label, columns",
+        )
+    return data
+
+
+# -- inference helpers ---------------------------------------------------------------------
+def _parse_role(value: Any, where: str) -> Role:
+    try:
+        return Role(str(value))
+    except ValueError:
+        raise StreamsynthError(
+            f"{where} is {value!r}",
+            hint=f"roles are: {', '.join(r.value for r in Role)}",
+        ) from None
+
+
+def _infer_time(frame: pl.DataFrame) -> str | None:
+    temporal = [c for c in frame.columns if frame.schema[c] == pl.Datetime("us", "UTC")]
+    if not temporal:
+        return None
+    return max(temporal, key=lambda c: frame[c].n_unique())
+
+
+def _infer_entity(frame: pl.DataFrame, exclude: set[str | None]) -> str | None:
+    n = frame.height
+    best: tuple[int, str] | None = None
+    for name in frame.columns:
+        if name in exclude or name in CONTRACT_COLUMNS:
+            continue
+        dtype = frame.schema[name]
+        if not (dtype == pl.String or dtype.is_integer() or dtype == pl.Categorical):
+            continue
+        lname = name.lower()
+        rank = _ENTITY_NAMES.index(lname) if lname in _ENTITY_NAMES else None
+        if rank is None and not lname.endswith("_id"):
+            continue
+        if lname in _ROWNUM_NAMES:
+            continue
+        uniques = frame[name].n_unique()
+        # An entity key repeats: several events per entity, more than a handful of entities.
+        if not (2 <= uniques <= n / 2):
+            continue
+        score = rank if rank is not None else len(_ENTITY_NAMES)
+        if best is None or score < best[0]:
+            best = (score, name)
+    return best[1] if best else None
+
+
+def _infer_label(frame: pl.DataFrame) -> str | None:
+    for wanted in _LABEL_NAMES:
+        for name in frame.columns:
+            if name.lower() == wanted and name not in (LABEL, IS_ANOMALY, EVENT_ID):
+                if frame[name].n_unique() <= 20:
+                    return name
+    return None
+
+
+def _infer_role(series: pl.Series, n_rows: int) -> tuple[Role, str | None]:
+    dtype = series.dtype
+    name = series.name.lower()
+    uniques = series.n_unique()
+    if dtype == pl.Boolean:
+        return Role.BOOLEAN, None
+    if dtype.is_temporal():
+        return Role.IGNORE, None
+    if dtype.is_numeric():
+        if dtype.is_integer():
+            if name in _ROWNUM_NAMES and uniques == n_rows:
+                return Role.IGNORE, None
+            values = set(series.drop_nulls().unique().head(3).to_list())
+            if uniques <= 2 and values <= {0, 1}:
+                return Role.BOOLEAN, None
+            if uniques <= 32 and any(h in name for h in _CODE_HINTS):
+                return Role.CATEGORICAL, None
+            if name.endswith("_id") or name == "pid":
+                return (Role.CATEGORICAL, None) if uniques <= 256 else (Role.IDENTIFIER, "code")
+        return Role.NUMERIC, None
+    if dtype in (pl.String, pl.Categorical, pl.Enum):
+        strings = series.cast(pl.String).drop_nulls()
+        if strings.len() == 0:
+            return Role.CATEGORICAL, None
+        kind = _identifier_kind(strings)
+        high_card = uniques > max(50, 0.2 * n_rows)
+        if kind is not None and (high_card or kind in ("credit_card", "email", "iban", "uuid")):
+            return Role.IDENTIFIER, kind
+        if high_card:
+            mean_len = strings.str.len_chars().mean() or 0
+            has_spaces = strings.head(1000).str.contains(" ").mean() or 0
+            if mean_len > 20 and has_spaces > 0.5:
+                return Role.TEXT, None
+            return Role.IDENTIFIER, kind or "code"
+        return Role.CATEGORICAL, None
+    return Role.IGNORE, None
+
+
+def _identifier_kind(series: pl.Series) -> str | None:
+    """The identifier kind most of a sample of values matches, if any."""
+    if series.dtype != pl.String:
+        return None
+    sample = series.drop_nulls().unique(maintain_order=True).head(200).to_list()
+    if not sample:
+        return None
+    for kind, pattern in _PATTERNS.items():
+        hits = sum(1 for v in sample if pattern.match(v))
+        if hits >= 0.9 * len(sample):
+            if kind == "credit_card" and sum(_luhn_ok(v) for v in sample) < 0.9 * len(sample):
+                continue
+            if kind == "phone" and all(v.isdigit() for v in sample):
+                continue
+            return kind
+    return None
+
+
+def _luhn_ok(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _closest(name: str, options: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if not found:
+        lowered = {o.lower(): o for o in options}
+        return lowered.get(name.lower())
+    return found[0]
+
+
+def sequence_stats(frame: pl.DataFrame, schema: Schema) -> dict[str, Any]:
+    """Entities, events per entity, time span and median inter-arrival of a table."""
+    stats: dict[str, Any] = {"events": frame.height}
+    time, entity = schema.time, schema.entity
+    if entity:
+        counts = frame.group_by(entity).len()["len"]
+        stats.update(
+            entities=counts.len(),
+            events_per_entity_min=int(counts.min()),
+            events_per_entity_median=float(counts.median()),
+            events_per_entity_max=int(counts.max()),
+        )
+    if time:
+        ts = frame[time].drop_nulls()
+        if ts.len():
+            stats.update(start=str(ts.min()), end=str(ts.max()), span=str(ts.max() - ts.min()))
+        gaps_expr = pl.col(time).sort().diff()
+        if entity:
+            gaps_expr = gaps_expr.over(entity)
+        gaps = frame.select(gaps_expr.dt.total_microseconds().alias("g"))["g"].drop_nulls()
+        if gaps.len():
+            stats["median_inter_arrival_s"] = float(gaps.median()) / 1e6
+    return stats
