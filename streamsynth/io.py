@@ -14,7 +14,10 @@ import polars as pl
 from streamsynth.contract import TIME_DTYPE
 from streamsynth.errors import StreamsynthError
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+FORMATS = {
+    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
 
 _TIME_NAMES = ("ts", "timestamp", "time", "datetime", "date", "event_time", "event_ts", "created", "tx_datetime")
 _DATE_PARTS = {"date", "day", "month", "year"}
@@ -212,9 +215,7 @@ def normalize_time(frame: pl.DataFrame, *, time: str | None = None, source: str 
     if TIME_DTYPE in frame.schema.values():
         return frame
     best: tuple[int, list[str], pl.Series] | None = None
-    named = False
     for parts in _candidates(frame):
-        named = named or frame.schema[parts[0]] != pl.Datetime
         parsed = _parse(frame, _combine(frame, parts), parts)
         if parsed is None or parsed.null_count() > 0.01 * frame.height:
             continue
@@ -222,13 +223,16 @@ def normalize_time(frame: pl.DataFrame, *, time: str | None = None, source: str 
         if best is None or score > best[0]:
             best = (score, parts, parsed)
     if best is None:
-        if named and any(frame.schema[p[0]] == pl.String for p in _candidates(frame)):
-            cand = next(_candidates(frame))
+        strings = [p for p in _candidates(frame) if frame.schema[p[0]] == pl.String or len(p) > 1]
+        if strings:
+            cand = strings[0]
+            parsed = _parse(frame, _combine(frame, cand), cand)
+            failed = frame.height if parsed is None else parsed.null_count()
             raise StreamsynthError(
-                f"{source}: cannot parse column {'+'.join(cand)!r} as timestamps "
-                f"(e.g. {_first_unparsed(frame, cand, None)!r})",
-                hint="use ISO 8601 or epoch seconds/milliseconds, name the column with --time, or "
-                "mark it as not a time with a schema file",
+                f"{source}: cannot parse column {'+'.join(cand)!r} as timestamps: {failed:,} of "
+                f"{frame.height:,} values fail (e.g. {_first_unparsed(frame, cand, parsed)!r})",
+                hint="use ISO 8601 or epoch seconds/milliseconds, fix or drop those rows, name the time "
+                "column with --time, or mark this one as not a time in a schema file",
             )
         return frame
     _, parts, parsed = best

@@ -165,7 +165,7 @@ class Schema:
         """A copy with columns' roles (or ``{role, kind}``) set explicitly."""
         columns = []
         by_name = {c.name: c for c in self.columns}
-        for name, spec in overrides.items():
+        for name in overrides:
             if name not in by_name:
                 raise StreamsynthError(
                     f"override names column {name!r}, which is not in the data",
@@ -234,6 +234,13 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "schema") -> Schema:
+        if isinstance(data, dict):
+            unknown = set(data) - {"entity", "time", "label", "columns", "extra"}
+            if unknown:
+                raise StreamsynthError(
+                    f"{source}: unknown keys {sorted(unknown)}",
+                    hint="a schema has the keys entity, time, label, columns",
+                )
         if not isinstance(data, dict) or "columns" not in data:
             raise StreamsynthError(
                 f"{source}: expected a mapping with a 'columns' key",
@@ -258,12 +265,6 @@ class Schema:
                     cardinality=spec.get("cardinality"),
                     nulls=spec.get("nulls"),
                 )
-            )
-        unknown = set(data) - {"entity", "time", "label", "columns", "extra"}
-        if unknown:
-            raise StreamsynthError(
-                f"{source}: unknown keys {sorted(unknown)}",
-                hint="a schema has the keys entity, time, label, columns",
             )
         return cls(
             columns=columns,
@@ -379,6 +380,12 @@ def _infer_role(series: pl.Series, n_rows: int) -> tuple[Role, str | None]:
                 return Role.CATEGORICAL, None
             if name.endswith("_id") or name == "pid":
                 return (Role.CATEGORICAL, None) if uniques <= 256 else (Role.IDENTIFIER, "code")
+            # Long digit strings read from CSV as integers: card, account and phone numbers.
+            kind = _identifier_kind(series.drop_nulls().cast(pl.String))
+            if kind == "credit_card" or (
+                uniques > 0.05 * n_rows and any(h in name for h in ("number", "account", "phone", "card"))
+            ):
+                return Role.IDENTIFIER, kind or "code"
         return Role.NUMERIC, None
     if dtype in (pl.String, pl.Categorical, pl.Enum):
         strings = series.cast(pl.String).drop_nulls()

@@ -120,7 +120,7 @@ class Synthesizer(ABC):
         seed: int | None = None,
         conditions: dict[str, Any] | None = None,
         shard: Shard | None = None,
-        batch_size: int = 50_000,
+        batch_size: int = 10_000,
     ) -> pl.DataFrame:
         """A finite sample: up to ``n_events`` events, or all events before ``end``.
 

@@ -1,0 +1,299 @@
+"""Core commands: fit a model, sample or stream from a source, inspect data, run the demo."""
+
+from __future__ import annotations
+
+import sys
+import time as clock
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+
+from streamsynth.cli import app
+from streamsynth.cli.options import (
+    Progress,
+    parse_conditions,
+    parse_shard,
+    parse_time,
+    print_table,
+)
+from streamsynth.contract import take
+from streamsynth.errors import StreamsynthError
+
+SourceArg = Annotated[str, typer.Argument(help="A model directory, a rules schema (.yaml), a data file, or 'demo'.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
+ShardOpt = Annotated[str | None, typer.Option("--shard", help="Generate only shard K/N of the entities, e.g. 3/16.")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="Event time of the start (ISO 8601).")]
+EntitiesOpt = Annotated[int | None, typer.Option("--entities", help="Number of entities (default: as trained).")]
+ConditionOpt = Annotated[
+    list[str] | None, typer.Option("--condition", "-c", help="COLUMN=VALUE; e.g. is_fraud=true. Repeatable.")
+]
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="CSV, Parquet, JSON Lines file, or a directory of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model kind, e.g. baseline.")] = "baseline",
+    time: Annotated[str | None, typer.Option("--time", help="Event-time column, or DATE+TIME columns.")] = None,
+    entity: Annotated[str | None, typer.Option("--entity", help="Entity (sequence key) column.")] = None,
+    schema_file: Annotated[Path | None, typer.Option("--schema", help="YAML with roles to override.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Model option KEY=VALUE (e.g. epochs=5). Repeatable.")
+    ] = None,
+) -> None:
+    """Learn a model from real data and save it as JSON + safetensors."""
+    from streamsynth import io
+    from streamsynth.models import create
+    from streamsynth.schema import Schema, overrides_from_yaml
+
+    started = clock.perf_counter()
+    synthesizer = create(model, seed=seed, **parse_options(option))  # a bad model name fails before reading
+    frame = io.read(data, time=time)
+    spec: dict[str, Any] = overrides_from_yaml(schema_file) if schema_file else {}
+    schema = Schema.infer(
+        frame,
+        entity=entity or spec.get("entity"),
+        time=_parsed_time_name(frame, time) or spec.get("time"),
+        label=spec.get("label"),
+        overrides=spec.get("columns"),
+    )
+    synthesizer.fit(frame, schema)
+    if _is_main_process():
+        synthesizer.save(output)
+        typer.echo(
+            f"fitted {model} on {frame.height:,} events of {synthesizer.fitted_entities:,} entities "
+            f"in {clock.perf_counter() - started:.1f}s -> {output}",
+            err=True,
+        )
+
+
+@app.command()
+def sample(
+    source: SourceArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet, .csv, .jsonl).")],
+    n_events: Annotated[int | None, typer.Option("--events", "-n", help="Number of events.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")] = None,
+    entities: EntitiesOpt = None,
+    start: StartOpt = None,
+    seed: SeedOpt = None,
+    shard: ShardOpt = None,
+    condition: ConditionOpt = None,
+) -> None:
+    """Write a finite, labelled sample with a manifest beside it."""
+    from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
+
+    src = _open(source, seed, start, end, entities, n_events, shard, condition)
+    counter = ManifestCounter(time=src.time)
+    with Progress(total=n_events, label="sampling") as progress:
+        batches = (progress.advance(counter.add(b)) for b in src.stream)
+        _write(batches, output)
+    record = build_manifest(counter=counter, output=output, model=src.description, seed=src.description.get("seed"))
+    path = write_manifest(record, output)
+    typer.echo(f"wrote {counter.events:,} events to {output} (manifest {path.name})", err=True)
+
+
+@app.command()
+def stream(
+    source: SourceArg,
+    output: Annotated[str, typer.Option("--output", "-o", help="'-' for JSON lines on stdout, or a file.")] = "-",
+    n_events: Annotated[int | None, typer.Option("--events", "-n", help="Stop after this many events.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")] = None,
+    entities: EntitiesOpt = None,
+    start: StartOpt = None,
+    seed: SeedOpt = None,
+    shard: ShardOpt = None,
+    condition: ConditionOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Events per batch.")] = 10_000,
+) -> None:
+    """Generate an endless (or limited) stream as fast as possible; Ctrl-C stops it cleanly.
+
+    For paced delivery to Kafka, HTTP or rotating files, use `streamsynth replay`.
+    """
+    src = _open(source, seed, start, end, entities, n_events, shard, condition, batch_size=batch_size)
+    written = 0
+    try:
+        if output == "-":
+            out = sys.stdout.buffer
+            for batch in src.stream:
+                batch.write_ndjson(out)
+                out.flush()
+                written += batch.height
+        else:
+            written = _write(src.stream, Path(output))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return
+    typer.echo(f"streamed {written:,} events", err=True)
+
+
+@app.command()
+def inspect(
+    data: Annotated[Path, typer.Argument(help="CSV, Parquet, JSON Lines file, or a directory of them.")],
+    time: Annotated[str | None, typer.Option("--time", help="Event-time column, or DATE+TIME columns.")] = None,
+    entity: Annotated[str | None, typer.Option("--entity", help="Entity (sequence key) column.")] = None,
+    schema_file: Annotated[Path | None, typer.Option("--schema", help="YAML with roles to override.")] = None,
+    write_schema: Annotated[Path | None, typer.Option("--write-schema", help="Save the inferred schema.")] = None,
+) -> None:
+    """Show each column's role, type, cardinality and nulls, and sequence statistics."""
+    from streamsynth import io
+    from streamsynth.schema import Schema, overrides_from_yaml, sequence_stats
+
+    frame = io.read(data, time=time)
+    spec: dict[str, Any] = overrides_from_yaml(schema_file) if schema_file else {}
+    schema = Schema.infer(
+        frame,
+        entity=entity or spec.get("entity"),
+        time=_parsed_time_name(frame, time) or spec.get("time"),
+        label=spec.get("label"),
+        overrides=spec.get("columns"),
+    )
+    rows = [
+        [c.name, c.role.value + (f" ({c.kind})" if c.kind else ""), c.dtype, f"{c.cardinality:,}", f"{c.nulls:,}"]
+        for c in schema.columns
+    ]
+    print_table(f"{data}: {frame.height:,} rows", ["column", "role", "type", "distinct", "nulls"], rows)
+    stats = sequence_stats(frame, schema)
+    facts = [["entity column", schema.entity or "-"], ["time column", schema.time or "-"],
+             ["label column", schema.label or "-"]]
+    facts += [[k.replace("_", " "), _fmt(v)] for k, v in stats.items()]
+    print_table("sequences", ["statistic", "value"], facts)
+    if write_schema:
+        schema.to_yaml(write_schema)
+        typer.echo(f"schema written to {write_schema}", err=True)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the demo's files.")] = Path(
+        "demo-output"
+    ),
+    n_events: Annotated[int, typer.Option("--events", "-n", help="Synthetic events to sample.")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Simulate card payments, fit the baseline, sample a labelled stream, write Parquet + manifest."""
+    from streamsynth.datasets import payments
+    from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
+    from streamsynth.models.baseline import BaselineSynthesizer
+
+    started = clock.perf_counter()
+    output.mkdir(parents=True, exist_ok=True)
+    typer.echo("1/4 simulating card payments (2,000 customers, 30 days) ...", err=True)
+    real = payments(n_customers=2000, n_days=30, seed=seed)
+    real_path = output / "payments_real.parquet"
+    real.write_parquet(real_path)
+    typer.echo("2/4 fitting the statistical baseline ...", err=True)
+    model = BaselineSynthesizer(seed=seed).fit(real)
+    model_dir = model.save(output / "model")
+    typer.echo(f"3/4 sampling {n_events:,} synthetic events ...", err=True)
+    synth_path = output / "payments_synthetic.parquet"
+    counter = ManifestCounter(time=model.schema.time)
+    with Progress(total=n_events, label="sampling") as progress:
+        batches = model.stream(batch_size=20_000)
+        _write((progress.advance(counter.add(b)) for b in take(batches, n_events)), synth_path)
+    record = build_manifest(
+        counter=counter, output=synth_path, seed=seed,
+        model={"kind": "model", "path": str(model_dir), "model": model.name, "trained_on": str(real_path)},
+    )
+    manifest = write_manifest(record, synth_path)
+    typer.echo("4/4 summary", err=True)
+    synth = pl.read_parquet(synth_path)
+    rows = [
+        ["events", f"{real.height:,}", f"{synth.height:,}"],
+        ["entities", f"{real['customer_id'].n_unique():,}", f"{synth['customer_id'].n_unique():,}"],
+        ["fraud rate", f"{real['is_fraud'].mean():.3%}", f"{synth['is_fraud'].mean():.3%}"],
+        ["median amount", f"{real['amount'].median():.2f}", f"{synth['amount'].median():.2f}"],
+        ["p99 amount", f"{real['amount'].quantile(0.99):.2f}", f"{synth['amount'].quantile(0.99):.2f}"],
+        ["merchant categories", f"{real['merchant_category'].n_unique()}", f"{synth['merchant_category'].n_unique()}"],
+    ]
+    print_table("real vs synthetic", ["", "real", "synthetic"], rows)
+    labels = [[k, f"{v:,}"] for k, v in counter.labels.items()]
+    print_table("synthetic events per label", ["label", "events"], labels)
+    typer.echo(
+        f"wrote {synth_path}, {manifest}, model in {model_dir} ({clock.perf_counter() - started:.1f}s)", err=True
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` model options, with numbers and booleans converted."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StreamsynthError(f"--option {item!r} is not KEY=VALUE", hint="e.g. --option epochs=5")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _open(
+    source: str, seed: int | None, start: str | None, end: str | None, entities: int | None,
+    n_events: int | None, shard: str | None, condition: list[str] | None, batch_size: int = 10_000,
+) -> Any:
+    """Open a source; a model stream without --events or --end covers the training span."""
+    from streamsynth.pipeline import open_source
+
+    end_time = parse_time(end, "--end") if end else None
+    src = open_source(
+        source,
+        seed=seed,
+        start=parse_time(start, "--start") if start else None,
+        end=end_time,
+        n_entities=entities,
+        n_events=n_events,
+        batch_size=batch_size,
+        shard=parse_shard(shard) if shard else None,
+        conditions=parse_conditions(condition),
+    )
+    if src.model is not None and n_events is None and end_time is None:
+        from streamsynth.models.base import until
+
+        start_time = parse_time(start, "--start") if start else src.model.default_start()
+        span = src.model.fitted_span
+        if span is not None:
+            src.stream = until(src.stream, src.time, start_time + span)
+            src.description["end"] = (start_time + span).isoformat()
+    return src
+
+
+def _write(batches: Any, path: Path) -> int:
+    from streamsynth import io
+
+    count = 0
+
+    def counted() -> Any:
+        nonlocal count
+        for batch in batches:
+            count += batch.height
+            yield batch
+
+    io.write_batches(counted(), path)
+    return count
+
+
+def _parsed_time_name(frame: pl.DataFrame, time: str | None) -> str | None:
+    if time is None:
+        return None
+    if "+" in time:
+        return "ts" if "ts" in frame.columns else "event_ts"
+    return time
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,613 @@
+"""The statistical baseline, the embedded default model: learns in seconds, samples fast.
+
+Arrivals: a weekly intensity profile warps time; each entity is a renewal process in warped
+time with its own rate (rates and normalised gaps learned as quantile functions). Columns:
+per-column marginals joined by a Gaussian copula; entity attributes (constant per entity)
+drawn once per entity; sticky categoricals (a customer's few merchants) drawn from a small
+per-entity palette; identifiers faked per entity; free text from a token chain.
+Every draw is keyed by (seed, entity number, event number), see :mod:`streamsynth.rng`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+from scipy.special import ndtr, ndtri
+
+from streamsynth import rng
+from streamsynth.contract import event_ids
+from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
+from streamsynth.errors import StreamsynthError
+from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
+from streamsynth.models.base import Shard, Synthesizer
+from streamsynth.models.textchain import MAX_TOKENS, TokenChain
+from streamsynth.schema import Role
+
+# Sub-stream tags for rng keys, so draws for different purposes never coincide.
+_RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND = range(11)
+_PALETTE_MAX = 32
+_ENTITY_CONSTANT_SHARE = 0.95
+_STICKY_DISTINCT_SHARE = 0.5
+_FIT_ROWS = 200_000  # rows used for the copula correlation (a sample on large tables)
+_PARENT_MAX_CATEGORIES = 64
+_CHILD_MAX_CATEGORIES = 256
+_MIN_GROUP_ROWS = 30
+_MIN_ASSOCIATION = 0.05
+
+
+@dataclass
+class ColumnPlan:
+    """How one data column is generated."""
+
+    name: str
+    role: str
+    dtype: str
+    level: str  # "entity": one value per entity; "event": one per event
+    method: str  # "copula", "palette", "identifier", "unique", "text"
+    kind: str | None = None
+    palette_sizes: list[float] | None = None  # quantiles of distinct values per entity
+    parent: str | None = None  # a categorical column this one's distribution depends on
+
+
+class BaselineSynthesizer(Synthesizer):
+    """Marginals + Gaussian copula + weekly-profile renewal arrivals. See module docstring."""
+
+    name = "baseline"
+    supports_conditions: ClassVar[bool] = True
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.plans: list[ColumnPlan] = []
+        self.encoders: dict[str, Any] = {}
+        self.chains: dict[str, TokenChain] = {}
+        self.copula_columns: list[str] = []
+        self.chol = np.zeros((0, 0))
+        self.corr = np.zeros((0, 0))
+        self.conditional: dict[str, Any] = {}  # child -> {parent code: encoder} or prob table
+        self.profile: WeeklyProfile | None = None
+        self.rate: QuantileEncoder | None = None
+        self.gap: QuantileEncoder | None = None
+        self.zero_gap_rate = 0.0
+        self.entity_format: dict[str, Any] = {}
+
+    # -- fit ---------------------------------------------------------------------------------
+    def _fit(self, frame: pl.DataFrame) -> None:
+        schema = self.schema
+        time = schema.time
+        entity = schema.entity or "__entity__"
+        if schema.entity is None:
+            frame = frame.with_columns(pl.lit("0").alias(entity))
+        codes = frame.select(pl.col(entity).rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+        n_per_entity = np.bincount(codes)
+        times = to_micros(frame[time])
+
+        self.profile = WeeklyProfile.fit(times)
+        warped = self.profile.warp(times)
+        span = max(float(warped.max() - warped.min()), 1.0 / 60)
+        rates = n_per_entity / span
+        self.rate = QuantileEncoder(n_bins=32, log=True).fit(pl.Series("rate", rates))
+        warped_gaps = np.diff(warped, prepend=np.nan)
+        first = np.concatenate([[True], codes[1:] != codes[:-1]])
+        normalised = (warped_gaps * rates[codes])[~first]
+        positive = normalised[normalised > 0]
+        self.zero_gap_rate = float((normalised <= 0).mean()) if normalised.size else 0.0
+        if positive.size == 0:
+            positive = np.array([1.0])
+        self.gap = QuantileEncoder(n_bins=64, log=True).fit(pl.Series("gap", positive))
+
+        self.entity_format = _entity_format(frame[entity], schema[entity].kind if schema.entity else None)
+        self.plans, self.encoders, self.chains = [], {}, {}
+        for col in schema.data_columns:
+            self._plan_column(frame, col.name, col.role, col.kind, entity, codes, n_per_entity)
+        self._fit_parents(frame)
+        self._fit_copula(frame)
+
+    def _plan_column(
+        self,
+        frame: pl.DataFrame,
+        name: str,
+        role: Role,
+        kind: str | None,
+        entity: str,
+        codes: np.ndarray,
+        n_per_entity: np.ndarray,
+    ) -> None:
+        values = frame[name]
+        dtype = str(values.dtype)
+        per_entity = frame.group_by(entity).agg(pl.col(name).n_unique().alias("d"), pl.len().alias("n"))
+        multi = per_entity.filter(pl.col("n") >= 2)
+        constant = multi.height > 0 and (multi["d"] == 1).mean() >= _ENTITY_CONSTANT_SHARE
+        if role is Role.TEXT:
+            self.chains[name] = TokenChain().fit(values)
+            self.plans.append(ColumnPlan(name, role.value, dtype, "event", "text"))
+            return
+        if role is Role.IDENTIFIER:
+            if values.n_unique() == values.len() and multi.height > 0:
+                # A per-event key (transaction id): every generated event gets a fresh one.
+                self.plans.append(ColumnPlan(name, role.value, dtype, "event", "unique", kind or "code"))
+                return
+            level = "entity" if constant or multi.height == 0 else "event"
+            sizes = None if level == "entity" else _quantiles(per_entity["d"].to_numpy())
+            self.plans.append(ColumnPlan(name, role.value, dtype, level, "identifier", kind or "code", sizes))
+            return
+        if role is Role.NUMERIC:
+            self.encoders[name] = QuantileEncoder().fit(values)
+            self.plans.append(ColumnPlan(name, role.value, dtype, "event", "copula"))
+            return
+        # categorical and boolean
+        if constant:
+            first_values = frame.group_by(entity, maintain_order=True).agg(pl.col(name).first())[name]
+            self.encoders[name] = CategoricalEncoder().fit(first_values)
+            self.plans.append(ColumnPlan(name, role.value, dtype, "entity", "copula"))
+            return
+        encoder = CategoricalEncoder().fit(values)
+        self.encoders[name] = encoder
+        sticky = multi.height > 0 and encoder.size >= 3 and float(
+            (multi["d"] / multi["n"]).mean()
+        ) < _STICKY_DISTINCT_SHARE
+        if sticky:
+            sizes = _quantiles(np.minimum(per_entity["d"].to_numpy(), _PALETTE_MAX))
+            self.plans.append(ColumnPlan(name, role.value, dtype, "event", "palette", None, sizes))
+        else:
+            self.plans.append(ColumnPlan(name, role.value, dtype, "event", "copula"))
+
+    def _fit_copula(self, frame: pl.DataFrame) -> None:
+        self.copula_columns = [p.name for p in self.plans if p.level == "event" and p.method in ("copula", "palette")]
+        d = len(self.copula_columns)
+        if d == 0:
+            self.corr = self.chol = np.zeros((0, 0))
+            return
+        sample = frame if frame.height <= _FIT_ROWS else frame.sample(_FIT_ROWS, seed=self.seed)
+        jitter = np.random.default_rng(self.seed)
+        scores = np.empty((sample.height, d))
+        plans = {p.name: p for p in self.plans}
+        for j, name in enumerate(self.copula_columns):
+            u_jit = jitter.uniform(size=sample.height)
+            scores[:, j] = ndtri(np.clip(self._probability(sample, plans[name], u_jit), 1e-9, 1 - 1e-9))
+        corr = np.corrcoef(scores, rowvar=False) if sample.height > 1 else np.eye(d)
+        corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
+        np.fill_diagonal(corr, 1.0)
+        self.corr = 0.98 * corr + 0.02 * np.eye(d)  # keeps it positive definite
+        self.chol = np.linalg.cholesky(self.corr)
+
+    def _probability(self, sample: pl.DataFrame, plan: ColumnPlan, jitter: np.ndarray) -> np.ndarray:
+        """Each row's value as a probability in (0, 1): its CDF, within its parent's category
+        when it has one (so the copula does not count the parent's effect twice)."""
+        enc = self.encoders[plan.name]
+        parent = self.encoders[plan.parent].encode(sample[plan.parent]) if plan.parent else None
+        if isinstance(enc, QuantileEncoder):
+            x = sample[plan.name].cast(pl.Float64).to_numpy()
+            missing = np.isnan(x)
+            x = np.where(missing, enc.knots[0], x)
+            u = enc.cdf(x, jitter)
+            if parent is not None:
+                for code, sub in self.conditional[plan.name].items():
+                    mask = parent == code
+                    u[mask] = sub.cdf(x[mask], jitter[mask])
+            return np.where(missing, 0.5, u)
+        code = enc.encode(sample[plan.name])
+        probs = self.conditional[plan.name][parent] if parent is not None else enc.probs[None, :]
+        cum = np.cumsum(probs, axis=1)
+        rows = np.arange(code.size) if parent is not None else np.zeros(code.size, dtype=np.int64)
+        return cum[rows, code] - probs[rows, code] * (1 - jitter)
+
+    def _fit_parents(self, frame: pl.DataFrame) -> None:
+        """Give each column at most one categorical parent whose value shifts its distribution
+        (amount by merchant category, fraud scenario by is_fraud): greedy by association."""
+        sample = frame if frame.height <= _FIT_ROWS else frame.sample(_FIT_ROWS, seed=self.seed)
+        cats = {
+            p.name: self.encoders[p.name].encode(sample[p.name])
+            for p in self.plans
+            if p.method in ("copula", "palette") and isinstance(self.encoders.get(p.name), CategoricalEncoder)
+        }
+        parents = {n: c for n, c in cats.items() if self.encoders[n].size <= _PARENT_MAX_CATEGORIES}
+        scores = []
+        for plan in self.plans:
+            if plan.level != "event" or plan.method not in ("copula", "palette"):
+                continue
+            enc = self.encoders[plan.name]
+            if isinstance(enc, QuantileEncoder):
+                x = sample[plan.name].cast(pl.Float64).to_numpy()
+                ok = ~np.isnan(x)
+                target = ndtri(enc.cdf(np.where(ok, x, enc.knots[0])))
+                for name, code in parents.items():
+                    scores.append((_eta_squared(target[ok], code[ok]), plan.name, name))
+            elif enc.size <= _CHILD_MAX_CATEGORIES:
+                for name, code in parents.items():
+                    if name != plan.name:
+                        scores.append((_uncertainty(cats[plan.name], code), plan.name, name))
+        children: dict[str, str] = {}
+        for score, child, parent in sorted(scores, reverse=True):
+            if score < _MIN_ASSOCIATION or child in children or child in children.values():
+                continue
+            if parent in children:
+                continue
+            children[child] = parent
+        self.conditional = {}
+        for plan in self.plans:
+            parent = children.get(plan.name)
+            if parent is None:
+                continue
+            plan.parent, plan.method = parent, "copula"
+            plan.palette_sizes = None
+            enc = self.encoders[plan.name]
+            groups = np.bincount(parents[parent], minlength=self.encoders[parent].size)
+            if isinstance(enc, QuantileEncoder):
+                table = {}
+                for code in np.nonzero(groups >= _MIN_GROUP_ROWS)[0].tolist():
+                    values = sample.filter(pl.Series(parents[parent] == code))[plan.name]
+                    table[code] = QuantileEncoder(n_bins=enc.n_bins, log=enc.log).fit(values)
+                self.conditional[plan.name] = table
+            else:
+                counts = np.zeros((self.encoders[parent].size, enc.size))
+                np.add.at(counts, (parents[parent], cats[plan.name]), 1.0)
+                probs = np.where(
+                    groups[:, None] >= _MIN_GROUP_ROWS,
+                    counts / np.maximum(counts.sum(1, keepdims=True), 1),
+                    enc.probs[None, :],
+                )
+                self.conditional[plan.name] = probs
+
+    # -- generation ----------------------------------------------------------------------------
+    def _stream(
+        self,
+        *,
+        start: datetime,
+        n_entities: int,
+        seed: int,
+        batch_size: int,
+        conditions: dict[str, Any],
+        shard: Shard | None,
+    ) -> Iterator[pl.DataFrame]:
+        numbers = np.arange(n_entities, dtype=np.int64)
+        if shard is not None:
+            numbers = numbers[numbers % shard[1] == shard[0]]
+        if numbers.size == 0:
+            return
+        entities = self._entity_state(numbers, seed, conditions)
+        rate = entities["rate"]
+        start_w = float(self.profile.warp(np.array([int(start.timestamp() * 1_000_000)]))[0])
+        seq = np.zeros(numbers.size, dtype=np.int64)
+        next_w = start_w + rng.uniform(seed, numbers, _FIRST) * self._gaps(seed, numbers, seq) / rate
+        window = max(batch_size / max(rate.sum(), 1e-12), 1e-6)
+        cursor = start_w
+        namespace = f"b{seed}"
+        while True:
+            end = cursor + window
+            idx_parts, seq_parts, w_parts = [], [], []
+            active = np.nonzero(next_w < end)[0]
+            while active.size:
+                idx_parts.append(active)
+                seq_parts.append(seq[active].copy())
+                w_parts.append(next_w[active].copy())
+                seq[active] += 1
+                next_w[active] += self._gaps(seed, numbers[active], seq[active]) / rate[active]
+                active = active[next_w[active] < end]
+            cursor = end
+            if not idx_parts:
+                continue
+            idx = np.concatenate(idx_parts)
+            ev_seq = np.concatenate(seq_parts)
+            times = self.profile.unwarp(np.concatenate(w_parts))
+            order = np.lexsort((ev_seq, numbers[idx], times))
+            idx, ev_seq, times = idx[order], ev_seq[order], times[order]
+            yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions)
+
+    def _gaps(self, seed: int, numbers: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """Normalised warped gap before event ``seq`` of each entity (mean about 1)."""
+        gap = self.gap.ppf(rng.uniform(seed, numbers, seq, _GAP))
+        zero = rng.uniform(seed, numbers, seq, _ZERO) < self.zero_gap_rate
+        return np.where(zero, 0.0, gap)
+
+    def _entity_state(self, numbers: np.ndarray, seed: int, conditions: dict[str, Any]) -> dict[str, Any]:
+        """Per-entity draws, computed once per stream: O(entities) memory."""
+        state: dict[str, Any] = {
+            "rate": self.rate.ppf(rng.uniform(seed, numbers, _RATE)),
+            "id": self._entity_ids(numbers, seed) if self.schema.entity else None,
+        }
+        for plan in self.plans:
+            col_seed = rng.child_seed(seed, plan.name)
+            if plan.level == "entity" and plan.method == "copula":
+                enc = self.encoders[plan.name]
+                if plan.name in conditions:
+                    code = np.full(numbers.size, _category_code(enc, plan.name, conditions[plan.name]))
+                else:
+                    code = _draw_codes(enc, rng.uniform(col_seed, numbers, _SIZE))
+                state[plan.name] = enc.decode(code)
+                state[f"{plan.name}.code"] = code
+            elif plan.level == "entity" and plan.method == "identifier":
+                state[plan.name] = _fake(plan.kind, numbers, col_seed)
+            elif plan.palette_sizes is not None:
+                size = np.interp(rng.uniform(col_seed, numbers, _SIZE), _QGRID, plan.palette_sizes)
+                size = np.clip(np.round(size), 1, _PALETTE_MAX).astype(np.int64)
+                state[f"{plan.name}.size"] = size
+                if plan.method == "palette":
+                    enc = self.encoders[plan.name]
+                    slots = np.arange(_PALETTE_MAX)[None, :]
+                    codes = _draw_codes(enc, rng.uniform(col_seed, numbers[:, None], slots, _PALETTE))
+                    codes = np.where(slots < size[:, None], codes, np.iinfo(np.int64).max)
+                    state[f"{plan.name}.palette"] = np.sort(codes, axis=1)
+        return state
+
+    def _entity_ids(self, numbers: np.ndarray, seed: int) -> pl.Series:
+        fmt = self.entity_format
+        if fmt.get("kind"):
+            return _fake(fmt["kind"], numbers, rng.child_seed(seed, "entity"))
+        prefix, width = fmt.get("prefix", "E"), fmt.get("width", 6)
+        # The "S" marks generated ids, so they never equal a real entity's id.
+        digits = pl.Series(numbers).cast(pl.String).str.zfill(width)
+        return (f"{prefix}S" + digits).alias("entity")
+
+    def _events(
+        self,
+        idx: np.ndarray,
+        numbers: np.ndarray,
+        seq: np.ndarray,
+        times: np.ndarray,
+        entities: dict[str, Any],
+        seed: int,
+        namespace: str,
+        conditions: dict[str, Any],
+    ) -> pl.DataFrame:
+        schema = self.schema
+        columns: dict[str, pl.Series] = {"event_id": event_ids(namespace, numbers, seq)}
+        columns[schema.time] = from_micros(times, schema.time)
+        if schema.entity:
+            columns[schema.entity] = entities["id"].gather(idx).alias(schema.entity)
+        uniforms = self._copula_uniforms(numbers, seq, seed, conditions)
+        codes: dict[str, np.ndarray] = {}
+        # Parents before children: a child's distribution depends on its parent's code.
+        for plan in sorted(self.plans, key=lambda p: p.parent is not None):
+            col_seed = rng.child_seed(seed, plan.name)
+            if plan.level == "entity":
+                series = entities[plan.name].gather(idx)
+                if f"{plan.name}.code" in entities:
+                    codes[plan.name] = entities[f"{plan.name}.code"][idx]
+            elif plan.method == "unique":
+                series = _fake(plan.kind, (numbers << 32) + seq, col_seed)
+            elif plan.method == "identifier":
+                slot = rng.integers(col_seed, entities[f"{plan.name}.size"][idx], numbers, seq, _SLOT)
+                series = _fake(plan.kind, numbers * _PALETTE_MAX + slot, col_seed)
+            elif plan.method == "text":
+                u = rng.uniform(col_seed, numbers[:, None], seq[:, None], np.arange(MAX_TOKENS)[None, :], _TEXT)
+                series = pl.Series(self.chains[plan.name].sample(u), dtype=pl.String)
+            else:
+                series = self._decode(plan, uniforms[plan.name], idx, entities, numbers, seq, col_seed,
+                                       conditions, codes)
+            columns[plan.name] = series.alias(plan.name)
+        order = [c.name for c in schema.columns if c.name in columns]
+        head = ["event_id"]
+        return pl.DataFrame(columns).select(head + [c for c in order if c not in head])
+
+    def _copula_uniforms(
+        self, numbers: np.ndarray, seq: np.ndarray, seed: int, conditions: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        d = len(self.copula_columns)
+        if d == 0:
+            return {}
+        j = np.arange(d)[None, :]
+        z = rng.normal(seed, numbers[:, None], seq[:, None], j, _COPULA)
+        fixed = [i for i, name in enumerate(self.copula_columns) if name in conditions]
+        if not fixed:
+            z = z @ self.chol.T
+        else:
+            z = self._conditional_scores(z, fixed, numbers, seq, seed, conditions)
+        u = ndtr(z)
+        return {name: u[:, i] for i, name in enumerate(self.copula_columns)}
+
+    def _conditional_scores(
+        self, z: np.ndarray, fixed: list[int], numbers: np.ndarray, seq: np.ndarray, seed: int,
+        conditions: dict[str, Any],
+    ) -> np.ndarray:
+        """Scores with the conditioned columns inside their category's interval and the rest
+        drawn from the Gaussian conditional on them."""
+        d = len(self.copula_columns)
+        rest = [i for i in range(d) if i not in fixed]
+        z_fixed = np.empty((z.shape[0], len(fixed)))
+        for k, i in enumerate(fixed):
+            name = self.copula_columns[i]
+            enc = self.encoders[name]
+            if not isinstance(enc, CategoricalEncoder):
+                raise StreamsynthError(
+                    f"cannot condition on numeric column {name!r}",
+                    hint="condition on categorical or boolean columns, e.g. is_fraud=true",
+                )
+            code = _category_code(enc, name, conditions[name])
+            hi = float(np.cumsum(enc.probs)[code])
+            lo = hi - float(enc.probs[code])
+            u = rng.uniform(seed, numbers, seq, i, _COND)
+            z_fixed[:, k] = ndtri(np.clip(lo + u * (hi - lo), 1e-12, 1 - 1e-12))
+        out = np.empty_like(z)
+        out[:, fixed] = z_fixed
+        if rest:
+            s_ff = self.corr[np.ix_(fixed, fixed)]
+            s_rf = self.corr[np.ix_(rest, fixed)]
+            s_rr = self.corr[np.ix_(rest, rest)]
+            gain = s_rf @ np.linalg.inv(s_ff)
+            cond_cov = s_rr - gain @ s_rf.T
+            chol = np.linalg.cholesky(cond_cov + 1e-9 * np.eye(len(rest)))
+            out[:, rest] = z_fixed @ gain.T + z[:, rest] @ chol.T
+        return out
+
+    def _decode(
+        self, plan: ColumnPlan, u: np.ndarray, idx: np.ndarray, entities: dict[str, Any],
+        numbers: np.ndarray, seq: np.ndarray, col_seed: int, conditions: dict[str, Any],
+        codes: dict[str, np.ndarray],
+    ) -> pl.Series:
+        enc = self.encoders[plan.name]
+        parent_codes = codes.get(plan.parent) if plan.parent else None
+        if isinstance(enc, QuantileEncoder):
+            values = enc.ppf(u)
+            if parent_codes is not None:
+                for code, sub in self.conditional[plan.name].items():
+                    mask = parent_codes == code
+                    if mask.any():
+                        values[mask] = sub.ppf(u[mask])
+            series = pl.Series(plan.name, values)
+            if enc.null_rate > 0:
+                null = rng.uniform(col_seed, numbers, seq, _NULL) < enc.null_rate
+                series = series.set(pl.Series(null), None)
+            return series.cast(_dtype(plan.dtype), strict=False)
+        posterior = self._posterior(plan.name, conditions)
+        if plan.name in conditions:
+            drawn = _draw_codes(enc, u)
+        elif posterior is not None:
+            drawn = _draw_codes(posterior, u)
+        elif parent_codes is not None:
+            cum = np.cumsum(self.conditional[plan.name][parent_codes], axis=1)
+            drawn = np.minimum((cum < (u * cum[:, -1])[:, None]).sum(axis=1), enc.size - 1)
+        elif plan.method == "palette":
+            size = entities[f"{plan.name}.size"][idx]
+            slot = np.minimum((u * size).astype(np.int64), size - 1)
+            drawn = entities[f"{plan.name}.palette"][idx, slot]
+        else:
+            drawn = _draw_codes(enc, u)
+        codes[plan.name] = drawn
+        return enc.decode(drawn)
+
+    def _posterior(self, parent: str, conditions: dict[str, Any]) -> CategoricalEncoder | None:
+        """P(parent | conditioned children), when a child of ``parent`` is conditioned on."""
+        probs = None
+        for plan in self.plans:
+            if plan.parent != parent or plan.name not in conditions:
+                continue
+            table = self.conditional[plan.name]
+            if isinstance(table, dict):
+                continue
+            code = _category_code(self.encoders[plan.name], plan.name, conditions[plan.name])
+            prior = self.encoders[parent].probs if probs is None else probs
+            probs = prior * table[:, code]
+        if probs is None or probs.sum() <= 0:
+            return None
+        post = CategoricalEncoder()
+        post.values, post.probs = self.encoders[parent].values, probs / probs.sum()
+        return post
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+        config = {
+            "plans": [asdict(p) for p in self.plans],
+            "copula_columns": self.copula_columns,
+            "zero_gap_rate": self.zero_gap_rate,
+            "entity_format": self.entity_format,
+        }
+        tensors = {"copula.corr": self.corr, "arrivals.profile": self.profile.intensity}
+        conditional: dict[str, Any] = {}
+        for child, table in self.conditional.items():
+            if isinstance(table, dict):
+                conditional[child] = {str(code): enc.to_json() for code, enc in table.items()}
+            else:
+                tensors[f"conditional.{child}"] = table
+        for name, chain in self.chains.items():
+            tensors.update(chain.arrays(f"text.{name}"))
+        encoders = {
+            "columns": {name: enc.to_json() for name, enc in self.encoders.items()},
+            "rate": self.rate.to_json(),
+            "gap": self.gap.to_json(),
+            "text": {name: chain.to_json() for name, chain in self.chains.items()},
+            "conditional": conditional,
+        }
+        return config, tensors, encoders
+
+    def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
+        self.plans = [ColumnPlan(**p) for p in config["plans"]]
+        self.copula_columns = list(config["copula_columns"])
+        self.zero_gap_rate = float(config["zero_gap_rate"])
+        self.entity_format = dict(config["entity_format"])
+        self.encoders = {name: encoder_from_json(e) for name, e in encoders["columns"].items()}
+        self.rate = encoder_from_json(encoders["rate"])
+        self.gap = encoder_from_json(encoders["gap"])
+        self.chains = {
+            name: TokenChain.restore(data, tensors, f"text.{name}") for name, data in encoders["text"].items()
+        }
+        self.conditional = {}
+        for plan in self.plans:
+            if plan.parent is None:
+                continue
+            if isinstance(self.encoders[plan.name], QuantileEncoder):
+                table = encoders["conditional"][plan.name]
+                self.conditional[plan.name] = {int(k): encoder_from_json(v) for k, v in table.items()}
+            else:
+                self.conditional[plan.name] = np.asarray(tensors[f"conditional.{plan.name}"])
+        self.corr = np.asarray(tensors["copula.corr"], dtype=np.float64)
+        if self.corr.shape != (len(self.copula_columns),) * 2:
+            raise ValueError("copula matrix does not match the copula columns")
+        self.chol = np.linalg.cholesky(self.corr) if self.corr.size else self.corr
+        self.profile = WeeklyProfile(np.asarray(tensors["arrivals.profile"], dtype=np.float64))
+
+
+# -- helpers -------------------------------------------------------------------------------------
+_QGRID = np.linspace(0.0, 1.0, 21)
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    return np.quantile(values.astype(np.float64), _QGRID).tolist() if values.size else [1.0] * 21
+
+
+def _draw_codes(enc: CategoricalEncoder, u: np.ndarray) -> np.ndarray:
+    cum = np.cumsum(enc.probs)
+    return np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), enc.size - 1)
+
+
+def _category_code(enc: CategoricalEncoder, name: str, value: Any) -> int:
+    if isinstance(value, str) and enc.dtype == "Boolean":
+        value = value.strip().lower() in ("true", "1", "yes")
+    if value not in enc.values:
+        raise StreamsynthError(
+            f"condition {name}={value!r}: the model never saw that value",
+            hint=f"values of {name}: {', '.join(map(str, enc.values[:20]))}",
+        )
+    return enc.values.index(value)
+
+
+def _eta_squared(target: np.ndarray, groups: np.ndarray) -> float:
+    """Share of the variance of ``target`` explained by group membership."""
+    total = target.var()
+    if total <= 0 or target.size == 0:
+        return 0.0
+    counts = np.bincount(groups)
+    means = np.bincount(groups, weights=target) / np.maximum(counts, 1)
+    between = (counts * (means - target.mean()) ** 2).sum() / target.size
+    return float(between / total)
+
+
+def _uncertainty(child: np.ndarray, parent: np.ndarray) -> float:
+    """Theil's U: how much knowing ``parent`` reduces the entropy of ``child``."""
+    joint = np.zeros((parent.max() + 1, child.max() + 1))
+    np.add.at(joint, (parent, child), 1.0)
+    joint /= joint.sum()
+    p_child = joint.sum(0)
+    h_child = -(p_child[p_child > 0] * np.log(p_child[p_child > 0])).sum()
+    if h_child <= 0:
+        return 0.0
+    p_parent = joint.sum(1, keepdims=True)
+    cond = np.where(joint > 0, joint / np.maximum(p_parent, 1e-300), 1.0)
+    h_cond = -(joint * np.log(cond)).sum()
+    return float((h_child - h_cond) / h_child)
+
+
+def _entity_format(ids: pl.Series, kind: str | None) -> dict[str, Any]:
+    if kind and kind != "code":
+        return {"kind": kind}
+    strings = ids.cast(pl.String).drop_nulls().head(1000)
+    prefix = strings.str.extract(r"^(\D*)", 1).mode().to_list()
+    digits = strings.str.extract(r"(\d+)$", 1).str.len_chars()
+    width = int(digits.median()) if digits.drop_nulls().len() else 6
+    return {"prefix": (prefix[0] if prefix else "") or "E", "width": max(width, 4)}
+
+
+def _fake(kind: str | None, keys: np.ndarray, seed: int) -> pl.Series:
+    from streamsynth.identifiers import fake
+
+    return fake(kind or "code", np.asarray(keys, dtype=np.int64), seed)
+
+
+def _dtype(name: str) -> pl.DataType:
+    from streamsynth.encoders.categorical import _polars_dtype
+
+    return _polars_dtype(name) if name != "String" else pl.Float64()

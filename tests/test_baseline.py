@@ -1,0 +1,174 @@
+"""The statistical baseline through its public API: fit, sample, stream, save, load."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+from streamsynth.contract import TIME_DTYPE, check_stream
+from streamsynth.errors import StreamsynthError
+from streamsynth.models import load_model
+from streamsynth.models.baseline import BaselineSynthesizer
+from streamsynth.schema import _luhn_ok
+
+START = datetime(2024, 2, 1, tzinfo=UTC)
+
+
+def test_sample_keeps_the_contract_and_the_columns(baseline_model, payments_small):
+    out = baseline_model.sample(n_events=5_000, start=START)
+    assert out.height == 5_000
+    assert out.columns[:3] == ["event_id", "ts", "customer_id"]
+    assert out.columns[-3:] == ["label", "is_anomaly", "scenario_id"]
+    for name in payments_small.columns:
+        assert out.schema[name] == payments_small.schema[name], name
+    list(check_stream([out], time="ts", entity="customer_id"))
+    assert out["ts"].min() >= START
+    # Categories only from the training vocabulary.
+    assert set(out["merchant_category"].unique()) <= set(payments_small["merchant_category"].unique())
+    # Labels follow the learned ground truth column.
+    assert (out["is_anomaly"] == out["is_fraud"]).all()
+    assert set(out.filter(pl.col("is_fraud"))["label"].unique()) <= {"fraud"}
+
+
+def test_stream_is_endless_and_time_ordered(baseline_model):
+    stream = baseline_model.stream(start=START, batch_size=2_000)
+    batches = [next(stream) for _ in range(30)]
+    checked = list(check_stream(batches, time="ts", entity="customer_id"))
+    assert sum(b.height for b in checked) > 30_000
+
+
+def test_same_seed_same_events_other_seed_other_events(baseline_model):
+    a = baseline_model.sample(n_events=3_000, start=START, seed=5)
+    b = baseline_model.sample(n_events=3_000, start=START, seed=5)
+    c = baseline_model.sample(n_events=3_000, start=START, seed=6)
+    assert a.equals(b)
+    assert not a.equals(c)
+
+
+def test_output_does_not_depend_on_batch_size(baseline_model):
+    small = pl.concat(list(_first(baseline_model.stream(start=START, batch_size=300), 4_000)))
+    large = pl.concat(list(_first(baseline_model.stream(start=START, batch_size=5_000), 4_000)))
+    assert small.head(4_000).equals(large.head(4_000))
+
+
+def test_shards_partition_the_unsharded_stream(baseline_model):
+    end = datetime(2024, 2, 3, tzinfo=UTC)
+    whole = baseline_model.sample(start=START, end=end, n_entities=200)
+    parts = [baseline_model.sample(start=START, end=end, n_entities=200, shard=(k, 3)) for k in range(3)]
+    ids = [set(p["event_id"]) for p in parts]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    union = pl.concat(parts).sort("ts", "event_id")
+    assert union.equals(whole.sort("ts", "event_id"))
+
+
+def test_save_load_gives_identical_samples(tmp_path, baseline_model):
+    baseline_model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json", "encoders.json", "weights.safetensors",
+    ]
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, BaselineSynthesizer)
+    a = baseline_model.sample(n_events=4_000, start=START)
+    b = loaded.sample(n_events=4_000, start=START)
+    assert a.equals(b)
+
+
+def test_identifiers_are_faked_consistently_and_never_copied(baseline_model, payments_small):
+    out = baseline_model.sample(n_events=20_000, start=START)
+    cards = out["card_number"]
+    assert all(_luhn_ok(c) and len(c) == 16 for c in cards.unique().to_list())
+    assert not set(cards) & set(payments_small["card_number"])
+    assert not set(out["customer_id"]) & set(payments_small["customer_id"])
+    assert not set(out["tx_id"]) & set(payments_small["tx_id"])
+    assert out["tx_id"].n_unique() == out.height
+    per_entity = out.group_by("customer_id").agg(pl.col("card_number").n_unique())
+    assert (per_entity["card_number"] == 1).all()  # one card per customer, as in training
+
+
+def test_fidelity_of_marginals_and_daily_cycle(baseline_model, payments_small):
+    out = baseline_model.sample(start=START, end=datetime(2024, 2, 11, tzinfo=UTC))
+    real_amount = payments_small["amount"].to_numpy()
+    synth_amount = out["amount"].to_numpy()
+    for q in (0.5, 0.9, 0.99):
+        assert np.quantile(synth_amount, q) == pytest.approx(np.quantile(real_amount, q), rel=0.15)
+    real_hours = np.bincount(payments_small["ts"].dt.hour().to_numpy(), minlength=24) / payments_small.height
+    synth_hours = np.bincount(out["ts"].dt.hour().to_numpy(), minlength=24) / out.height
+    assert np.abs(real_hours - synth_hours).sum() / 2 < 0.08  # total variation of the hour profile
+    assert out.height == pytest.approx(payments_small.height, rel=0.25)  # same span, same rate
+    # Amount depends on merchant category as in the data.
+    med = out.group_by("merchant_category").agg(pl.col("amount").median()).sort("amount")
+    assert med["merchant_category"][-1] in ("travel", "electronics", "atm")
+
+
+def test_conditions_raise_the_label_rate(baseline_model):
+    plain = baseline_model.sample(n_events=5_000, start=START)
+    fraud = baseline_model.sample(n_events=5_000, start=START, conditions={"is_fraud": True})
+    assert plain["is_fraud"].mean() < 0.1
+    assert fraud["is_fraud"].all()
+    assert (fraud["fraud_scenario"] != "none").mean() > 0.95
+    with pytest.raises(StreamsynthError, match="condition on unknown column 'fraud'"):
+        baseline_model.sample(n_events=10, conditions={"fraud": True})
+    with pytest.raises(StreamsynthError, match="never saw that value"):
+        baseline_model.sample(n_events=10, conditions={"channel": "carrier-pigeon"})
+
+
+def test_single_sequence_without_entity_column():
+    times = pl.datetime_range(START, datetime(2024, 2, 8, tzinfo=UTC), "5m", eager=True, time_unit="us")
+    frame = pl.DataFrame({"timestamp": times, "cpu": np.sin(np.arange(times.len()) / 50.0) * 20 + 50})
+    model = BaselineSynthesizer().fit(frame)
+    out = model.sample(n_events=500)
+    assert out.columns == ["event_id", "timestamp", "cpu", "label", "is_anomaly", "scenario_id"]
+    assert out.schema["timestamp"] == TIME_DTYPE
+    assert out["cpu"].min() >= frame["cpu"].min() - 1e-9
+
+
+def test_text_columns_are_generated_from_learned_tokens(shared_data):
+    from streamsynth import io
+
+    frame = io.read(shared_data / "loghub" / "OpenSSH_2k.log_structured.csv")
+    model = BaselineSynthesizer().fit(frame)
+    out = model.sample(n_events=300)
+    vocab = set(" ".join(frame["Content"].to_list()).split(" "))
+    words = set(" ".join(out["Content"].to_list()).split(" ")) - {""}
+    assert words and words <= vocab
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_fit_needs_a_time_column():
+    with pytest.raises(StreamsynthError, match="needs an event-time column"):
+        BaselineSynthesizer().fit(pl.DataFrame({"a": [1.0, 2.0, 3.0]}))
+
+
+def test_model_directory_from_another_version(tmp_path, baseline_model):
+    baseline_model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StreamsynthError, match="saved in model format 99"):
+        load_model(tmp_path / "m")
+
+
+def test_corrupt_weights_file(tmp_path, baseline_model):
+    baseline_model.save(tmp_path / "m")
+    (tmp_path / "m" / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(StreamsynthError, match="weights.safetensors is corrupt"):
+        load_model(tmp_path / "m")
+
+
+def test_not_a_model_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StreamsynthError, match="not a model directory"):
+        load_model(tmp_path / "empty")
+
+
+def _first(stream, n):
+    seen = 0
+    for batch in stream:
+        yield batch
+        seen += batch.height
+        if seen >= n:
+            return

@@ -1,0 +1,141 @@
+"""The command line as a user runs it: demo, fit, sample, stream, inspect, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from streamsynth.cli import main
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "streamsynth", *args], capture_output=True, text=True, cwd=cwd, env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def payments_csv(tmp_path_factory, payments_small) -> Path:
+    path = tmp_path_factory.mktemp("data") / "payments.csv"
+    payments_small.write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, payments_csv) -> Path:
+    out = tmp_path_factory.mktemp("model") / "m"
+    assert main(["fit", str(payments_csv), "--model", "baseline", "-o", str(out), "--seed", "4"]) == 0
+    return out
+
+
+def test_demo_writes_a_labelled_stream_and_manifest(tmp_path):
+    done = run_cli("demo", "-o", str(tmp_path / "demo"), "--events", "50000")
+    assert done.returncode == 0, done.stderr
+    synth = pl.read_parquet(tmp_path / "demo" / "payments_synthetic.parquet")
+    manifest = json.loads((tmp_path / "demo" / "payments_synthetic.parquet.manifest.json").read_text())
+    assert synth.height == manifest["counts"]["events"] == 50_000
+    labels = synth["label"].value_counts()
+    assert manifest["counts"]["labels"] == dict(zip(labels["label"], labels["count"], strict=True))
+    assert manifest["model"]["model"] == "baseline" and manifest["seed"] == 0
+    assert {"streamsynth", "polars", "numpy"} <= set(manifest["versions"])
+    assert "real vs synthetic" in done.stdout and "fraud rate" in done.stdout
+
+
+def test_fit_then_sample_is_deterministic(tmp_path, model_dir):
+    for name in ("a", "b"):
+        assert main(["sample", str(model_dir), "-n", "3000", "-o", str(tmp_path / f"{name}.parquet")]) == 0
+    a, b = pl.read_parquet(tmp_path / "a.parquet"), pl.read_parquet(tmp_path / "b.parquet")
+    assert a.height == 3000 and a.equals(b)
+    manifest = json.loads((tmp_path / "a.parquet.manifest.json").read_text())
+    assert manifest["model"]["kind"] == "model" and manifest["counts"]["events"] == 3000
+
+
+def test_sample_with_shard_condition_and_csv(tmp_path, model_dir):
+    out = tmp_path / "fraud.csv"
+    code = main(["sample", str(model_dir), "-n", "500", "-o", str(out), "-c", "is_fraud=true", "--shard", "1/2"])
+    assert code == 0
+    frame = pl.read_csv(out)
+    assert frame.height == 500 and frame["is_fraud"].all()
+
+
+def test_sample_without_limit_covers_the_training_span(tmp_path, model_dir, payments_small):
+    out = tmp_path / "span.parquet"
+    assert main(["sample", str(model_dir), "-o", str(out)]) == 0
+    frame = pl.read_parquet(out)
+    assert frame.height == pytest.approx(payments_small.height, rel=0.3)
+
+
+def test_stream_to_stdout_as_json_lines(model_dir):
+    done = run_cli("stream", str(model_dir), "-n", "250", "--batch-size", "100")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 250
+    first = json.loads(lines[0])
+    assert {"event_id", "ts", "customer_id", "amount", "label"} <= set(first)
+
+
+def test_inspect_prints_roles_and_sequences(payments_csv, tmp_path):
+    done = run_cli("inspect", str(payments_csv), "--write-schema", str(tmp_path / "s.yaml"))
+    assert done.returncode == 0, done.stderr
+    for text in ("customer_id", "entity", "credit_card", "events per entity median", "median inter arrival"):
+        assert text in done.stdout
+    assert "entity: customer_id" in (tmp_path / "s.yaml").read_text()
+
+
+@pytest.mark.parametrize("command", ["fit", "sample", "stream", "inspect", "demo"])
+def test_every_command_has_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+# -- bad input: one clear message, exit code 2, no traceback --------------------------------------
+def _bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
+    (tmp / "empty.csv").write_text("")
+    (tmp / "nodata").mkdir()
+    (tmp / "nodata" / "readme.txt").write_text("x")
+    (tmp / "ts.csv").write_text("timestamp,v\n2024-01-01T00:00:00,1\nyesterday,2\n")
+    rows = "\n".join(f"2024-01-01T00:00:{i:02d},{i}.5" for i in range(40))
+    (tmp / "mixed.csv").write_text(f"ts,amount\n{rows}\n2024-01-01T00:01:00,n/a\n")
+    old = tmp / "old_model"
+    old.mkdir()
+    for f in model.iterdir():
+        (old / f.name).write_bytes(f.read_bytes())
+    config = json.loads((old / "config.json").read_text())
+    config["format_version"] = 0
+    (old / "config.json").write_text(json.dumps(config))
+    corrupt = tmp / "corrupt_model"
+    corrupt.mkdir()
+    for f in model.iterdir():
+        (corrupt / f.name).write_bytes(f.read_bytes())
+    (corrupt / "weights.safetensors").write_bytes(b"not safetensors")
+    return {
+        "empty file": (["inspect", str(tmp / "empty.csv")], "empty.csv is empty"),
+        "misnamed column": (["fit", str(tmp / "ts.csv"), "-o", str(tmp / "x"), "--time", "timestmp"],
+                            "no column 'timestmp' (did you mean 'timestamp'?)"),
+        "unparseable timestamps": (["inspect", str(tmp / "ts.csv")], "'yesterday'"),
+        "mixed types": (["inspect", str(tmp / "mixed.csv")], "'amount' mixes numbers and text"),
+        "no data files": (["inspect", str(tmp / "nodata")], "holds no data files"),
+        "other version": (["sample", str(old), "-n", "5", "-o", str(tmp / "o.parquet")], "model format 0"),
+        "corrupt weights": (["sample", str(corrupt), "-n", "5", "-o", str(tmp / "o.parquet")], "corrupt"),
+        "unknown model": (["fit", str(tmp / "mixed.csv"), "-o", str(tmp / "y"), "--model", "gpt"], "unknown model"),
+        "bad shard": (["sample", str(model), "-n", "5", "-o", str(tmp / "o.parquet"), "--shard", "3/2"],
+                      "--shard '3/2' is not K/N"),
+    }
+
+
+def test_bad_input_gives_one_clear_message(tmp_path, model_dir):
+    for case, (args, expected) in _bad_inputs(tmp_path, model_dir).items():
+        done = run_cli(*args)
+        assert done.returncode == 2, (case, done.stderr)
+        assert expected in done.stderr, (case, done.stderr)
+        assert "Traceback" not in done.stderr, case
+        assert done.stderr.startswith("error: "), case
+        assert "hint: " in done.stderr or case == "unknown model", case
