@@ -24,6 +24,7 @@ app = typer.Typer(
 
 COMMAND_MODULES = [
     "streamsynth.cli.core",
+    "streamsynth.cli.rules",
 ]
 
 EXIT_USER_ERROR = 2
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns (not raises) a command's typer.Exit code.
+        code = app(args=argv, standalone_mode=False)
     except StreamsynthError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         if exc.hint:
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:  # pragma: no cover - thin wrapper for the console script
