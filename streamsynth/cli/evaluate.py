@@ -1,0 +1,159 @@
+"""The ``evaluate`` command: compare synthetic with real data, write HTML and JSON, gate CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streamsynth.cli import app
+
+EXIT_GATE_FAILED = 1
+
+_FAIL_HELP = (
+    "KEY=VALUE: fail (exit code 1) when metric KEY is worse than VALUE; repeatable. "
+    "Lower is better for every key but fraud_auc_ratio, dcr_ratio and nndr. Keys: ks, "
+    "wasserstein, tv, correlation, association, autocorrelation, inter_arrival, "
+    "events_per_entity, hour_of_day, day_of_week, discriminative, predictive, predictive_ratio, "
+    "fraud_auc_ratio, dcr_ratio, row_copies, sequence_copies, nndr, label_rate, and "
+    "ks.COLUMN / wasserstein.COLUMN / tv.COLUMN. "
+    "`streamsynth evaluate --list-metrics` explains them."
+)
+
+
+def _list_metrics(value: bool) -> None:
+    if value:
+        from streamsynth.evaluate.scorecard import describe_keys
+
+        typer.echo(describe_keys())
+        raise typer.Exit(0)
+
+
+@app.command()
+def evaluate(
+    real: Annotated[
+        Path, typer.Argument(help="Real data: CSV, Parquet, JSON Lines, or a directory.")
+    ],
+    synth: Annotated[Path, typer.Argument(help="Synthetic data in the same columns.")],
+    schema_file: Annotated[
+        Path | None,
+        typer.Option("--schema", help="Schema YAML (as written by inspect, or role overrides)."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the HTML report here.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write every number as JSON here.")
+    ] = None,
+    fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help=_FAIL_HELP)] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", help="Event-time column of both tables.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of samples, splits and classifiers.")
+    ] = 0,
+    window: Annotated[
+        int | None,
+        typer.Option("--window", help="Events per sequence window (default: median, <= 24)."),
+    ] = None,
+    iterations: Annotated[
+        int,
+        typer.Option(
+            "--iterations", help="Training steps of each GRU score (the paper: 2000/5000)."
+        ),
+    ] = 1000,
+    max_windows: Annotated[
+        int, typer.Option("--max-windows", help="Windows per side for the GRUs.")
+    ] = 2000,
+    no_gru: Annotated[
+        bool, typer.Option("--no-gru", help="Skip the GRU scores (the slow part).")
+    ] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", help="torch device (default: cuda if present).")
+    ] = None,
+    list_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--list-metrics", callback=_list_metrics, is_eager=True, help="Explain the metric keys."
+        ),
+    ] = False,
+) -> None:
+    """Score synthetic data against real data: fidelity, utility, privacy, label balance."""
+    from streamsynth import io
+    from streamsynth.evaluate import SequenceOptions, parse_gates, write_report
+    from streamsynth.evaluate import evaluate as run_evaluation
+
+    gates = parse_gates(fail_under or [])
+    real_frame, schema = _real_and_schema(real, schema_file, time)
+    synth_frame = io.read(synth, time=schema.time if schema else time)
+    options = SequenceOptions(
+        window=window,
+        max_windows=max_windows,
+        discriminative_iterations=iterations,
+        predictive_iterations=iterations,
+        device=device,
+    )
+    result = run_evaluation(
+        real_frame,
+        synth_frame,
+        schema,
+        seed=seed,
+        fail_under=gates,
+        sequences=options,
+        gru=not no_gru,
+        device=device,
+    )
+    if report:
+        write_report(result, report)
+        typer.echo(f"report: {report}", err=True)
+    if json_path:
+        result.write_json(json_path)
+        typer.echo(f"metrics: {json_path}", err=True)
+    _print_scorecard(result)
+    failed = result.failed_gates
+    if failed:
+        for check in failed:
+            shown = "not computed" if check.value is None else f"{check.value:.4g}"
+            direction = ">=" if check.higher_is_better else "<="
+            typer.secho(
+                f"FAILED {check.key}: {shown}, required {direction} {check.threshold:g}",
+                fg="red",
+                err=True,
+            )
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _real_and_schema(path: Path, schema_file: Path | None, time: str | None) -> tuple[Any, Any]:
+    from streamsynth import io
+    from streamsynth.schema import Schema, overrides_from_yaml
+
+    if schema_file is None:
+        frame = io.read(path, time=time)
+        return frame, None
+    spec = overrides_from_yaml(schema_file)
+    columns = spec.get("columns") or {}
+    full = any(isinstance(v, dict) and "dtype" in v for v in columns.values())
+    frame = io.read(path, time=time or spec.get("time"))
+    if full:
+        return frame, Schema.from_dict(spec, source=str(schema_file))
+    schema = Schema.infer(
+        frame,
+        entity=spec.get("entity"),
+        time=next((t for t in (time, spec.get("time")) if t and t in frame.columns), None),
+        label=spec.get("label"),
+        overrides=columns,
+    )
+    return frame, schema
+
+
+def _print_scorecard(result: Any) -> None:
+    width = max((len(c.key) for c in result.scorecard), default=10)
+    for check in result.scorecard:
+        status = {True: "pass", False: "FAIL", None: "    "}[check.passed]
+        value = "n/a" if check.value is None else f"{check.value:.4g}"
+        limit = ""
+        if check.threshold is not None:
+            limit = f"{'>=' if check.higher_is_better else '<='} {check.threshold:g}"
+        gate = " (gate)" if check.gate else ""
+        typer.echo(f"{status}  {check.key:<{width}}  {value:>10}  {limit}{gate}")

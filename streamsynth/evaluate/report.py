@@ -1,0 +1,389 @@
+"""The HTML report: one self-contained file, a scorecard on top, inline SVG figures below.
+
+A small script at the end counts the figures the browser actually laid out and writes the
+count into ``#render-check`` (the headless-Chromium test reads it back).
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from streamsynth.evaluate import plots
+from streamsynth.evaluate.result import EvaluationResult
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1a202c}
+h1{margin-bottom:4px}h2{border-bottom:1px solid #cbd5e0;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #e2e8f0;padding:3px 8px;
+text-align:right;font-size:13px}th{background:#edf2f7}td:first-child,th:first-child{text-align:left}
+.pass{background:#c6f6d5}.fail{background:#fed7d7}.info{color:#718096}
+.figs{display:flex;flex-wrap:wrap;gap:12px}.fig{background:#fff;border:1px solid #e2e8f0}
+.fig .t{font-size:12px;font-weight:600}.fig .k{font-size:10px;fill:#4a5568}
+.fig .frame{fill:none;stroke:#a0aec0}.fig .diag{stroke:#a0aec0;stroke-dasharray:4 3}
+.note{color:#718096;font-size:13px}.card td:last-child{text-align:left}
+"""
+
+RENDER_CHECK = """
+(function(){
+  var figs=document.querySelectorAll('svg.fig'), ok=0;
+  figs.forEach(function(f){
+    var box=f.getBoundingClientRect(), drawn=0;
+    f.querySelectorAll('rect,circle,polyline,line').forEach(function(el){
+      var b=el.getBBox(); if(b.width>0||b.height>0){drawn++;}
+    });
+    if(box.width>0&&box.height>0&&drawn>0){ok++;}
+  });
+  var out=document.getElementById('render-check');
+  out.setAttribute('data-rendered', String(ok));
+  out.textContent=ok+' of '+figs.length+' figures rendered';
+})();
+"""
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
+        return f"{v:.4g}"
+    return escape(str(v))
+
+
+def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{_num(c)}</td>" for c in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _scorecard(result: EvaluationResult) -> str:
+    rows, classes = [], []
+    for c in result.scorecard:
+        status = {True: "PASS", False: "FAIL", None: "info"}[c.passed]
+        direction = ">=" if c.higher_is_better else "<="
+        limit = f"{direction} {c.threshold:g}" if c.threshold is not None else ""
+        rows.append([c.key + (" (gate)" if c.gate else ""), c.value, limit, status, c.description])
+        classes.append({True: "pass", False: "fail", None: "info"}[c.passed])
+    failed = [c.key for c in result.scorecard if c.passed is False]
+    summary = (
+        f"<p><b>{len(failed)} of {sum(c.passed is not None for c in result.scorecard)} checks "
+        f"failed</b>: {escape(', '.join(failed))}</p>"
+        if failed
+        else "<p><b>All checks with a threshold passed.</b></p>"
+    )
+    table = _table(["metric", "value", "threshold", "status", "meaning"], rows, classes)
+    return summary + table.replace("<table>", '<table class="card">', 1)
+
+
+def _figures(items: list[str]) -> str:
+    return '<div class="figs">' + "".join(items) + "</div>"
+
+
+def render(result: EvaluationResult) -> str:
+    """The report as one HTML string (no external resources)."""
+    f, u, fig = result.fidelity, result.utility, result.figures
+    sections: list[str] = []
+    count = 0
+
+    def figs(items: list[str]) -> str:
+        nonlocal count
+        count += len(items)
+        return _figures(items)
+
+    # -- fidelity: columns
+    if f.numeric:
+        sections.append("<h2>Numeric columns</h2>")
+        sections.append(
+            _table(
+                [
+                    "column",
+                    "KS",
+                    "Wasserstein",
+                    "W / real std",
+                    "real mean",
+                    "synth mean",
+                    "real std",
+                    "synth std",
+                ],
+                [
+                    [
+                        c.name,
+                        c.ks,
+                        c.wasserstein,
+                        c.wasserstein_norm,
+                        c.real_mean,
+                        c.synth_mean,
+                        c.real_std,
+                        c.synth_std,
+                    ]
+                    for c in f.numeric
+                ],
+            )
+        )
+        items = []
+        for name, h in fig.get("histograms", {}).items():
+            items.append(
+                plots.histogram(f"{name}: histogram", h["edges"], h["real"], h["synth"], name)
+            )
+            if name in fig.get("qq", {}):
+                q = fig["qq"][name]
+                items.append(plots.qq(f"{name}: QQ plot", q["real"], q["synth"]))
+        sections.append(figs(items))
+    if f.categorical:
+        sections.append("<h2>Categorical and boolean columns</h2>")
+        sections.append(
+            _table(
+                [
+                    "column",
+                    "total variation",
+                    "real values",
+                    "synth values",
+                    "unseen in synth",
+                    "new in synth",
+                ],
+                [
+                    [
+                        c.name,
+                        c.tv,
+                        c.real_categories,
+                        c.synth_categories,
+                        c.unseen_in_synth,
+                        c.new_in_synth,
+                    ]
+                    for c in f.categorical
+                ],
+            )
+        )
+        sections.append(
+            figs(
+                [
+                    plots.bars(f"{name}: shares", b["labels"], b["real"], b["synth"])
+                    for name, b in fig.get("categories", {}).items()
+                ]
+            )
+        )
+    # -- fidelity: dependence
+    for title, m, lo in (
+        ("Spearman correlation", f.correlation, -1.0),
+        ("Cramer's V association", f.association, 0.0),
+    ):
+        if m is None:
+            continue
+        sections.append(f"<h2>{title}</h2>")
+        sections.append(
+            f'<p class="note">mean |difference| {_num(m.mean_abs_diff)}, '
+            f"max {_num(m.max_abs_diff)}</p>"
+        )
+        diff = [
+            [s - r for r, s in zip(rr, sr, strict=True)]
+            for rr, sr in zip(m.real, m.synth, strict=True)
+        ]
+        sections.append(
+            figs(
+                [
+                    plots.heatmap(f"{title}: real", m.columns, m.real, lo, 1.0),
+                    plots.heatmap(f"{title}: synthetic", m.columns, m.synth, lo, 1.0),
+                    plots.heatmap(f"{title}: synthetic - real", m.columns, diff, -1.0, 1.0),
+                ]
+            )
+        )
+    # -- fidelity: sequences and time
+    seq_items = []
+    for a in f.autocorrelation:
+        seq_items.append(
+            plots.lines(
+                f"{a.column}: autocorrelation within entities",
+                a.lags,
+                {"real": (a.real, plots.REAL), "synthetic": (a.synth, plots.SYNTH)},
+                "lag (events)",
+                (-1.0, 1.0),
+            )
+        )
+    for key, title in (
+        ("inter_arrival", "Inter-arrival time"),
+        ("events_per_entity", "Events per entity"),
+    ):
+        if key in fig:
+            h = fig[key]
+            seq_items.append(
+                plots.histogram(title, h["edges"], h["real"], h["synth"], h["x_label"])
+            )
+    for prof, title, n in (
+        (f.hour_of_day, "Hour of day (UTC)", 24),
+        (f.day_of_week, "Day of week (Mon=1)", 7),
+    ):
+        if prof:
+            first = 0 if n == 24 else 1
+            seq_items.append(
+                plots.lines(
+                    title,
+                    list(range(first, first + n)),
+                    {"real": (prof.real, plots.REAL), "synthetic": (prof.synth, plots.SYNTH)},
+                    "",
+                    (0.0, max(prof.real + prof.synth + [1e-9]) * 1.1),
+                )
+            )
+    if seq_items:
+        sections.append("<h2>Sequences and time</h2>")
+        rows = []
+        if f.inter_arrival:
+            ia = f.inter_arrival
+            rows.append(
+                [
+                    "inter-arrival (s)",
+                    ia.ks,
+                    ia.wasserstein_log,
+                    ia.real_mean,
+                    ia.synth_mean,
+                    ia.real_quantiles.get("p50"),
+                    ia.synth_quantiles.get("p50"),
+                ]
+            )
+        if f.events_per_entity:
+            ep = f.events_per_entity
+            rows.append(
+                [
+                    "events per entity",
+                    ep.ks,
+                    ep.wasserstein_log,
+                    ep.real_mean,
+                    ep.synth_mean,
+                    ep.real_quantiles.get("p50"),
+                    ep.synth_quantiles.get("p50"),
+                ]
+            )
+        if f.hour_of_day:
+            rows.append(
+                ["hour-of-day profile (TV)", f.hour_of_day.tv, None, None, None, None, None]
+            )
+        if f.day_of_week:
+            rows.append(
+                ["day-of-week profile (TV)", f.day_of_week.tv, None, None, None, None, None]
+            )
+        sections.append(
+            _table(
+                [
+                    "quantity",
+                    "KS / TV",
+                    "W of log10(1+x)",
+                    "real mean",
+                    "synth mean",
+                    "real median",
+                    "synth median",
+                ],
+                rows,
+            )
+        )
+        sections.append(figs(seq_items))
+    samples = fig.get("samples")
+    if samples and (samples["real"] or samples["synth"]):
+        sections.append("<h2>Sample sequences</h2>")
+        column = samples["column"]
+        sections.append(
+            figs(
+                [
+                    plots.sequences(f"real: {column}", samples["real"], plots.REAL, column),
+                    plots.sequences(f"synthetic: {column}", samples["synth"], plots.SYNTH, column),
+                ]
+            )
+        )
+        ids = ", ".join(s["entity"] for s in samples["real"])
+        sections.append(f'<p class="note">real entities shown: {escape(ids)}</p>')
+    # -- utility, privacy, balance
+    sections.append("<h2>Utility</h2>")
+    rows = [
+        ["discriminative score (|acc - 0.5|, 0 best)", u.discriminative],
+        ["predictive MAE, trained on synthetic", u.predictive],
+        ["predictive MAE, trained on real (reference)", u.predictive_real],
+        ["predictive ratio", u.predictive_ratio],
+        ["window length (events)", u.window_length],
+        ["windows real / synthetic", f"{u.windows_real} / {u.windows_synth}"],
+    ]
+    if u.fraud:
+        fr = u.fraud
+        rows += [
+            ["fraud ROC AUC, trained on synthetic", fr.auc_synth],
+            ["fraud ROC AUC, trained on real", fr.auc_real],
+            ["fraud AUC ratio", fr.ratio],
+            ["test rows (positives)", f"{fr.test_rows} ({fr.test_positives})"],
+        ]
+    sections.append(_table(["metric", "value"], rows))
+    for note in u.notes:
+        sections.append(f'<p class="note">{escape(note)}</p>')
+    if result.privacy:
+        p = result.privacy
+        sections.append("<h2>Privacy</h2>")
+        sections.append(
+            _table(
+                ["measure", "synthetic", "real holdout (baseline)"],
+                [
+                    ["DCR median", p.dcr_synth_median, p.dcr_holdout_median],
+                    ["DCR 5th percentile", p.dcr_synth_p5, p.dcr_holdout_p5],
+                    ["NNDR median", p.nndr_synth_median, p.nndr_holdout_median],
+                    ["exact row copies (share)", p.row_copies, p.row_copies_baseline],
+                    [
+                        "exact sequence copies (share)",
+                        p.sequence_copies,
+                        p.sequence_copies_baseline,
+                    ],
+                ],
+            )
+        )
+        sections.append(
+            f'<p class="note">{p.rows_compared} rows per side against {p.reference_rows} real '
+            f"reference rows; {_num(p.closer_than_holdout_p5)} of synthetic rows are as close as "
+            "the closest 5% of the holdout.</p>"
+        )
+    if result.balance:
+        b = result.balance
+        sections.append(f"<h2>Label balance ({escape(b.label)})</h2>")
+        sections.append(
+            _table(["", "real", "synthetic"], [["positive rate", b.real_rate, b.synth_rate]])
+        )
+        if b.real_classes:
+            keys = sorted(set(b.real_classes) | set(b.synth_classes))
+            sections.append(
+                _table(
+                    ["label value", "real share", "synthetic share"],
+                    [[k, b.real_classes.get(k, 0.0), b.synth_classes.get(k, 0.0)] for k in keys],
+                )
+            )
+        for name, rates in b.per_category.items():
+            sections.append(f"<h3>by {escape(name)}</h3>")
+            sections.append(
+                _table(
+                    ["value", "real rows", "synth rows", "real rate", "synth rate"],
+                    [
+                        [r.value, r.real_rows, r.synth_rows, r.real_rate, r.synth_rate]
+                        for r in rates
+                    ],
+                )
+            )
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    head = (
+        "<h1>streamsynth evaluation</h1>"
+        f'<p class="note">{result.real_rows:,} real rows, {result.synth_rows:,} synthetic rows; '
+        f"time: {escape(timing)}</p><h2>Scorecard</h2>" + _scorecard(result)
+    )
+    check = (
+        f'<div id="render-check" data-expected="{count}" data-rendered="0">'
+        "figures not rendered (the page's script did not run)</div>"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        "<title>streamsynth evaluation</title>"
+        f"<style>{CSS}</style></head><body>{head}{''.join(sections)}"
+        f"<h2>Render check</h2>{check}<script>{RENDER_CHECK}</script></body></html>"
+    )
+
+
+def write_report(result: EvaluationResult, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(render(result), encoding="utf-8")
+    return path

@@ -1,0 +1,232 @@
+"""The scorecard: named metrics, which way is better, default thresholds, --fail-under gates.
+
+Each key names one number of the evaluation. A check passes when the value is no worse than
+its threshold: at most the threshold for "lower is better" keys, at least it for "higher is
+better" keys. ``--fail-under KEY=VALUE`` sets a key's threshold and makes it a gate: a failed
+gate makes ``streamsynth evaluate`` exit with code 1. ``ks.COLUMN``, ``wasserstein.COLUMN``
+and ``tv.COLUMN`` name one column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from streamsynth.errors import StreamsynthError
+from streamsynth.evaluate.result import Check, EvaluationResult, Fidelity, Privacy, Utility
+
+
+@dataclass(frozen=True)
+class Metric:
+    description: str
+    higher_is_better: bool
+    default: float | None
+    value: Callable[[EvaluationResult], float | None]
+
+
+def _max(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return max(values) if values else None
+
+
+def _fid(fn: Callable[[Fidelity], float | None]) -> Callable[[EvaluationResult], float | None]:
+    return lambda r: fn(r.fidelity)
+
+
+def _util(fn: Callable[[Utility], float | None]) -> Callable[[EvaluationResult], float | None]:
+    return lambda r: fn(r.utility)
+
+
+def _priv(fn: Callable[[Privacy], float | None]) -> Callable[[EvaluationResult], float | None]:
+    return lambda r: fn(r.privacy) if r.privacy else None
+
+
+def _mean_autocorr(f: Fidelity) -> float | None:
+    values = [a.mean_abs_diff for a in f.autocorrelation if not math.isnan(a.mean_abs_diff)]
+    return sum(values) / len(values) if values else None
+
+
+METRICS: dict[str, Metric] = {
+    "ks": Metric(
+        "worst KS statistic over numeric columns",
+        False,
+        0.1,
+        _fid(lambda f: _max([c.ks for c in f.numeric])),
+    ),
+    "wasserstein": Metric(
+        "worst Wasserstein distance over numeric columns, in real standard deviations",
+        False,
+        0.1,
+        _fid(lambda f: _max([c.wasserstein_norm for c in f.numeric])),
+    ),
+    "tv": Metric(
+        "worst total variation distance over categorical and boolean columns",
+        False,
+        0.1,
+        _fid(lambda f: _max([c.tv for c in f.categorical])),
+    ),
+    "correlation": Metric(
+        "largest difference between real and synthetic Spearman correlations",
+        False,
+        0.15,
+        _fid(lambda f: f.correlation.max_abs_diff if f.correlation else None),
+    ),
+    "association": Metric(
+        "largest difference between real and synthetic Cramer's V",
+        False,
+        0.15,
+        _fid(lambda f: f.association.max_abs_diff if f.association else None),
+    ),
+    "autocorrelation": Metric(
+        "mean |difference| of within-entity autocorrelation, lags 1-10",
+        False,
+        0.1,
+        _fid(_mean_autocorr),
+    ),
+    "inter_arrival": Metric(
+        "KS statistic of the within-entity inter-arrival times",
+        False,
+        0.1,
+        _fid(lambda f: f.inter_arrival.ks if f.inter_arrival else None),
+    ),
+    "events_per_entity": Metric(
+        "KS statistic of the number of events per entity",
+        False,
+        0.1,
+        _fid(lambda f: f.events_per_entity.ks if f.events_per_entity else None),
+    ),
+    "hour_of_day": Metric(
+        "total variation distance of the hour-of-day profile",
+        False,
+        0.05,
+        _fid(lambda f: f.hour_of_day.tv if f.hour_of_day else None),
+    ),
+    "day_of_week": Metric(
+        "total variation distance of the day-of-week profile",
+        False,
+        0.05,
+        _fid(lambda f: f.day_of_week.tv if f.day_of_week else None),
+    ),
+    "discriminative": Metric(
+        "|accuracy - 0.5| of a GRU telling real from synthetic sequences (0 is best)",
+        False,
+        0.2,
+        _util(lambda u: u.discriminative),
+    ),
+    "predictive": Metric(
+        "MAE of next-step prediction trained on synthetic, tested on real",
+        False,
+        None,
+        _util(lambda u: u.predictive),
+    ),
+    "predictive_ratio": Metric(
+        "predictive MAE over the MAE of the same model trained on real data (1 is ideal)",
+        False,
+        1.25,
+        _util(lambda u: u.predictive_ratio),
+    ),
+    "fraud_auc_ratio": Metric(
+        "ROC AUC on real test rows of a fraud classifier trained on synthetic / on real rows",
+        True,
+        0.9,
+        _util(lambda u: u.fraud.ratio if u.fraud else None),
+    ),
+    "dcr_ratio": Metric(
+        "median distance to closest real record: synthetic over real holdout (below 1: closer)",
+        True,
+        0.5,
+        _priv(lambda p: p.dcr_ratio),
+    ),
+    "row_copies": Metric(
+        "share of synthetic rows identical to a real row, beyond the real holdout's share",
+        False,
+        0.02,
+        _priv(lambda p: p.row_copies_excess),
+    ),
+    "sequence_copies": Metric(
+        "share of synthetic sequences identical to a real one, beyond the holdout's share",
+        False,
+        0.01,
+        _priv(lambda p: p.sequence_copies_excess),
+    ),
+    "nndr": Metric(
+        "median nearest-neighbour distance ratio of synthetic rows (low: near one record)",
+        True,
+        None,
+        _priv(lambda p: p.nndr_synth_median),
+    ),
+    "label_rate": Metric(
+        "|difference| of the positive label rate (ungated by default: rebalancing is a use)",
+        False,
+        None,
+        lambda r: r.balance.rate_diff if r.balance else None,
+    ),
+}
+
+_COLUMN_METRICS = {
+    "ks": ("numeric", "ks", "KS statistic of column {}"),
+    "wasserstein": ("numeric", "wasserstein_norm", "Wasserstein distance of column {} (real stds)"),
+    "tv": ("categorical", "tv", "total variation distance of column {}"),
+}
+
+
+def describe_keys() -> str:
+    """One line per key: name, direction, default threshold (for --help and the docs)."""
+    lines = []
+    for key, m in METRICS.items():
+        direction = "higher is better" if m.higher_is_better else "lower is better"
+        default = "" if m.default is None else f", default {m.default}"
+        lines.append(f"{key} ({direction}{default}): {m.description}")
+    lines.append("ks.COLUMN, wasserstein.COLUMN, tv.COLUMN (lower is better): one column")
+    return "\n".join(lines)
+
+
+def parse_gates(specs: list[str]) -> dict[str, float]:
+    """``["discriminative=0.2", ...]`` -> ``{"discriminative": 0.2}``; unknown keys are errors."""
+    gates: dict[str, float] = {}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        key = key.strip()
+        if not sep:
+            raise StreamsynthError(
+                f"--fail-under {spec!r} is not KEY=VALUE",
+                hint="e.g. --fail-under discriminative=0.2",
+            )
+        base = key.split(".", 1)[0]
+        if key not in METRICS and not (base in _COLUMN_METRICS and "." in key):
+            raise StreamsynthError(
+                f"--fail-under names unknown metric {key!r}",
+                hint=f"keys are: {', '.join(METRICS)}, "
+                "or ks.COLUMN / wasserstein.COLUMN / tv.COLUMN",
+            )
+        try:
+            gates[key] = float(raw)
+        except ValueError:
+            raise StreamsynthError(
+                f"--fail-under {spec!r}: {raw!r} is not a number", hint="e.g. discriminative=0.2"
+            ) from None
+    return gates
+
+
+def build(result: EvaluationResult, gates: dict[str, float] | None = None) -> list[Check]:
+    """Every metric with a value or a threshold, then per-column gates."""
+    gates = gates or {}
+    checks = []
+    for key, m in METRICS.items():
+        value = m.value(result)
+        if value is None and key not in gates:
+            continue
+        threshold = gates.get(key, m.default)
+        checks.append(
+            Check(key, value, threshold, m.higher_is_better, m.description, gate=key in gates)
+        )
+    for key, threshold in gates.items():
+        if key in METRICS:
+            continue
+        base, column = key.split(".", 1)
+        group, attr, text = _COLUMN_METRICS[base]
+        found = [c for c in getattr(result.fidelity, group) if c.name == column]
+        value = getattr(found[0], attr) if found else None
+        checks.append(Check(key, value, threshold, False, text.format(repr(column)), gate=True))
+    return checks
