@@ -51,6 +51,12 @@ def open_source(
     """Resolve ``source`` (model dir, rules/schema YAML, data file or dir, or ``"demo"``)."""
     text = str(source)
     path = Path(text)
+    if path.suffix.lower() in (".yaml", ".yml") and _is_scenario(path):
+        from scenarios.source import open_scenario
+
+        run = open_scenario(path, open_source, seed=seed, start=start, end=end, n_entities=n_entities,
+                            n_events=n_events, batch_size=batch_size, shard=shard)
+        return Source(run.stream, run.time, run.entity, run.description, run.model)
     if text == DEMO:
         model = demo_model(seed=0 if seed is None else seed)
         description = {"kind": "demo", "model": model.name}
@@ -96,6 +102,13 @@ def demo_model(seed: int = 0, n_customers: int = 1000, n_days: int = 14) -> Synt
 
     frame = payments(n_customers=n_customers, n_days=n_days, seed=seed)
     return BaselineSynthesizer(seed=seed).fit(frame)
+
+
+def _is_scenario(path: Path) -> bool:
+    """A scenario file (``base`` + ``events``), as opposed to a rule-based schema file."""
+    from scenarios.spec import is_scenario_file
+
+    return path.is_file() and is_scenario_file(path)
 
 
 def _model_from_yaml(path: Path) -> Synthesizer:

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "streamsynth.cli.core",
     "streamsynth.cli.evaluate",
     "streamsynth.cli.rules",
+    "streamsynth.cli.scenarios",
 ]
 
 EXIT_USER_ERROR = 2

@@ -1,0 +1,159 @@
+"""Applying a scenario's timed events to a base stream, batch by batch, in flat memory.
+
+Each base batch passes the events in file order: an event changes or removes rows inside its
+window and may return extra rows (injected or moved ones), which wait in a small buffer until
+the base stream has passed their time and are then merged in time order. Events act on base
+rows only: rows one event injected are not changed by another. When two events change the same
+row, the later event's label and scenario_id win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from scenarios.injectors import INJECTORS, Context, Injector
+from scenarios.spec import Scenario
+from streamsynth.contract import LABEL_COLUMNS, order_columns
+from streamsynth.schema import Role, Schema
+
+
+def build_injectors(scenario: Scenario, anchor: datetime) -> list[Injector]:
+    """One injector per event; ``anchor`` is the base start that event offsets count from."""
+    return [
+        INJECTORS[event.kind](
+            index=i, event=event, params=scenario.checked[i], scenario=scenario.name,
+            seed=scenario.seed, anchor=anchor,
+        )
+        for i, event in enumerate(scenario.events)
+    ]
+
+
+def inject(
+    scenario: Scenario,
+    base: Iterator[pl.DataFrame],
+    ctx: Context,
+    anchor: datetime | None = None,
+    report: dict[str, Any] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """The base stream with the scenario's events applied; still a contract stream.
+
+    ``anchor`` defaults to the first base event's time. ``report`` (a dict) is filled as the
+    stream runs with each event's window and its added, changed and removed row counts.
+    """
+    time = ctx.time
+    injectors: list[Injector] | None = None
+    pending: pl.DataFrame | None = None
+    columns: list[str] = []
+    extra: dict[str, pl.DataType] = {}
+
+    def align(frame: pl.DataFrame) -> pl.DataFrame:
+        missing = [pl.lit(None, dtype=dtype).alias(c) for c, dtype in extra.items() if c not in frame.columns]
+        return (frame.with_columns(missing) if missing else frame).select(columns)
+
+    for batch in base:
+        if batch.height == 0:
+            continue
+        if injectors is None:
+            anchor = anchor or batch[time][0]
+            describe_base(ctx, batch)
+            injectors = build_injectors(scenario, anchor)
+            for injector in injectors:
+                injector.bind(ctx)
+                extra.update(injector.extra_columns(time))
+            columns = order_columns(align_first(batch, extra), time, ctx.entity).columns
+            if report is not None:
+                report["events"] = [inj.report() for inj in injectors]
+        ctx.previous, ctx.current = ctx.current, batch
+        reached = batch[time][-1]
+        added = []
+        for injector in injectors:
+            batch, rows = injector.apply(batch)
+            if rows is not None and rows.height:
+                added.append(align(rows))
+        if added:
+            parts = ([pending] if pending is not None else []) + added
+            pending = pl.concat(parts, how="vertical").sort(time, maintain_order=True)
+        out = align(batch) if extra else batch
+        if pending is not None:
+            cut = int(pending[time].search_sorted(reached, side="right"))
+            if cut:
+                out = pl.concat([out, pending.slice(0, cut)], how="vertical").sort(time, maintain_order=True)
+                pending = pending.slice(cut) if cut < pending.height else None
+        if report is not None:
+            report["events"] = [inj.report() for inj in injectors]
+        if out.height:
+            yield out
+    if report is not None and injectors is not None:
+        report["events"] = [inj.report() for inj in injectors]
+    if pending is not None and pending.height:
+        yield pending
+
+
+def align_first(batch: pl.DataFrame, extra: dict[str, pl.DataType]) -> pl.DataFrame:
+    return batch.with_columns([pl.lit(None, dtype=d).alias(c) for c, d in extra.items() if c not in batch.columns])
+
+
+def describe_base(ctx: Context, batch: pl.DataFrame) -> None:
+    """Fill the context from the first base batch: columns, per-entity and per-event identifiers."""
+    ctx.columns = dict(batch.schema)
+    schema = ctx.schema
+    if schema is None:
+        data = batch.drop([c for c in LABEL_COLUMNS if c in batch.columns])
+        schema = Schema.infer(data, time=ctx.time, entity=ctx.entity)
+        ctx.schema = schema
+    if ctx.label_column is None:
+        ctx.label_column = schema.label
+    ctx.entity_level = entity_level_columns(batch, ctx)
+    entity_card = _cardinality(schema, batch, ctx.entity) if ctx.entity else 0
+    for column in schema.by_role(Role.IDENTIFIER):
+        name = column.name
+        if name not in ctx.columns or ctx.columns[name] != pl.String:
+            continue
+        kind = column.kind or "code"
+        # One value per entity here, and no more values than entities overall (the schema's
+        # counts cover the training data when the base is a model, so a per-event id is not
+        # mistaken for a per-entity one in a batch where every entity happens to appear once).
+        per_entity = ctx.entity is not None and (
+            batch.select(pl.struct(ctx.entity, name).n_unique()).item() == batch[ctx.entity].n_unique()
+            and _cardinality(schema, batch, name) <= entity_card
+        )
+        if per_entity:
+            ctx.entity_identifiers[name] = kind
+            ctx.entity_level.add(name)
+        else:
+            ctx.event_identifiers[name] = kind
+            ctx.entity_level.discard(name)
+
+
+def _cardinality(schema: Schema, batch: pl.DataFrame, name: str) -> int:
+    try:
+        known = schema[name].cardinality
+    except Exception:  # noqa: BLE001 - a column the schema lacks: count the batch
+        known = None
+    return int(known) if known else batch[name].n_unique()
+
+
+def entity_level_columns(batch: pl.DataFrame, ctx: Context) -> set[str]:
+    """Columns with one value per entity among entities seen at least twice in ``batch``, and
+    about as many values as entities (a card number, not a rarely-set flag)."""
+    if ctx.entity is None:
+        return set()
+    skip = {ctx.entity, ctx.time, *LABEL_COLUMNS, "event_id", ctx.label_column}
+    candidates = [c for c in batch.columns if c not in skip]
+    if not candidates:
+        return set()
+    counts = batch.group_by(ctx.entity).agg(pl.len().alias("__n"), *[pl.col(c).n_unique() for c in candidates])
+    repeated = counts.filter(pl.col("__n") > 1)
+    if repeated.height < 20:  # too few repeat visits to tell per-entity columns apart
+        return set()
+    constant = [c for c in candidates if repeated[c].max() == 1]
+    if not constant:
+        return set()
+    ids = repeated[ctx.entity]
+    rows = batch.filter(pl.col(ctx.entity).is_in(ids.implode()))
+    distinct = rows.select(pl.col(c).n_unique() for c in constant).row(0)
+    return {c for c, n in zip(constant, distinct, strict=True) if n >= 0.5 * repeated.height}

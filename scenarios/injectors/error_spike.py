@@ -1,0 +1,45 @@
+"""Error spike: a share of the targeted requests in the window fail with the given status codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from scenarios.injectors.base import Injector, Params
+from scenarios.spec import Scalar
+
+
+class ErrorSpikeParams(Params):
+    column: str = "status"
+    values: list[Scalar] = Field(default_factory=lambda: [503], min_length=1)
+    weights: list[float] | None = Field(None, description="relative weight of each value")
+
+
+class ErrorSpike(Injector):
+    kind = "error_spike"
+    default_label = "ops.error_spike"
+    Params = ErrorSpikeParams
+    default_share = 0.5
+
+    def _bind(self) -> None:
+        p = self.params
+        self.require(p.column, "params.column")
+        if p.weights is not None and len(p.weights) != len(p.values):
+            from streamsynth.errors import StreamsynthError
+
+            raise StreamsynthError(
+                f"{self.ctx.source}: events[{self.index}].params.weights: {len(p.weights)} weights "
+                f"for {len(p.values)} values",
+                hint="give one weight per value",
+            )
+        weights = np.asarray(p.weights or [1.0] * len(p.values), dtype=float)
+        self.cdf = np.cumsum(weights) / weights.sum()
+
+    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        mask = self.selection(batch)
+        if not mask.any():
+            return batch, None
+        pick = np.minimum(np.searchsorted(self.cdf, self.row_uniform(batch, 1)), len(self.cdf) - 1)
+        values = pl.Series(self.params.values, strict=False).cast(batch[self.params.column].dtype, strict=False)
+        return self.change(batch, mask, {self.params.column: values.gather(pl.Series(pick))}), None

@@ -1,0 +1,1 @@
+"""The built-in scenario library: ready-made scenario files (see ``streamsynth scenario list``)."""
