@@ -34,9 +34,11 @@ _PALETTE_MAX = 32
 _ENTITY_CONSTANT_SHARE = 0.95
 _STICKY_DISTINCT_SHARE = 0.5
 _FIT_ROWS = 200_000  # rows used for the copula correlation (a sample on large tables)
-_PARENT_MAX_CATEGORIES = 64
+_PARENT_MAX_CATEGORIES = 2048  # a categorical child's parent (terminal -> merchant category)
+_NUMERIC_PARENT_MAX_CATEGORIES = 64  # a numeric child keeps one quantile function per parent value
 _CHILD_MAX_CATEGORIES = 256
 _MIN_GROUP_ROWS = 30
+_PRIOR_ROWS = 0.05
 _MIN_ASSOCIATION = 0.05
 
 
@@ -198,7 +200,8 @@ class BaselineSynthesizer(Synthesizer):
 
     def _fit_parents(self, frame: pl.DataFrame) -> None:
         """Give each column at most one categorical parent whose value shifts its distribution
-        (amount by merchant category, fraud scenario by is_fraud): greedy by association."""
+        (merchant category by terminal, amount by merchant category, fraud scenario by is_fraud):
+        greedy by association, forming a forest (chains allowed, no cycles)."""
         sample = frame if frame.height <= _FIT_ROWS else frame.sample(_FIT_ROWS, seed=self.seed)
         cats = {
             p.name: self.encoders[p.name].encode(sample[p.name])
@@ -216,16 +219,15 @@ class BaselineSynthesizer(Synthesizer):
                 ok = ~np.isnan(x)
                 target = ndtri(enc.cdf(np.where(ok, x, enc.knots[0])))
                 for name, code in parents.items():
-                    scores.append((_eta_squared(target[ok], code[ok]), plan.name, name))
+                    if self.encoders[name].size <= _NUMERIC_PARENT_MAX_CATEGORIES:
+                        scores.append((_eta_squared(target[ok], code[ok]), plan.name, name))
             elif enc.size <= _CHILD_MAX_CATEGORIES:
                 for name, code in parents.items():
                     if name != plan.name:
                         scores.append((_uncertainty(cats[plan.name], code), plan.name, name))
         children: dict[str, str] = {}
         for score, child, parent in sorted(scores, reverse=True):
-            if score < _MIN_ASSOCIATION or child in children or child in children.values():
-                continue
-            if parent in children:
+            if score < _MIN_ASSOCIATION or child in children or _is_ancestor(child, parent, children):
                 continue
             children[child] = parent
         self.conditional = {}
@@ -246,11 +248,9 @@ class BaselineSynthesizer(Synthesizer):
             else:
                 counts = np.zeros((self.encoders[parent].size, enc.size))
                 np.add.at(counts, (parents[parent], cats[plan.name]), 1.0)
-                probs = np.where(
-                    groups[:, None] >= _MIN_GROUP_ROWS,
-                    counts / np.maximum(counts.sum(1, keepdims=True), 1),
-                    enc.probs[None, :],
-                )
+                # A weak prior (a twentieth of a row) towards the marginal: parents seen rarely keep
+                # their (often deterministic) observed child values; unseen parents get the marginal.
+                probs = (counts + _PRIOR_ROWS * enc.probs[None, :]) / (groups[:, None] + _PRIOR_ROWS)
                 self.conditional[plan.name] = probs
 
     # -- generation ----------------------------------------------------------------------------
@@ -362,7 +362,7 @@ class BaselineSynthesizer(Synthesizer):
         uniforms = self._copula_uniforms(numbers, seq, seed, conditions)
         codes: dict[str, np.ndarray] = {}
         # Parents before children: a child's distribution depends on its parent's code.
-        for plan in sorted(self.plans, key=lambda p: p.parent is not None):
+        for plan in self._generation_order():
             col_seed = rng.child_seed(seed, plan.name)
             if plan.level == "entity":
                 series = entities[plan.name].gather(idx)
@@ -470,6 +470,14 @@ class BaselineSynthesizer(Synthesizer):
         codes[plan.name] = drawn
         return enc.decode(drawn)
 
+    def _generation_order(self) -> list[ColumnPlan]:
+        parents = {p.name: p.parent for p in self.plans if p.parent}
+
+        def depth(name: str) -> int:
+            return 0 if name not in parents else 1 + depth(parents[name])
+
+        return sorted(self.plans, key=lambda p: depth(p.name))
+
     def _posterior(self, parent: str, conditions: dict[str, Any]) -> CategoricalEncoder | None:
         """P(parent | conditioned children), when a child of ``parent`` is conditioned on."""
         probs = None
@@ -563,6 +571,15 @@ def _category_code(enc: CategoricalEncoder, name: str, value: Any) -> int:
             hint=f"values of {name}: {', '.join(map(str, enc.values[:20]))}",
         )
     return enc.values.index(value)
+
+
+def _is_ancestor(node: str, start: str, parents: dict[str, str]) -> bool:
+    """Whether ``node`` is ``start`` or one of its ancestors (adding the edge would make a cycle)."""
+    while start is not None:
+        if start == node:
+            return True
+        start = parents.get(start)
+    return False
 
 
 def _eta_squared(target: np.ndarray, groups: np.ndarray) -> float:
