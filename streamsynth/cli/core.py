@@ -45,21 +45,11 @@ def fit(
     ] = None,
 ) -> None:
     """Learn a model from real data and save it as JSON + safetensors."""
-    from streamsynth import io
     from streamsynth.models import create
-    from streamsynth.schema import Schema, overrides_from_yaml
 
     started = clock.perf_counter()
     synthesizer = create(model, seed=seed, **parse_options(option))  # a bad model name fails before reading
-    frame = io.read(data, time=time)
-    spec: dict[str, Any] = overrides_from_yaml(schema_file) if schema_file else {}
-    schema = Schema.infer(
-        frame,
-        entity=entity or spec.get("entity"),
-        time=_parsed_time_name(frame, time) or spec.get("time"),
-        label=spec.get("label"),
-        overrides=spec.get("columns"),
-    )
+    frame, schema = read_with_schema(data, time, entity, schema_file)
     synthesizer.fit(frame, schema)
     if _is_main_process():
         synthesizer.save(output)
@@ -140,18 +130,9 @@ def inspect(
     write_schema: Annotated[Path | None, typer.Option("--write-schema", help="Save the inferred schema.")] = None,
 ) -> None:
     """Show each column's role, type, cardinality and nulls, and sequence statistics."""
-    from streamsynth import io
-    from streamsynth.schema import Schema, overrides_from_yaml, sequence_stats
+    from streamsynth.schema import sequence_stats
 
-    frame = io.read(data, time=time)
-    spec: dict[str, Any] = overrides_from_yaml(schema_file) if schema_file else {}
-    schema = Schema.infer(
-        frame,
-        entity=entity or spec.get("entity"),
-        time=_parsed_time_name(frame, time) or spec.get("time"),
-        label=spec.get("label"),
-        overrides=spec.get("columns"),
-    )
+    frame, schema = read_with_schema(data, time, entity, schema_file)
     rows = [
         [c.name, c.role.value + (f" ({c.kind})" if c.kind else ""), c.dtype, f"{c.cardinality:,}", f"{c.nulls:,}"]
         for c in schema.columns
@@ -219,6 +200,25 @@ def demo(
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def read_with_schema(
+    data: Path, time: str | None, entity: str | None, schema_file: Path | None
+) -> tuple[pl.DataFrame, Any]:
+    """Read a data file and infer its schema, with --time/--entity and a schema file's overrides."""
+    from streamsynth import io
+    from streamsynth.schema import Schema, overrides_from_yaml
+
+    frame = io.read(data, time=time)
+    spec: dict[str, Any] = overrides_from_yaml(schema_file) if schema_file else {}
+    schema = Schema.infer(
+        frame,
+        entity=entity or spec.get("entity"),
+        time=_parsed_time_name(frame, time) or spec.get("time"),
+        label=spec.get("label"),
+        overrides=spec.get("columns"),
+    )
+    return frame, schema
+
+
 def parse_options(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` model options, with numbers and booleans converted."""
     import yaml

@@ -365,6 +365,14 @@ def data_roles(schema: Schema) -> dict[Role, list[str]]:
     return out
 
 
+def shard_entities(n_entities: int, shard: Shard | None) -> np.ndarray:
+    """The entity numbers a stream generates: all of ``0..n-1``, or those of shard K/N."""
+    numbers = np.arange(n_entities, dtype=np.int64)
+    if shard is not None:
+        numbers = numbers[numbers % shard[1] == shard[0]]
+    return numbers
+
+
 def _check_shard(shard: Shard | None) -> Shard | None:
     if shard is None:
         return None

@@ -24,7 +24,7 @@ from streamsynth.contract import event_ids
 from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
-from streamsynth.models.base import Shard, Synthesizer
+from streamsynth.models.base import Shard, Synthesizer, shard_entities
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
 from streamsynth.schema import Role
 
@@ -264,9 +264,7 @@ class BaselineSynthesizer(Synthesizer):
         conditions: dict[str, Any],
         shard: Shard | None,
     ) -> Iterator[pl.DataFrame]:
-        numbers = np.arange(n_entities, dtype=np.int64)
-        if shard is not None:
-            numbers = numbers[numbers % shard[1] == shard[0]]
+        numbers = shard_entities(n_entities, shard)
         if numbers.size == 0:
             return
         entities = self._entity_state(numbers, seed, conditions)
