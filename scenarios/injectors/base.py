@@ -114,6 +114,8 @@ class Injector:
     # -- per batch -----------------------------------------------------------------------------------
     def apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """(the batch with this event's changes, extra rows to merge in or None)."""
+        if batch.height == 0:  # e.g. a small shard, or an earlier dropout removed every row
+            return batch, None
         times = batch[self.ctx.time]
         if times[-1] < self.start or times[0] >= self.end:
             return batch, None

@@ -75,7 +75,7 @@ class FraudInjector(Injector):
     def apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         # Unlike row-changing injectors this fires on the first batch at or past the window start,
         # so a window that falls between two batches is not skipped.
-        if self.done or batch[self.ctx.time][-1] < self.start:
+        if self.done or batch.height == 0 or batch[self.ctx.time][-1] < self.start:
             return batch, None
         self.done = True
         if not self.ctx.generate:
