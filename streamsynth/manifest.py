@@ -101,6 +101,8 @@ def build_manifest(
         "output": str(output) if output is not None else None,
         "seed": seed,
         "model": model,
+        # the spent DP budget of the model that made the output (None: trained without DP)
+        "privacy": (model or {}).get("privacy"),
         "scenario": scenario,
         "versions": versions(),
         "counts": counter.to_dict(),

@@ -92,6 +92,8 @@ def open_source(
         shard=f"{shard[0]}/{shard[1]}" if shard else None,
         conditions=conditions or None,
     )
+    if model.metadata.get("privacy"):  # the DP budget the model spent travels into every manifest
+        description["privacy"] = model.metadata["privacy"]
     return Source(stream, model.schema.time, model.schema.entity, description, model)
 
 

@@ -24,6 +24,7 @@ app = typer.Typer(
 
 COMMAND_MODULES = [
     "streamsynth.cli.core",
+    "streamsynth.cli.delivery",
     "streamsynth.cli.evaluate",
     "streamsynth.cli.rules",
     "streamsynth.cli.scenarios",

@@ -1,0 +1,244 @@
+"""The ``file://`` sink: Parquet, JSON Lines or CSV, rotated by size or time, finalised atomically.
+
+Each output file is written under a hidden temporary name and renamed into place when complete,
+so a reader never sees half a file. Without rotation the output is the named file; with rotation,
+or when a replay resumes, it is parts ``stem-00000.ext``, ``stem-00001.ext``, ... beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from connectors.base import Sink, SinkURL
+from connectors.records import label_counts
+from streamsynth.errors import StreamsynthError
+from streamsynth.io import BatchFileWriter, format_of
+
+OPTIONS = "rotate_size (e.g. 64MB), rotate_every (e.g. 10m), fsync (true/false)"
+
+
+def target_path(url: SinkURL) -> Path:
+    """The file a ``file://`` URL names; ``file://out.jsonl`` is relative, ``file:///x`` absolute."""
+    path = url.netloc + url.path if url.netloc not in ("", "localhost") else url.path
+    if not path:
+        raise StreamsynthError(f"sink URL {url.redacted()!r} names no file",
+                               hint="write file:///dir/out.parquet or file://out.jsonl")
+    return Path(path)
+
+
+def output_files(target: Path) -> list[Path]:
+    """The finished files of an output: the named file if present, then its parts in order."""
+    files = [target] if target.is_file() else []
+    return files + [p for _, p in _parts(target)]
+
+
+def _parts(target: Path) -> list[tuple[int, Path]]:
+    pattern = re.compile(re.escape(target.stem) + r"-(\d{5,})" + re.escape(target.suffix) + "$")
+    if not target.parent.is_dir():
+        return []
+    found = []
+    for p in target.parent.iterdir():
+        match = pattern.match(p.name)
+        if match and p.is_file():
+            found.append((int(match.group(1)), p))
+    return sorted(found)
+
+
+class ParquetPart:
+    """One Parquet file written in large row groups (few, big groups write as fast as polars).
+
+    Batches are buffered up to ``row_group`` rows or ``max_buffer`` bytes; dictionary encoding is
+    used only for low-cardinality text columns, where it pays (not for unique ids).
+    """
+
+    def __init__(self, path: Path, row_group: int = 65_536, max_buffer: int = 32 * 2**20) -> None:
+        self.path = path
+        self.row_group = row_group
+        self.max_buffer = max_buffer
+        self._buffer: list[pl.DataFrame] = []
+        self._rows = 0
+        self._bytes = 0
+        self._writer = None
+        path.open("wb").close()  # fail now, not at the first row group, on an unwritable path
+
+    def write(self, batch: pl.DataFrame) -> None:
+        self._buffer.append(batch)
+        self._rows += batch.height
+        self._bytes += batch.estimated_size()
+        if self._rows >= self.row_group or self._bytes >= self.max_buffer:
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        if not self._buffer:
+            return
+        import pyarrow.parquet as pq
+
+        frame = pl.concat(self._buffer, how="vertical", rechunk=False)
+        self._buffer, self._rows, self._bytes = [], 0, 0
+        table = frame.to_arrow()
+        if self._writer is None:
+            text = [c for c, t in frame.schema.items() if t == pl.String]
+            low = [c for c in text if frame[c].n_unique() <= max(frame.height // 4, 1)]
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd",
+                                            use_dictionary=low or False)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._write_buffer()
+        if self._writer is not None:
+            self._writer.close()
+
+
+class FileSink(Sink):
+    """Writes batches to the current part; rotation and close finalise it (fsync, then rename)."""
+
+    scheme = "file"
+
+    def __init__(self, url: SinkURL, **kwargs) -> None:
+        super().__init__(url, **kwargs)
+        self.target = target_path(url)
+        self.fmt = format_of(self.target)
+        self.rotate_size = url.size("rotate_size", None)
+        self.rotate_every = url.duration("rotate_every", None)
+        self.fsync = url.boolean("fsync", True)
+        url.finish(OPTIONS)
+        rotating = self.rotate_size is not None or self.rotate_every is not None
+        existing = _parts(self.target)
+        if self.append:
+            self._next_part = existing[-1][0] + 1 if existing else (1 if self.target.exists() else 0)
+            self._use_parts = True
+        elif rotating and existing:
+            raise StreamsynthError(
+                f"{self.target.parent}: holds parts of an earlier output ({existing[0][1].name}, ...)",
+                hint="remove them or write to a new name; a replay that resumes adds parts itself",
+            )
+        else:
+            self._next_part = 0
+            self._use_parts = rotating
+        self.files: list[Path] = []  # finished files, in order
+        self._writer: BatchFileWriter | ParquetPart | None = None
+        self._final: Path | None = None
+        self._tmp: Path | None = None
+        self._opened_at = 0.0
+        self._rows = 0
+        self._bytes_seen = 0
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        parent = self.target.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            probe = parent / f".{self.target.name}.probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StreamsynthError(
+                f"cannot write to {self.target}: {exc.strerror or exc}",
+                hint="choose a directory you can write to",
+            ) from None
+
+    def _open_part(self) -> None:
+        if self._use_parts:
+            final = self.target.with_name(f"{self.target.stem}-{self._next_part:05d}{self.target.suffix}")
+            self._next_part += 1
+        else:
+            final = self.target
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        try:
+            if self.fmt == "parquet":
+                # Small buffers under size rotation, so parts come out near the size asked for.
+                limit = self.rotate_size // 2 if self.rotate_size else 32 * 2**20
+                self._writer = ParquetPart(tmp, max_buffer=limit)
+            else:
+                self._writer = BatchFileWriter(tmp, self.fmt)
+        except OSError as exc:
+            raise StreamsynthError(f"cannot write {tmp}: {exc.strerror}",
+                                   hint="choose a writable path") from None
+        self._final, self._tmp = final, tmp
+        self._opened_at = time.monotonic()
+        self._rows = 0
+        self._bytes_seen = 0
+
+    def write(self, batch: pl.DataFrame) -> None:
+        if batch.height == 0:
+            return
+        if self._writer is None:
+            self._open_part()
+        start = time.perf_counter()
+        try:
+            self._writer.write(batch)
+        except OSError as exc:
+            raise StreamsynthError(f"cannot write {self._tmp}: {exc.strerror}",
+                                   hint="check free disk space and permissions") from None
+        self.written += batch.height
+        self._rows += batch.height
+        size = self._tmp.stat().st_size
+        self.metrics.delivered(self.scheme, label_counts(batch), max(size - self._bytes_seen, 0))
+        self.metrics.latency(self.scheme, time.perf_counter() - start)
+        self._bytes_seen = size
+        if self._due(size):
+            self._finish_part()
+
+    def _due(self, size: int) -> bool:
+        if self.rotate_size is not None and size >= self.rotate_size:
+            return True
+        return self.rotate_every is not None and time.monotonic() - self._opened_at >= self.rotate_every
+
+    def poll(self) -> None:
+        if self._writer is not None and self.rotate_every is not None and self._due(0):
+            self._finish_part()
+
+    def _finish_part(self) -> None:
+        writer, tmp, final = self._writer, self._tmp, self._final
+        self._writer = None
+        writer.close()
+        if self.fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, final)
+        self.files.append(final)
+        self.acked += self._rows
+
+    def flush(self) -> None:
+        # A file is acknowledged when it is finalised; flushing only pushes bytes to the OS.
+        fh = getattr(self._writer, "_fh", None)
+        if fh is not None:
+            fh.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._finish_part()
+
+    def abort(self) -> None:
+        """Drop the unfinished part (its events are not acknowledged and will be sent again)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def read_back(cls, url: SinkURL, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:
+        target = target_path(url)
+        files = output_files(target)
+        if not files:
+            raise StreamsynthError(f"{target}: no output files found",
+                                   hint="give the path the replay wrote to")
+        for path in files:
+            fmt = format_of(path)
+            if fmt == "parquet":
+                yield pl.read_parquet(path)
+            elif fmt == "csv":
+                yield pl.read_csv(path, infer_schema_length=0)
+            else:
+                # Every row decides the types: a column null for the first thousand rows
+                # (scenario_id) is not a null column.
+                yield pl.read_ndjson(path, infer_schema_length=None)

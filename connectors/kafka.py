@@ -1,0 +1,379 @@
+"""The ``kafka://host:port/topic`` sink with kafka-python (``?client=confluent`` picks confluent-kafka).
+
+Key = the entity id, value = the event as JSON, headers ``label``, ``is_anomaly`` and
+``scenario_id``. Messages that fail (a broker outage past the client's own retries) are sent
+again until they are acknowledged or ``give_up`` seconds pass. SASL/SSL settings come from
+``STREAMSYNTH_KAFKA_*`` environment variables and are never logged.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import polars as pl
+
+from connectors.base import Sink, SinkURL
+from connectors.records import (
+    AvroCodec,
+    HeaderCache,
+    header_lists,
+    json_lines,
+    keys,
+    label_counts,
+)
+from streamsynth.contract import EVENT_ID, LABEL
+from streamsynth.errors import StreamsynthError
+
+OPTIONS = ("client (kafka-python|confluent), acks (0|1|all), compression (none|gzip|snappy|lz4|"
+           "zstd), idempotence, batch_size (bytes), linger (e.g. 5ms), key (column), "
+           "connect_timeout, give_up (how long to wait out an outage), format (json|avro), "
+           "schema (an .avsc file, for avro)")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_ENV = "STREAMSYNTH_KAFKA_"
+#: environment variable suffix -> the setting it carries (never logged)
+SECURITY_ENV = ("SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD",
+                "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE")
+
+
+@dataclass
+class KafkaSettings:
+    """What a kafka URL says, checked: brokers, topic and producer options."""
+
+    servers: list[str]
+    topic: str
+    client: str
+    acks: str
+    compression: str
+    idempotence: bool
+    batch_size: int
+    linger: float
+    key: str | None
+    connect_timeout: float
+    give_up: float
+    format: str = "json"
+    schema: str | None = None
+
+    @classmethod
+    def from_url(cls, url: SinkURL, *, reading: bool = False) -> KafkaSettings:
+        if not url.netloc:
+            raise StreamsynthError(f"sink URL {url.redacted()!r} names no broker",
+                                   hint="write kafka://host:9092/topic")
+        if "@" in url.netloc:
+            raise StreamsynthError(
+                f"sink URL {url.redacted()!r} carries credentials",
+                hint="set STREAMSYNTH_KAFKA_SECURITY_PROTOCOL, _SASL_MECHANISM, _SASL_USERNAME and "
+                "_SASL_PASSWORD in the environment instead (URLs end up in logs and manifests)",
+            )
+        servers = []
+        for server in url.netloc.split(","):
+            host, _, port = server.partition(":")
+            if not host or (port and not port.isdigit()):
+                raise StreamsynthError(f"sink URL {url.redacted()!r}: bad broker address {server!r}",
+                                       hint="write kafka://host:9092/topic (or host1:9092,host2:9092)")
+            servers.append(f"{host}:{port or 9092}")
+        topic = url.path.lstrip("/")
+        if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise StreamsynthError(
+                f"sink URL {url.redacted()!r}: {topic!r} is not a valid Kafka topic name",
+                hint="topic names are 1-249 characters of letters, digits, '.', '_' and '-'",
+            )
+        settings = cls(
+            servers=servers,
+            topic=topic,
+            client=url.text("client", "kafka-python", choices=("kafka-python", "confluent")),
+            acks=url.text("acks", "all", choices=("0", "1", "all")),
+            compression=url.text("compression", "none",
+                                 choices=("none", "gzip", "snappy", "lz4", "zstd")),
+            idempotence=url.boolean("idempotence", True),
+            batch_size=url.size("batch_size", 256 * 1024),
+            linger=url.duration("linger", 0.005),
+            key=url.text("key"),
+            connect_timeout=url.duration("connect_timeout", 10.0),
+            give_up=url.duration("give_up", 600.0),
+            format=url.text("format", "json", choices=("json", "avro")),
+            schema=url.text("schema"),
+        )
+        if settings.format == "avro" and not settings.schema:
+            raise StreamsynthError(f"sink URL {url.redacted()!r}: format=avro needs a schema",
+                                   hint="add &schema=/path/to/events.avsc")
+        if not reading:
+            url.finish(OPTIONS)
+        if settings.idempotence and settings.acks != "all":
+            raise StreamsynthError(f"sink URL {url.redacted()!r}: idempotence needs acks=all",
+                                   hint="drop acks=, or add idempotence=false")
+        return settings
+
+
+def security_settings() -> dict[str, str]:
+    """SASL/SSL settings from ``STREAMSYNTH_KAFKA_*`` variables, by suffix (lower case)."""
+    return {name.lower(): os.environ[_ENV + name] for name in SECURITY_ENV if os.environ.get(_ENV + name)}
+
+
+def _kafka_python_security() -> dict:
+    sec = security_settings()
+    mapping = {"security_protocol": "security_protocol", "sasl_mechanism": "sasl_mechanism",
+               "sasl_username": "sasl_plain_username", "sasl_password": "sasl_plain_password",
+               "ssl_cafile": "ssl_cafile", "ssl_certfile": "ssl_certfile", "ssl_keyfile": "ssl_keyfile"}
+    return {mapping[k]: v for k, v in sec.items()}
+
+
+def unreachable(settings: KafkaSettings, reason: str) -> StreamsynthError:
+    return StreamsynthError(
+        f"cannot reach the Kafka broker at {','.join(settings.servers)}: {reason}",
+        hint="check the host and port in the kafka:// URL and that the broker is running",
+    )
+
+
+class KafkaSink(Sink):
+    """kafka-python producer; acknowledges everything written when :meth:`flush` returns."""
+
+    scheme = "kafka"
+
+    def __new__(cls, url: SinkURL, **kwargs):
+        if cls is KafkaSink and url.options.get("client") == "confluent":
+            from connectors.kafka_confluent import ConfluentKafkaSink
+
+            return super().__new__(ConfluentKafkaSink)
+        return super().__new__(cls)
+
+    def __init__(self, url: SinkURL, **kwargs) -> None:
+        super().__init__(url, **kwargs)
+        self.settings = KafkaSettings.from_url(url)
+        self.key = self.settings.key or self.entity
+        self._headers = HeaderCache()
+        self._avro = AvroCodec(self.settings.schema) if self.settings.format == "avro" else None
+        self._open()
+
+    # -- kafka-python ---------------------------------------------------------------------------
+    def _new_producer(self):
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        compression = None if s.compression == "none" else s.compression
+        try:
+            return KafkaProducer(
+                bootstrap_servers=s.servers,
+                acks=-1 if s.acks == "all" else int(s.acks),
+                compression_type=compression,
+                enable_idempotence=s.idempotence,
+                batch_size=s.batch_size,
+                linger_ms=int(s.linger * 1000),
+                max_block_ms=5000,
+                bootstrap_timeout_ms=int(s.connect_timeout * 1000),
+                request_timeout_ms=10_000,
+                delivery_timeout_ms=60_000,
+                reconnect_backoff_max_ms=1000,
+                **_kafka_python_security(),
+            )
+        except RuntimeError as exc:  # a compression codec whose library is missing
+            raise StreamsynthError(f"kafka sink: {exc}",
+                                   hint=f"pip install the {s.compression} package, or choose "
+                                   "another ?compression=") from None
+        except (KafkaError, ValueError, OSError) as exc:
+            raise unreachable(s, str(exc)) from None
+
+    def _open(self) -> None:
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        self._producer = self._new_producer()
+        try:
+            self._producer.partitions_for(s.topic)
+        except KafkaError as exc:
+            self._producer.close(timeout=1)
+            raise StreamsynthError(
+                f"Kafka topic {s.topic!r} on {','.join(s.servers)} is not usable: {exc}",
+                hint="create the topic, or allow the broker to create topics",
+            ) from None
+        self._futures: list = []
+        # The unacknowledged window, as parallel lists (no tuple per event: see header_lists).
+        self._values: list[bytes] = []
+        self._keys: list[bytes | None] = []
+        self._hdrs: list[list] = []
+        self._pending_labels: Counter = Counter()
+        self._pending_bytes = 0
+        self._window_start: float | None = None
+
+    def write(self, batch: pl.DataFrame) -> None:
+        if batch.height == 0:
+            return
+        if self._window_start is None:
+            self._window_start = time.perf_counter()
+        values = self._avro.encode(batch) if self._avro is not None else json_lines(batch)
+        self._send_all(values, keys(batch, self.key), header_lists(batch, self._headers))
+        self._pending_labels.update(label_counts(batch))
+        self._pending_bytes += sum(map(len, values))
+        self.written += batch.height
+
+    def _send_all(self, values: list[bytes], keys_: list[bytes | None], headers: list[list]) -> None:
+        from kafka.errors import KafkaError, KafkaTimeoutError
+
+        topic, futures = self.settings.topic, self._futures
+        send = self._producer.send
+        deadline = time.monotonic() + self.settings.give_up
+        for i in range(len(values)):
+            while True:
+                try:
+                    futures.append(send(topic, value=values[i], key=keys_[i], headers=headers[i]))
+                    break
+                except KafkaTimeoutError:
+                    # Buffer full or no metadata: the broker is away. Wait it out, up to give_up.
+                    self.metrics.error(self.scheme, "buffer_timeout")
+                except KafkaError as exc:
+                    # The producer is in a fatal state (e.g. a restarted broker forgot its id).
+                    self.metrics.error(self.scheme, type(exc).__name__)
+                    self._reopen(deadline)
+                    send = self._producer.send
+                if time.monotonic() > deadline:
+                    raise self._gave_up(len(values) - i) from None
+        self._values += values
+        self._keys += keys_
+        self._hdrs += headers
+
+    def _reopen(self, deadline: float) -> None:
+        """Replace a producer that cannot go on; retried while the broker is unreachable."""
+        try:
+            self._producer.close(timeout=0)
+        except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped anyway
+            pass
+        while True:
+            try:
+                self._producer = self._new_producer()
+                return
+            except StreamsynthError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def flush(self) -> None:
+        from kafka.errors import KafkaTimeoutError, RetriableError
+
+        deadline = time.monotonic() + self.settings.give_up
+        delay = 0.2
+        while self._futures:
+            try:
+                self._producer.flush(timeout=max(deadline - time.monotonic(), 1.0))
+            except KafkaTimeoutError:
+                pass
+            failed = [i for i, f in enumerate(self._futures) if not f.is_done or f.failed()]
+            errors = [self._futures[i].exception for i in failed if self._futures[i].is_done]
+            resend = ([self._values[i] for i in failed], [self._keys[i] for i in failed],
+                      [self._hdrs[i] for i in failed])
+            self._futures, self._values, self._keys, self._hdrs = [], [], [], []
+            if not failed:
+                break
+            for kind in {type(e).__name__ for e in errors} or {"timeout"}:
+                self.metrics.error(self.scheme, kind)
+            if time.monotonic() > deadline:
+                raise self._gave_up(len(failed))
+            if any(not isinstance(e, RetriableError) for e in errors):
+                self._reopen(deadline)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            self.metrics.retry(self.scheme)
+            self._send_all(*resend)
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        if self._window_start is not None:
+            self.metrics.latency(self.scheme, time.perf_counter() - self._window_start)
+            self._window_start = None
+        self.metrics.delivered(self.scheme, self._pending_labels, self._pending_bytes)
+        self._pending_labels = Counter()
+        self._pending_bytes = 0
+        self.acked = self.written
+
+    def _gave_up(self, n: int) -> StreamsynthError:
+        return StreamsynthError(
+            f"{n} events not acknowledged by the Kafka broker at {','.join(self.settings.servers)} "
+            f"within {self.settings.give_up:.0f} s",
+            hint="bring the broker back and resume from the checkpoint, or raise ?give_up=",
+        )
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._producer.close(timeout=5)
+
+    def abort(self) -> None:
+        self._producer.close(timeout=0)
+
+    @classmethod
+    def read_back(cls, url: SinkURL, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:
+        """Every message of the topic from the beginning: event_id, label and header_label."""
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+
+        s = KafkaSettings.from_url(url, reading=True)
+        avro = AvroCodec(s.schema) if s.format == "avro" else None
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=s.servers, enable_auto_commit=False,
+                                     group_id=None, bootstrap_timeout_ms=int(timeout * 1000),
+                                     **_kafka_python_security())
+        except KafkaError as exc:
+            raise unreachable(s, str(exc)) from None
+        try:
+            partitions = consumer.partitions_for_topic(s.topic)
+            if not partitions:
+                raise StreamsynthError(f"Kafka topic {s.topic!r} does not exist on "
+                                       f"{','.join(s.servers)}", hint="check the topic name")
+            tps = [TopicPartition(s.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            values: list[bytes] = []
+            header_labels: list[str | None] = []
+            last_progress = time.monotonic()
+            idle_polls = 0
+            # Some brokers (tansu) report end offsets below the last record of a batch, so the
+            # read ends only when the reported ends are passed AND the topic has gone quiet.
+            while idle_polls < 2 or any(consumer.position(tp) < ends[tp] for tp in tps):
+                records = consumer.poll(timeout_ms=500, max_records=50_000)
+                if records:
+                    last_progress = time.monotonic()
+                    idle_polls = 0
+                else:
+                    idle_polls += 1
+                    if time.monotonic() - last_progress > timeout:
+                        raise StreamsynthError(f"reading Kafka topic {s.topic!r} stalled",
+                                               hint="check that the broker is healthy")
+                for batch in records.values():
+                    for message in batch:
+                        values.append(message.value)
+                        header_labels.append(_header(message.headers, LABEL))
+                if len(values) >= 100_000:
+                    yield _parse(values, header_labels, avro)
+                    values, header_labels = [], []
+            if values:
+                yield _parse(values, header_labels, avro)
+        finally:
+            consumer.close()
+
+
+def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode()
+    return None
+
+
+def _parse(values: list[bytes], header_labels: list[str | None],
+           avro: AvroCodec | None = None) -> pl.DataFrame:
+    """Values to (event_id, label, header_label); only the two contract fields are kept."""
+    if avro is not None:
+        records = avro.decode(values)
+        frame = pl.DataFrame({EVENT_ID: [r.get(EVENT_ID) for r in records],
+                              LABEL: [r.get(LABEL) for r in records]},
+                             schema={EVENT_ID: pl.String, LABEL: pl.String})
+    else:
+        frame = pl.read_ndjson(io.BytesIO(b"\n".join(values)),
+                               schema={EVENT_ID: pl.String, LABEL: pl.String})
+    return frame.with_columns(pl.Series("header_label", header_labels, dtype=pl.String))

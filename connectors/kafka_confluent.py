@@ -1,0 +1,186 @@
+"""``kafka://...?client=confluent``: the same Kafka sink on confluent-kafka (librdkafka), the fast path.
+
+Delivery reports are asked for failures only, so the per-event cost in Python is one
+``produce`` call; failed messages come back through the report and are produced again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from connectors.kafka import KafkaSink, security_settings, unreachable
+from streamsynth.errors import StreamsynthError
+
+STALL_SECONDS = 10.0  # a flush that moves nothing for this long gets a new producer
+
+
+def _confluent_security() -> dict:
+    mapping = {"security_protocol": "security.protocol", "sasl_mechanism": "sasl.mechanism",
+               "sasl_username": "sasl.username", "sasl_password": "sasl.password",
+               "ssl_cafile": "ssl.ca.location", "ssl_certfile": "ssl.certificate.location",
+               "ssl_keyfile": "ssl.key.location"}
+    return {mapping[k]: v for k, v in security_settings().items()}
+
+
+class ConfluentKafkaSink(KafkaSink):
+    """confluent-kafka producer; acknowledges everything written when :meth:`flush` returns."""
+
+    def _open(self) -> None:
+        try:
+            from confluent_kafka import KafkaException, Producer
+        except ImportError:
+            raise StreamsynthError(
+                "kafka sink ?client=confluent needs the confluent-kafka package",
+                hint="pip install 'streamsynth[fast]' (or confluent-kafka), or drop ?client=",
+            ) from None
+        s = self.settings
+        config = {
+            "bootstrap.servers": ",".join(s.servers),
+            "acks": s.acks,
+            "compression.type": s.compression,
+            "enable.idempotence": s.idempotence,
+            "linger.ms": max(s.linger * 1000, 0),
+            "batch.size": s.batch_size,
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "queue.buffering.max.messages": 1_000_000,
+            "message.timeout.ms": 60_000,
+            "reconnect.backoff.max.ms": 1000,
+            "delivery.report.only.error": True,
+            # The Java client's partitioner (as kafka-python): an entity lands on the same
+            # partition whichever client produced it.
+            "partitioner": "murmur2_random",
+            "log_level": 0,  # librdkafka would otherwise print connection retries to stderr
+            **_confluent_security(),
+        }
+        self._failed: list[tuple[bytes, bytes | None, list]] = []
+        self._errors: set[str] = set()
+        try:
+            self._config = config
+            self._producer = Producer(config, error_cb=self._on_client_error)
+            metadata = self._producer.list_topics(s.topic, timeout=s.connect_timeout)
+        except KafkaException as exc:
+            raise unreachable(s, str(exc.args[0].str() if exc.args else exc)) from None
+        topic = metadata.topics.get(s.topic)
+        if topic is None or topic.error is not None:
+            raise StreamsynthError(
+                f"Kafka topic {s.topic!r} on {','.join(s.servers)} is not usable: "
+                f"{topic.error.str() if topic is not None else 'missing'}",
+                hint="create the topic, or allow the broker to create topics",
+            )
+        self._values, self._keys, self._hdrs = [], [], []  # the unacknowledged window
+        self._pending_labels = Counter()
+        self._pending_bytes = 0
+        self._window_start = None
+
+    def _on_client_error(self, error) -> None:
+        # Only note the kind here: a fatal error surfaces again as an exception from librdkafka
+        # calls, where _recover() handles it.
+        try:
+            self._errors.add("fatal" if error.fatal() else error.name())
+        except Exception:  # noqa: BLE001 - the error object may already carry a raised exception
+            self._errors.add("fatal")
+
+    def _on_delivery(self, error, message) -> None:
+        if error is not None:
+            self._errors.add(error.name())
+            self._failed.append((message.value(), message.key(), message.headers() or []))
+
+    def _send_all(self, values: list[bytes], keys_: list[bytes | None], headers: list[list]) -> None:
+        # Recorded first: if the producer fails part-way, the whole window is produced again.
+        self._values += values
+        self._keys += keys_
+        self._hdrs += headers
+        self._produce(values, keys_, headers)
+
+    def _produce(self, values: list[bytes], keys_: list[bytes | None], headers: list[list]) -> None:
+        from confluent_kafka import KafkaException
+
+        topic, report = self.settings.topic, self._on_delivery
+        produce, poll = self._producer.produce, self._producer.poll
+        deadline = time.monotonic() + self.settings.give_up
+        for value, key, hdrs in zip(values, keys_, headers, strict=True):
+            while True:
+                try:
+                    produce(topic, value, key, headers=hdrs, on_delivery=report)
+                    break
+                except BufferError:
+                    # The local queue is full: serve delivery reports until there is room.
+                    try:
+                        poll(0.05)
+                    except (KafkaException, SystemError):
+                        self._recover(deadline)
+                        return
+                except (KafkaException, SystemError):
+                    self._recover(deadline)  # produces the whole window, the rest of this included
+                    return
+                if time.monotonic() > deadline:
+                    raise self._gave_up(len(self._producer)) from None
+
+    def flush(self) -> None:
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + self.settings.give_up
+        delay = 0.2
+        best, progress_at = len(self._producer), time.monotonic()
+        while True:
+            try:
+                remaining = self._producer.flush(1.0)
+            except (KafkaException, SystemError):
+                self._recover(deadline)
+                best, progress_at = len(self._producer), time.monotonic()
+                continue
+            if remaining < best:
+                best, progress_at = remaining, time.monotonic()
+            elif remaining and time.monotonic() - progress_at > STALL_SECONDS:
+                # No progress at all: e.g. a restarted broker forgot this idempotent producer and
+                # librdkafka waits on it. Start a new producer and send the whole window again.
+                self.metrics.error(self.scheme, "stalled")
+                self.metrics.retry(self.scheme)
+                self._produce(*self._replace_producer())
+                best, progress_at = len(self._producer), time.monotonic()
+                continue
+            failed, self._failed = self._failed, []
+            if remaining == 0 and not failed:
+                break
+            for kind in self._errors or {"timeout"}:
+                self.metrics.error(self.scheme, kind)
+            self._errors = set()
+            if time.monotonic() > deadline:
+                raise self._gave_up(remaining + len(failed))
+            if failed:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self.metrics.retry(self.scheme)
+                self._produce(*(list(column) for column in zip(*failed, strict=True)))
+        self._values, self._keys, self._hdrs = [], [], []
+        self._acknowledge()
+
+    def _recover(self, deadline: float) -> None:
+        """A fatal producer error (librdkafka surfaces them as exceptions, e.g. a restarted broker
+        that forgot this idempotent producer): new producer, whole window produced again."""
+        if time.monotonic() > deadline:
+            raise self._gave_up(len(self._values))
+        self.metrics.error(self.scheme, "fatal")
+        self.metrics.retry(self.scheme)
+        time.sleep(0.2)
+        self._produce(*self._replace_producer())
+
+    def _replace_producer(self) -> tuple[list, list, list]:
+        """A new producer in place of the old (its queue purged); returns the unacknowledged
+        window, which stays the window: the caller produces it again."""
+        from confluent_kafka import Producer
+
+        try:
+            self._producer.purge(in_queue=True, in_flight=True)
+        except Exception:  # noqa: BLE001 - a producer in a fatal state may refuse; it is dropped
+            pass
+        self._producer = Producer(self._config, error_cb=self._on_client_error)
+        self._failed = []
+        return self._values, self._keys, self._hdrs
+
+    def close(self) -> None:
+        self.flush()
+
+    def abort(self) -> None:
+        self._producer.purge()

@@ -1,0 +1,49 @@
+"""The sink registry: URL scheme -> sink class, and :func:`open_sink` / :func:`read_back` by URL.
+
+A new sink is one module plus one line here. Entries are ``"module:Class"`` strings so that a
+client library (kafka, confluent-kafka) is imported only when its scheme is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+
+import polars as pl
+
+from connectors.base import Sink, SinkURL
+from connectors.metrics import ReplayMetrics
+from streamsynth.errors import StreamsynthError
+
+SINKS: dict[str, str] = {
+    "kafka": "connectors.kafka:KafkaSink",
+    "http": "connectors.http:HttpSink",
+    "https": "connectors.http:HttpsSink",
+    "file": "connectors.file:FileSink",
+    "stdout": "connectors.stdout:StdoutSink",
+}
+
+
+def sink_class(url: SinkURL) -> type[Sink]:
+    entry = SINKS.get(url.scheme)
+    if entry is None:
+        raise StreamsynthError(
+            f"sink URL {url.redacted()!r}: unknown scheme {url.scheme + '://'!r}",
+            hint="use one of " + ", ".join(f"{s}://" for s in SINKS if s != "stdout")
+            + " or - for stdout",
+        )
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def open_sink(url: str, *, time: str | None = None, entity: str | None = None,
+              metrics: ReplayMetrics | None = None, append: bool = False) -> Sink:
+    """Open the sink a URL names (``kafka://``, ``http(s)://``, ``file://``, ``-``)."""
+    parsed = SinkURL.parse(url)
+    return sink_class(parsed)(parsed, time=time, entity=entity, metrics=metrics, append=append)
+
+
+def read_back(url: str, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:
+    """Read delivered events back from a topic or files, for ``verify``."""
+    parsed = SinkURL.parse(url)
+    return sink_class(parsed).read_back(parsed, timeout=timeout)

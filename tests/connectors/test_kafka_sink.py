@@ -1,0 +1,248 @@
+"""The Kafka sink through the real tansu broker on loopback, with each client: labelled streams
+consumed back exactly once with label headers, and an outage in the middle of a replay."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+import polars as pl
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from connectors import open_sink, read_back
+from connectors.metrics import ReplayMetrics
+from connectors.pacing import Pacing
+from connectors.replay import replay
+from streamsynth.cli import main
+from streamsynth.contract import rebatch
+from streamsynth.errors import StreamsynthError
+
+HAS_CONFLUENT = importlib.util.find_spec("confluent_kafka") is not None
+CLIENTS = [
+    "kafka-python",
+    pytest.param("confluent", marks=pytest.mark.skipif(
+        not HAS_CONFLUENT, reason="confluent-kafka is not installed (the `fast` extra)")),
+]
+
+
+def topic_name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def consume_all(address: str, topic: str) -> list:
+    """Every message of a topic with assigned partitions (no consumer group needed); reads
+    until the topic stays quiet for a second, as tansu's end offsets can lag the last record."""
+    consumer = KafkaConsumer(bootstrap_servers=address, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        messages = []
+        quiet = 0
+        while quiet < 2:
+            records = consumer.poll(timeout_ms=500)
+            quiet = 0 if records else quiet + 1
+            for batch in records.values():
+                messages.extend(batch)
+        return messages
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_labelled_stream_is_consumed_back_once_with_label_headers(broker, client, make_events):
+    frame = make_events(20_000, fraud=0.1)
+    topic = topic_name()
+    metrics = ReplayMetrics()
+    sink = open_sink(f"kafka://{broker.address}/{topic}?client={client}&compression=gzip",
+                     time="ts", entity="card_id", metrics=metrics)
+    result = replay(rebatch(iter([frame]), 5_000), sink, time_column="ts")
+    assert result.sent == 20_000
+
+    messages = consume_all(broker.address, topic)
+    values = [json.loads(m.value) for m in messages]
+    assert sorted(v["event_id"] for v in values) == sorted(frame["event_id"].to_list())
+    expected = {row["event_id"]: row for row in frame.iter_rows(named=True)}
+    for message, value in zip(messages, values, strict=True):
+        row = expected[value["event_id"]]
+        headers = dict(message.headers)
+        assert headers["label"].decode() == row["label"] == value["label"]
+        assert headers["is_anomaly"] == (b"true" if row["is_anomaly"] else b"false")
+        assert headers.get("scenario_id", b"").decode() == (row["scenario_id"] or "")
+        assert message.key.decode() == row["card_id"]
+    assert metrics.sent("kafka") == dict(frame["label"].value_counts().iter_rows())
+
+
+def test_read_back_reports_each_event_and_header_label(broker, make_events):
+    frame = make_events(3_000)
+    topic = topic_name()
+    replay(rebatch(iter([frame]), 1_000), open_sink(f"kafka://{broker.address}/{topic}"),
+           time_column="ts")
+    back = list(read_back(f"kafka://{broker.address}/{topic}"))
+    got = sorted((r["event_id"], r["label"], r["header_label"])
+                 for b in back for r in b.iter_rows(named=True))
+    assert got == sorted(zip(frame["event_id"], frame["label"], frame["label"], strict=True))
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_outage_in_the_middle_of_a_replay_loses_nothing(proxied_broker, client, tmp_path,
+                                                        make_events, free_port):
+    """The CLI replays through a proxy that drops every connection and refuses new ones for 3 s;
+    the replay waits, resumes, and verify finds nothing lost."""
+    broker, proxy = proxied_broker
+    source = tmp_path / "events.parquet"
+    make_events(16_000).write_parquet(source)
+    topic = topic_name()
+    manifest = tmp_path / "replay.manifest.json"
+    port = free_port()
+    replay_cmd = [sys.executable, "-m", "streamsynth", "replay", str(source),
+                  "--to", f"kafka://{proxy.address}/{topic}?client={client}",
+                  "--rate", "4000", "--manifest", str(manifest), "--metrics-port", str(port)]
+    process = subprocess.Popen(replay_cmd, stderr=subprocess.PIPE, text=True)
+    position = wait_for_position(port, above=2_000)
+    proxy.cut()
+    time.sleep(1.5)
+    stuck = wait_for_position(port, above=0)
+    time.sleep(1.5)
+    assert wait_for_position(port, above=0) == stuck < 16_000  # nothing moves while it is down
+    assert process.poll() is None
+    proxy.restore()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert position < 16_000 and "position 16,000" in err
+    assert main(["verify", "--from", f"kafka://{proxy.address}/{topic}",
+                 "--manifest", str(manifest)]) == 0
+
+
+def wait_for_position(port: int, above: int, timeout: float = 30.0) -> int:
+    """The replay's acknowledged position from its metrics endpoint, once it exceeds ``above``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        for line in text.decode().splitlines():
+            if line.startswith("streamsynth_replay_position "):
+                value = int(float(line.split()[1]))
+                if value > above:
+                    return value
+        time.sleep(0.1)
+    raise AssertionError(f"replay position did not pass {above}")
+
+
+@pytest.mark.parametrize("client", [
+    "kafka-python",
+    pytest.param("confluent", marks=[pytest.mark.slow, pytest.mark.skipif(
+        not HAS_CONFLUENT, reason="confluent-kafka is not installed")]),
+])
+def test_real_broker_restart_loses_nothing_sent_after_it(own_broker, client, make_events):
+    """tansu keeps memory only, so a killed broker comes back empty: what was acknowledged
+    before is gone with it, but every event written after the crash must reach the new one."""
+    frame = make_events(12_000)
+    topic = topic_name()
+    sink = open_sink(f"kafka://{own_broker.address}/{topic}?client={client}", entity="card_id")
+    results = []
+    thread = threading.Thread(target=lambda: results.append(replay(
+        rebatch(iter([frame]), 1_000), sink, pacing=Pacing(rate=3_000), flush_every=0.2)))
+    thread.start()
+    time.sleep(1.5)
+    own_broker.stop(kill=True)
+    written_at_crash = sink.written
+    time.sleep(2.0)
+    own_broker.start()
+    thread.join(timeout=90)
+    assert results and results[0].sent == 12_000
+    assert results[0].max_lag > 1.0  # it did wait for the broker
+    got = {json.loads(m.value)["event_id"] for m in consume_all(own_broker.address, topic)}
+    after = set(frame["event_id"].to_list()[written_at_crash:])
+    assert 0 < written_at_crash < 12_000 and after <= got
+
+
+def test_bad_inputs_are_clear_errors(broker, free_port):
+    with pytest.raises(StreamsynthError, match="not a valid Kafka topic name"):
+        open_sink(f"kafka://{broker.address}/bad topic!")
+    with pytest.raises(StreamsynthError, match="names no broker"):
+        open_sink("kafka:///events")
+    with pytest.raises(StreamsynthError, match="option acks='2' is not valid"):
+        open_sink(f"kafka://{broker.address}/events?acks=2")
+    with pytest.raises(StreamsynthError, match="unknown option 'compresion'"):
+        open_sink(f"kafka://{broker.address}/events?compresion=lz4")
+    with pytest.raises(StreamsynthError, match="idempotence needs acks=all"):
+        open_sink(f"kafka://{broker.address}/events?acks=1")
+    started = time.monotonic()
+    with pytest.raises(StreamsynthError, match="cannot reach the Kafka broker at 127.0.0.1:"):
+        open_sink(f"kafka://127.0.0.1:{free_port()}/events?connect_timeout=1s")
+    assert time.monotonic() - started < 10
+
+
+def test_paced_replay_to_kafka_keeps_the_rate(broker, make_events):
+    frame = make_events(6_000)
+    sink = open_sink(f"kafka://{broker.address}/{topic_name()}")
+    result = replay(rebatch(iter([frame]), 1_000), sink, time_column="ts",
+                    pacing=Pacing(rate=3_000))
+    assert result.sent == 6_000
+    assert abs(result.send_seconds - 5_999 / 3_000) <= 0.04  # +-2%
+
+
+def test_secrets_come_from_the_environment_and_are_never_printed(broker, tmp_path, capsys,
+                                                                 monkeypatch, make_events):
+    source = tmp_path / "events.parquet"
+    make_events(200).write_parquet(source)
+    monkeypatch.setenv("STREAMSYNTH_KAFKA_SASL_PASSWORD", "hunter2-secret")
+    manifest = tmp_path / "m.json"
+    url = f"kafka://{broker.address}/{topic_name()}"
+    assert main(["replay", str(source), "--to", url, "--manifest", str(manifest)]) == 0
+    assert "hunter2" not in capsys.readouterr().err + manifest.read_text()
+    assert main(["replay", str(source), "--to", f"kafka://me:hunter2@{broker.address}/x"]) == 2
+    err = capsys.readouterr().err
+    assert "carries credentials" in err and "hunter2" not in err
+
+
+AVRO_SCHEMA = {
+    "type": "record", "name": "Payment", "fields": [
+        {"name": "event_id", "type": "string"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "card_id", "type": "string"},
+        {"name": "amount", "type": "double"},
+        {"name": "label", "type": "string"},
+        {"name": "is_anomaly", "type": "boolean"},
+        {"name": "scenario_id", "type": ["null", "string"]},
+    ],
+}
+
+
+def test_avro_values_from_a_schema_file(broker, tmp_path, make_events):
+    fastavro = pytest.importorskip("fastavro")
+    schema_file = tmp_path / "payment.avsc"
+    schema_file.write_text(json.dumps(AVRO_SCHEMA))
+    frame = make_events(2_000, fraud=0.2)
+    topic = topic_name()
+    url = f"kafka://{broker.address}/{topic}?format=avro&schema={schema_file}"
+    replay(rebatch(iter([frame]), 500), open_sink(url, entity="card_id"), time_column="ts")
+    messages = consume_all(broker.address, topic)
+    parsed = fastavro.parse_schema(AVRO_SCHEMA)
+    records = [fastavro.schemaless_reader(io.BytesIO(m.value), parsed, None) for m in messages]
+    assert sorted(r["event_id"] for r in records) == sorted(frame["event_id"].to_list())
+    first = next(r for r in records if r["event_id"] == "ev-0")
+    assert first["ts"] == frame["ts"][0] and first["amount"] == frame["amount"][0]
+    back = pl.concat(list(read_back(url)))
+    assert (back["label"] == back["header_label"]).all() and back.height == 2_000
+
+    bad = tmp_path / "bad.avsc"
+    bad.write_text(json.dumps(AVRO_SCHEMA | {"fields": AVRO_SCHEMA["fields"][:1] + [
+        {"name": "amount", "type": "int"}]}))
+    sink = open_sink(f"kafka://{broker.address}/{topic_name()}?format=avro&schema={bad}")
+    with pytest.raises(StreamsynthError, match="do not fit the Avro schema"):
+        replay(rebatch(iter([frame]), 500), sink, time_column="ts")
+    with pytest.raises(StreamsynthError, match="format=avro needs a schema"):
+        open_sink(f"kafka://{broker.address}/x?format=avro")
