@@ -16,6 +16,7 @@ from streamsynth.models.base import Synthesizer, read_config
 MODELS: dict[str, str] = {
     "baseline": "streamsynth.models.baseline:BaselineSynthesizer",
     "rules": "streamsynth.models.rules:RuleSynthesizer",
+    "timegan": "streamsynth.models.timegan:TimeGANSynthesizer",
 }
 
 
