@@ -15,6 +15,7 @@ from streamsynth.models.base import Synthesizer, read_config
 
 MODELS: dict[str, str] = {
     "baseline": "streamsynth.models.baseline:BaselineSynthesizer",
+    "transformer": "streamsynth.models.transformer:TransformerSynthesizer",
     "rules": "streamsynth.models.rules:RuleSynthesizer",
     "timegan": "streamsynth.models.timegan:TimeGANSynthesizer",
 }

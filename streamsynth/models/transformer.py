@@ -1,0 +1,410 @@
+"""TransformerSynthesizer: a decoder-only transformer over the events of one entity.
+
+Position 0 is a start token that predicts the entity's attributes (and label), position 1 carries
+them, and every later position carries one event and predicts the next one field by field. The
+model (config, modules, training forward, KV-cache step) is here; training is in
+``transformer_train``, batched streaming generation in ``transformer_sample``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamsynth.errors import StreamsynthError
+from streamsynth.models.base import Shard, Synthesizer
+
+N_TIME = 5  # time-of-day sin/cos, day-of-week sin/cos, fraction of the window elapsed
+# time_features adds two integer-valued columns after those: hour of day and day of week, which
+# get embeddings of their own (a daily profile is learned far faster from them than from sin/cos).
+
+
+@dataclass
+class TransformerConfig:
+    """Architecture; saved as JSON next to the weights."""
+
+    event_sizes: list[int] = field(default_factory=list)  # classes of each event sub-field
+    attr_sizes: list[int] = field(default_factory=list)  # classes of each attribute sub-field
+    block_size: int = 128  # positions: start token, attributes, then up to block_size - 2 inputs
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if cache is None:
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        else:  # one new position per row, written at that row's own position
+            keys, values = cache.write(layer, k[:, :, 0], v[:, :, 0])
+            # Plain matmuls: fused attention kernels gain nothing for one query per row, and
+            # some (cuDNN in bf16) fail on very large batches or rebuild for every length.
+            scores = torch.matmul(q.to(keys.dtype), keys.transpose(-1, -2)).float() * (c // self.n_head) ** -0.5
+            weights = torch.softmax(scores.masked_fill(~cache.mask, float("-inf")), dim=-1)
+            y = torch.matmul(weights.to(values.dtype), values).to(x.dtype)
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class FieldHeads(nn.Module):
+    """One output head per sub-field; head j sees the hidden state plus the values of 0..j-1,
+    so later fields are conditioned on earlier ones (amount on merchant category)."""
+
+    def __init__(self, sizes: list[int], d: int) -> None:
+        super().__init__()
+        self.sizes = list(sizes)
+        self.prev = nn.ModuleList(nn.Embedding(n, d) for n in sizes[:-1])
+        self.norm = nn.ModuleList(nn.LayerNorm(d) for _ in sizes)
+        self.hidden = nn.ModuleList(nn.Linear(d, d) for _ in sizes)
+        self.out = nn.ModuleList(nn.Linear(d, n) for n in sizes)
+
+    def logits(self, j: int, z: torch.Tensor) -> torch.Tensor:
+        return self.out[j](F.gelu(self.hidden[j](self.norm[j](z))))
+
+    def teacher_forced(self, h: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
+        z, out = h, []
+        for j in range(len(self.sizes)):
+            out.append(self.logits(j, z))
+            if j + 1 < len(self.sizes):
+                z = z + self.prev[j](targets[:, j])
+        return out
+
+
+class KVCache:
+    """Preallocated keys/values for ``rows`` sequences; each row writes at its own position."""
+
+    def __init__(self, cfg: TransformerConfig, rows: int, device: torch.device, dtype: torch.dtype) -> None:
+        hd = cfg.n_embd // cfg.n_head
+        shape = (cfg.n_layer, rows, cfg.n_head, cfg.block_size, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.rows = torch.arange(rows, device=device)
+        self.pos = torch.zeros(rows, dtype=torch.long, device=device)
+        self.length = 1
+        self.mask: torch.Tensor | None = None
+
+    def prepare(self, pos: torch.Tensor, length: int) -> None:
+        """Set this step's positions; attention reads keys ``0..length-1`` (``length`` > max pos)."""
+        self.pos, self.length = pos, length
+        keys = torch.arange(length, device=pos.device)
+        self.mask = (keys[None, :] <= pos[:, None])[:, None, None, :]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k[layer, self.rows, :, self.pos] = k.to(self.k.dtype)
+        self.v[layer, self.rows, :, self.pos] = v.to(self.v.dtype)
+        n = self.length
+        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+
+
+class EventTransformer(nn.Module):
+    """The network: embeddings of positions, time features, events and attributes; blocks; heads."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.n_embd
+        self.event_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.event_sizes)
+        self.attr_emb = nn.ModuleList(nn.Embedding(n, d) for n in cfg.attr_sizes)
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.attr_token = nn.Parameter(torch.zeros(d))
+        self.pos_emb = nn.Embedding(cfg.block_size, d)
+        self.time_proj = nn.Linear(N_TIME, d)
+        self.hour_emb = nn.Embedding(24, d)
+        self.dow_emb = nn.Embedding(7, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(d)
+        self.event_heads = FieldHeads(cfg.event_sizes, d)
+        self.attr_heads = FieldHeads(cfg.attr_sizes, d)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2's scaled init of residual projections
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def embed(self, pos: torch.Tensor, attrs: torch.Tensor, events: torch.Tensor, tfeat: torch.Tensor) -> torch.Tensor:
+        """Inputs for positions ``pos`` (B, P): start token, attribute token or event (B, P, F)."""
+        d = self.cfg.n_embd
+        ev = torch.zeros(*events.shape[:2], d, device=events.device)
+        for j, emb in enumerate(self.event_emb):
+            ev = ev + emb(events[..., j])
+        at = torch.zeros(attrs.shape[0], d, device=attrs.device)
+        for j, emb in enumerate(self.attr_emb):
+            at = at + emb(attrs[:, j])
+        # Attributes (and the label condition) reach every event position directly, not only
+        # through attention to position 1: conditioning must hold over long sequences.
+        x = torch.where((pos == 1)[..., None], self.attr_token, ev) + at[:, None, :]
+        x = torch.where((pos == 0)[..., None], self.bos, x)
+        clock = self.hour_emb(tfeat[..., N_TIME].long()) + self.dow_emb(tfeat[..., N_TIME + 1].long())
+        return x + self.pos_emb(pos) + self.time_proj(tfeat[..., :N_TIME]) + clock
+
+    def hidden(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)
+        return self.ln_f(x)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed negative log-likelihood of a padded batch and the number of predicted items.
+
+        ``batch``: ``events`` (B, P-1, F) events 1..P-1, ``attrs`` (B, A), ``tfeat`` (B, P, 5),
+        ``n_events`` (B,), ``censor`` (B,) bool, ``log_survival`` (B, V0).
+        """
+        events, attrs, n_events = batch["events"], batch["attrs"], batch["n_events"]
+        b, p = events.shape[0], events.shape[1] + 1
+        pos = torch.arange(p, device=events.device).expand(b, p)
+        inputs = torch.zeros(b, p, events.shape[2], dtype=torch.long, device=events.device)
+        inputs[:, 2:] = events[:, : p - 2]
+        h = self.hidden(self.embed(pos, attrs, inputs, batch["tfeat"]))
+        nll = torch.zeros((), device=h.device)
+        for j, logits in enumerate(self.attr_heads.teacher_forced(h[:, 0], attrs)):
+            nll = nll + F.cross_entropy(logits.float(), attrs[:, j], reduction="sum")
+        valid = torch.arange(1, p, device=h.device)[None, :] <= n_events[:, None]
+        hv, tv = h[:, 1:][valid], events[valid]
+        for j, logits in enumerate(self.event_heads.teacher_forced(hv, tv)):
+            nll = nll + F.cross_entropy(logits.float(), tv[:, j], reduction="sum")
+        # After the last event: either the end of the sequence or a gap past the window's end.
+        rows = torch.nonzero(batch["censor"]).squeeze(1)
+        if rows.numel():
+            hc = h[rows, n_events[rows] + 1]
+            logp = F.log_softmax(self.event_heads.logits(0, hc).float(), dim=-1)
+            nll = nll - torch.logsumexp(logp + batch["log_survival"][rows], dim=-1).sum()
+        count = n_events.sum() + b
+        return nll, count
+
+
+def time_features(t_s: torch.Tensor, origin_s: float, window_s: torch.Tensor, span_s: float) -> torch.Tensor:
+    """(…, 7) clock features of times ``t_s`` (seconds since ``origin_s``, an epoch second):
+    the ``N_TIME`` continuous ones, then the hour of day and the day of week as whole numbers.
+
+    ``window_s``: the start of each time's window, for the elapsed fraction of the window.
+    """
+    absolute = t_s + origin_s
+    day = torch.remainder(absolute, 86_400.0) / 86_400.0 * (2 * math.pi)
+    week = torch.remainder(absolute / 86_400.0 + 3.0, 7.0) / 7.0 * (2 * math.pi)  # Monday = 0
+    frac = torch.clamp((t_s - window_s) / span_s, 0.0, 1.0)
+    hour = torch.floor(torch.remainder(absolute, 86_400.0) / 3600.0).clamp(0, 23)
+    dow = torch.floor(torch.remainder(absolute / 86_400.0 + 3.0, 7.0)).clamp(0, 6)
+    feats = [torch.sin(day), torch.cos(day), torch.sin(week), torch.cos(week), frac, hour, dow]
+    return torch.stack(feats, dim=-1).float()
+
+
+@contextmanager
+def threads_for(elements: int) -> Iterator[None]:
+    """One CPU thread for small tensors: on a busy machine, thread hand-offs cost more than
+    they save on matrices of a few thousand elements."""
+    before = torch.get_num_threads()
+    if elements < SMALL_WORK and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+SMALL_WORK = 65_536  # rows x width below which one thread is faster
+
+
+def default_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# -- the synthesizer ------------------------------------------------------------------------------
+class TransformerSynthesizer(Synthesizer):
+    """Autoregressive event transformer with conditioning and KV-cache batched generation."""
+
+    name = "transformer"
+    supports_conditions = True
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        n_layer: int = 4,
+        n_head: int = 4,
+        n_embd: int = 128,
+        block_size: int | None = None,
+        epochs: int = 30,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        weight_decay: float = 0.01,
+        warmup: float = 0.05,
+        val_fraction: float = 0.1,
+        patience: int = 4,
+        device: str | None = None,
+        progress: bool = True,
+        entity_batch: int | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        precision: str = "fp32",
+        use_cache: bool = True,
+    ) -> None:
+        super().__init__(seed=seed)
+        from streamsynth.models.transformer_train import TrainConfig
+
+        self.arch = {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size}
+        self.train_config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
+            val_fraction=val_fraction, patience=patience, device=device, progress=progress,
+        )
+        self.sampling = {
+            "entity_batch": entity_batch, "temperature": temperature, "top_k": top_k,
+            "precision": precision, "use_cache": use_cache, "device": device,
+        }
+        if precision not in ("fp32", "bf16"):
+            raise StreamsynthError(f"precision {precision!r}", hint="use 'fp32' or 'bf16'")
+        self.codec: Any = None
+        self.model: EventTransformer | None = None
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def span_s(self) -> float:
+        return max(self.fitted_span.total_seconds() if self.fitted_span else 0.0, 1.0)
+
+    def _fit(self, frame: pl.DataFrame) -> None:
+        from streamsynth.models.transformer_codec import EventCodec
+        from streamsynth.models.transformer_train import train
+
+        start = self.fitted_start
+        self.codec = EventCodec().fit(frame, self.schema, start, self.span_s)
+        data = self.codec.encode(frame, start, self.span_s)
+        lengths = np.diff(data["offsets"])
+        block = self.arch["block_size"] or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
+        cfg = TransformerConfig(
+            event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
+            n_layer=self.arch["n_layer"], n_head=self.arch["n_head"], n_embd=self.arch["n_embd"],
+        )
+        self.model, self.history = train(
+            cfg, data, self.train_config, seed=self.seed,
+            origin_s=start.timestamp(), span_s=self.span_s,
+        )
+        self.metadata.update(
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            truncated_entities=int((lengths > block - 1).sum()),
+            epochs_run=len(self.history),
+            best_val_nll=min((h["val"] for h in self.history if "val" in h), default=None),
+        )
+
+    def _stream(
+        self,
+        *,
+        start: datetime,
+        n_entities: int,
+        seed: int,
+        batch_size: int,
+        conditions: dict[str, Any],
+        shard: Shard | None,
+    ) -> Iterator[pl.DataFrame]:
+        from streamsynth.models.transformer_sample import Sampler
+
+        forced_events, forced_attrs, exact = self.codec.forced(conditions)
+        sampler = Sampler(
+            self.model, self.codec, start=start, span_s=self.span_s, n_entities=n_entities,
+            seed=seed, shard=shard or (0, 1), forced_events=forced_events,
+            forced_attrs=forced_attrs, **self.sampling,
+        )
+        for chunk in sampler.chunks(batch_size):
+            yield self.codec.decode(**chunk, seed=seed, exact=exact)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Save; under ``torchrun`` only rank 0 writes (the others return the path untouched)."""
+        if int(os.environ.get("RANK", "0")) != 0:
+            return Path(directory)
+        return super().save(directory)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+        config = {
+            "model": asdict(self.model.cfg),
+            "train": asdict(self.train_config),
+            "sampling": self.sampling,
+            "history": self.history,
+        }
+        tensors = {k: v.detach().float().cpu().numpy() for k, v in self.model.state_dict().items()}
+        return config, tensors, self.codec.to_json()
+
+    def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
+        from streamsynth.models.transformer_codec import EventCodec
+        from streamsynth.models.transformer_train import TrainConfig
+
+        self.codec = EventCodec.from_json(encoders)
+        cfg = TransformerConfig(**config["model"])
+        self.arch = {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "block_size")}
+        self.train_config = TrainConfig(**config["train"])
+        self.sampling = dict(config["sampling"])
+        self.history = config.get("history", [])
+        model = EventTransformer(cfg)
+        state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
+        missing = set(model.state_dict()) ^ set(state)
+        if missing:
+            raise KeyError(f"weights do not match the architecture: {sorted(missing)[:3]}")
+        model.load_state_dict(state)
+        self.model = model.eval()
+
+    def configure(self, **sampling: Any) -> TransformerSynthesizer:
+        """Change sampling options (entity_batch, temperature, top_k, precision, use_cache, device)."""
+        unknown = set(sampling) - set(self.sampling)
+        if unknown:
+            raise StreamsynthError(
+                f"unknown sampling options {sorted(unknown)}", hint=f"options: {', '.join(self.sampling)}"
+            )
+        if sampling.get("precision", "fp32") not in ("fp32", "bf16"):
+            raise StreamsynthError(f"precision {sampling['precision']!r}", hint="use 'fp32' or 'bf16'")
+        self.sampling.update(sampling)
+        return self

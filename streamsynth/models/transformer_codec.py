@@ -1,0 +1,452 @@
+"""The transformer's view of a table: which columns are event fields, entity attributes or faked
+identifiers, and the exact mapping between an entity's events and rows of integer tokens.
+
+Every learned value becomes one or two categorical "sub-fields": a categorical code, a numeric
+value's quantile bin (plus a null class) and within-bin offset class, the inter-arrival gap's
+log bin (plus an end-of-sequence class) and offset class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
+from streamsynth.encoders import (
+    CategoricalEncoder,
+    InterArrivalEncoder,
+    QuantileEncoder,
+    encoder_from_json,
+)
+from streamsynth.encoders.interarrival import gaps_seconds
+from streamsynth.errors import StreamsynthError
+from streamsynth.models.base import label_expressions
+from streamsynth.rng import child_seed, hash64, uniform
+from streamsynth.schema import Role, Schema
+
+OFFSET_CLASSES = 8  # within-bin offsets: class 0 is "exactly on the knot", 1..8 are eighths
+LABEL_ATTR = "_label"  # entity attribute: the entity's most frequent non-normal label, or normal
+GAP = "_gap"
+UNIFORM_OFFSET_KEY = 100  # rng key offset for the position inside an offset class
+IDENT_KEY = 200
+_DTYPES = {
+    "Int8": pl.Int8(), "Int16": pl.Int16(), "Int32": pl.Int32(), "Int64": pl.Int64(),
+    "UInt8": pl.UInt8(), "UInt16": pl.UInt16(), "UInt32": pl.UInt32(), "UInt64": pl.UInt64(),
+    "Float32": pl.Float32(), "Float64": pl.Float64(), "Boolean": pl.Boolean(), "String": pl.String(),
+}
+
+
+@dataclass
+class FieldSpec:
+    """One learned column (or the gap / label attribute) and where its sub-fields sit."""
+
+    name: str
+    kind: str  # "gap" | "categorical" | "numeric"
+    scope: str  # "event" | "attr"
+    index: int  # first sub-field index in its scope's token row
+    dtype: str = "String"
+
+
+@dataclass
+class IdentSpec:
+    """An identifier column, faked per entity: constant, unique per event, or from a pool."""
+
+    name: str
+    kind: str
+    mode: str  # "entity" | "event" | "pool"
+    per_entity: int = 1  # pool: distinct values an entity typically uses
+    cardinality: int = 1  # pool: distinct values in the whole training table
+
+
+def offset_class(offset: np.ndarray) -> np.ndarray:
+    """Offset in [0, 1) -> class: 0 when exactly on the knot, else 1 + its eighth."""
+    cls = 1 + np.minimum((np.asarray(offset) * OFFSET_CLASSES).astype(np.int64), OFFSET_CLASSES - 1)
+    return np.where(np.asarray(offset) <= 0.0, 0, cls)
+
+
+def class_offset(cls: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`offset_class`, with ``u`` placing the value inside its eighth."""
+    cls = np.asarray(cls, dtype=np.int64)
+    return np.where(cls == 0, 0.0, (cls - 1 + np.asarray(u)) / OFFSET_CLASSES)
+
+
+class EventCodec:
+    """Column roles and encoders for one fitted table; ``encode`` for training, ``decode`` for output."""
+
+    def __init__(self) -> None:
+        self.fields: list[FieldSpec] = []
+        self.encoders: dict[str, Any] = {}
+        self.idents: list[IdentSpec] = []
+        self.texts: list[str] = []
+        self.entity: str = ""
+        self.entity_kind: str | None = None
+        self.entity_prefix: str = ""
+        self.entity_width: int = 6
+        self.time: str = ""
+        self.resolution_us: int = 1
+        self.label: str | None = None
+        self.label_dtype: str = "String"
+        self.event_sizes: list[int] = []
+        self.attr_sizes: list[int] = []
+        self.output_order: list[str] = []
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, frame: pl.DataFrame, schema: Schema, start: Any, span_s: float) -> EventCodec:
+        """Decide roles and fit encoders; ``frame`` is sorted by (entity, time)."""
+        self.time = schema.time
+        self.entity = schema.entity or ""
+        if not self.entity:
+            raise StreamsynthError(
+                "the transformer model needs an entity column (the sequence key)",
+                hint="name it with --entity COLUMN or mark it in a schema file",
+            )
+        self._fit_entity_ids(frame[self.entity], schema[self.entity].kind)
+        self.resolution_us = _resolution_us(frame[self.time])
+        multi = frame.filter(pl.len().over(self.entity) > 1)
+        learned = [c for c in schema.data_columns if c.role in (Role.CATEGORICAL, Role.BOOLEAN, Role.NUMERIC)]
+        attrs = {c.name for c in learned if _entity_constant(multi, self.entity, c.name)}
+        self.label = schema.label if schema.label in {c.name for c in learned} else None
+        self.fields = []
+        gaps = _all_gaps(frame, self.time, self.entity, start)
+        self._add("event", GAP, "gap", InterArrivalEncoder().fit(pl.Series(GAP, gaps)), "Float64")
+        for col in learned:  # categoricals first, so numbers are sampled given categories
+            if col.role is not Role.NUMERIC:
+                enc = CategoricalEncoder().fit(frame[col.name])
+                self._add("attr" if col.name in attrs else "event", col.name, "categorical", enc, col.dtype)
+        for col in learned:
+            if col.role is Role.NUMERIC:
+                enc = QuantileEncoder().fit(frame[col.name])
+                self._add("attr" if col.name in attrs else "event", col.name, "numeric", enc, col.dtype)
+        if self.label and self.label not in attrs:
+            self.label_dtype = str(frame.schema[self.label])
+            flags = _entity_labels(frame, self.entity, self.label)
+            self._add("attr", LABEL_ATTR, "categorical", CategoricalEncoder().fit(flags), "String")
+        self.idents = [
+            _ident_spec(frame, multi, self.entity, c.name, c.kind or "code")
+            for c in schema.data_columns if c.role is Role.IDENTIFIER
+        ]
+        self.texts = [c.name for c in schema.data_columns if c.role is Role.TEXT]
+        self.output_order = [c.name for c in schema.data_columns]
+        self._sizes()
+        return self
+
+    def _add(self, scope: str, name: str, kind: str, encoder: Any, dtype: str) -> None:
+        index = sum(_width(f.kind) for f in self.fields if f.scope == scope)
+        self.fields.append(FieldSpec(name=name, kind=kind, scope=scope, index=index, dtype=dtype))
+        self.encoders[name] = encoder
+
+    def _sizes(self) -> None:
+        self.event_sizes, self.attr_sizes = [], []
+        for f in self.fields:
+            sizes = self.event_sizes if f.scope == "event" else self.attr_sizes
+            enc = self.encoders[f.name]
+            if f.kind == "categorical":
+                sizes.append(enc.size)
+            elif f.kind == "numeric":
+                sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + null bin
+            else:
+                sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + end of sequence
+
+    def _fit_entity_ids(self, ids: pl.Series, kind: str | None) -> None:
+        from streamsynth.identifiers import KINDS
+
+        self.entity_kind = kind if kind in KINDS else None
+        text = ids.cast(pl.String).drop_nulls()
+        prefix = text.str.extract(r"^([^0-9]*)", 1).mode().sort()
+        self.entity_prefix = prefix[0] if prefix.len() else ""
+        self.entity_width = int(min(max(text.str.len_chars().max() - len(self.entity_prefix), 1), 12))
+
+    # -- views ----------------------------------------------------------------------------------
+    def scope_fields(self, scope: str) -> list[FieldSpec]:
+        return [f for f in self.fields if f.scope == scope]
+
+    @property
+    def eos(self) -> int:
+        """The end-of-sequence class of the gap-bin sub-field (event sub-field 0)."""
+        return self.event_sizes[0] - 1
+
+    @property
+    def gap_edges(self) -> np.ndarray:
+        return self.encoders[GAP].edges
+
+    # -- training data --------------------------------------------------------------------------
+    def encode(self, frame: pl.DataFrame, start: Any, span_s: float) -> dict[str, np.ndarray]:
+        """Token arrays for training: events (n, F), attrs per entity (E, A), times, censoring.
+
+        ``times`` are seconds since ``start``; ``log_survival`` (E, V0) is, per entity, the log
+        probability mass of "no further event inside the window" for each gap-bin class.
+        """
+        counts = frame.group_by(self.entity, maintain_order=True).len()["len"].to_numpy()
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        first = offsets[:-1]
+        events = np.zeros((frame.height, len(self.event_sizes)), dtype=np.int64)
+        attrs = np.zeros((counts.size, len(self.attr_sizes)), dtype=np.int64)
+        t_us = (frame[self.time] - start).dt.total_microseconds().to_numpy()
+        times = t_us.astype(np.float64) / 1e6
+        gaps = np.diff(times, prepend=0.0)
+        gaps[first] = times[first]
+        for f in self.fields:
+            enc = self.encoders[f.name]
+            if f.name == GAP:
+                cols = np.stack(self._encode_numeric(enc, gaps), axis=1)
+            elif f.name == LABEL_ATTR:
+                cols = enc.encode(_entity_labels(frame, self.entity, self.label))[:, None]
+            elif f.kind == "categorical":
+                cols = enc.encode(frame[f.name])[:, None]
+            else:
+                cols = np.stack(self._encode_numeric(enc, frame[f.name].cast(pl.Float64).to_numpy()), axis=1)
+            if f.scope == "event":
+                events[:, f.index : f.index + cols.shape[1]] = cols
+            elif f.name == LABEL_ATTR:
+                attrs[:, f.index] = cols[:, 0]
+            else:
+                attrs[:, f.index : f.index + cols.shape[1]] = cols[first]
+        last = times[offsets[1:] - 1]
+        remaining = np.maximum(span_s - last, 0.0)
+        return {
+            "events": events,
+            "attrs": attrs,
+            "times": times,
+            "offsets": offsets,
+            "log_survival": self.log_survival(remaining),
+        }
+
+    def _encode_numeric(self, enc: Any, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(values, dtype=np.float64)
+        null = ~np.isfinite(values)
+        if isinstance(enc, InterArrivalEncoder):
+            bins, off = enc.encode(np.where(null, 0.0, values))
+            return bins, offset_class(off)
+        safe = np.where(null, enc.knots[len(enc.knots) // 2], values)
+        bins, off = enc.encode(safe)
+        return np.where(null, enc.size, bins), np.where(null, 0, offset_class(off))
+
+    def log_survival(self, remaining: np.ndarray) -> np.ndarray:
+        """log P(next event after ``remaining`` seconds | gap class), per row; EOS counts fully."""
+        enc = self.encoders[GAP]
+        n = enc.size
+        bins, off = enc.encode(np.asarray(remaining, dtype=np.float64))
+        cls = np.arange(n)[None, :]
+        surv = np.where(cls > bins[:, None], 1.0, 0.0)
+        surv = np.where(cls == bins[:, None], 1.0 - off[:, None], surv)
+        surv[:, 0] = 0.0  # a zero gap never leaves the window
+        surv = np.concatenate([surv, np.ones((surv.shape[0], 1))], axis=1)  # EOS
+        with np.errstate(divide="ignore"):
+            return np.log(surv).astype(np.float32)
+
+    # -- conditions ---------------------------------------------------------------------------
+    def forced(self, conditions: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(event sub-fields, attr sub-fields) fixed by ``conditions`` (-1 = free), and exact
+        values to write over conditioned columns on output."""
+        ev = np.full(len(self.event_sizes), -1, dtype=np.int64)
+        at = np.full(len(self.attr_sizes), -1, dtype=np.int64)
+        exact: dict[str, Any] = {}
+        by_name = {f.name: f for f in self.fields}
+        for name, value in conditions.items():
+            if name == self.label and LABEL_ATTR in by_name:
+                spec, value_code = by_name[LABEL_ATTR], _label_value(value, self.label, self.label_dtype)
+            elif name in by_name:
+                spec, value_code = by_name[name], value
+                exact[name] = value
+            else:
+                raise StreamsynthError(
+                    f"the transformer does not learn column {name!r}, so it cannot condition on it",
+                    hint="condition on a categorical, boolean or numeric column, or the label",
+                )
+            enc = self.encoders[spec.name]
+            target = ev if spec.scope == "event" else at
+            if spec.kind == "categorical":
+                if value_code not in enc.values:
+                    shown = ", ".join(repr(v) for v in enc.values[:12])
+                    raise StreamsynthError(
+                        f"condition {name}={value!r}: no such value in the training data",
+                        hint=f"values seen: {shown}",
+                    )
+                target[spec.index] = enc.values.index(value_code)
+            else:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    raise StreamsynthError(f"condition {name}={value!r} is not a number") from None
+                bins, off = self._encode_numeric(enc, np.array([number]))
+                target[spec.index], target[spec.index + 1] = int(bins[0]), int(off[0])
+        if LABEL_ATTR in by_name and self.label in conditions:
+            label_field = by_name[LABEL_ATTR]
+            if at[label_field.index] == -1:
+                raise StreamsynthError(f"condition on {self.label!r} could not be applied")
+        return ev, at, exact
+
+    # -- output -------------------------------------------------------------------------------
+    def decode(
+        self,
+        *,
+        entity_no: np.ndarray,
+        seq: np.ndarray,
+        time_us: np.ndarray,
+        events: np.ndarray,
+        attrs: np.ndarray,
+        seed: int,
+        exact: dict[str, Any],
+    ) -> pl.DataFrame:
+        """Contract rows (without label columns) from generated tokens, in the given order."""
+        n = entity_no.shape[0]
+        t = (time_us // self.resolution_us) * self.resolution_us
+        cols: dict[str, pl.Series] = {
+            EVENT_ID: event_ids(f"tf{seed}", entity_no, seq),
+            self.time: pl.Series(self.time, t, dtype=pl.Int64).cast(TIME_DTYPE),
+            self.entity: self.entity_ids(entity_no, seed),
+        }
+        for f in self.fields:
+            if f.name in (GAP, LABEL_ATTR):
+                continue
+            enc = self.encoders[f.name]
+            tokens = events if f.scope == "event" else attrs
+            if f.kind == "categorical":
+                series = enc.decode(tokens[:, f.index]).alias(f.name)
+            else:
+                if f.scope == "event":
+                    u = uniform(seed, entity_no, seq, UNIFORM_OFFSET_KEY + f.index)
+                else:  # one value per entity
+                    u = uniform(seed, entity_no, 0, UNIFORM_OFFSET_KEY + 64 + f.index)
+                bins = tokens[:, f.index]
+                values = enc.decode(bins, class_offset(tokens[:, f.index + 1], u))
+                values = np.where(bins >= enc.size, np.nan, values)
+                series = pl.Series(f.name, values, dtype=pl.Float64, nan_to_null=True)
+            dtype = _DTYPES.get(f.dtype)
+            if dtype is not None and series.dtype != dtype:
+                series = series.cast(dtype, strict=False)
+            if f.name in exact:
+                series = pl.repeat(exact[f.name], n, dtype=series.dtype, eager=True).alias(f.name)
+            cols[f.name] = series
+        for spec in self.idents:
+            cols[spec.name] = self._fake(spec, entity_no, seq, seed)
+        for name in self.texts:
+            cols[name] = pl.Series(name, [None] * n, dtype=pl.String)
+        order = [EVENT_ID, self.time, self.entity] + [c for c in self.output_order if c in cols]
+        return pl.DataFrame([cols[c] for c in order])
+
+    def entity_ids(self, entity_no: np.ndarray, seed: int) -> pl.Series:
+        """New ids: faked for identifier kinds, else the training prefix, 'S' and the number."""
+        if self.entity_kind is not None:
+            from streamsynth.identifiers import fake
+
+            return fake(self.entity_kind, entity_no, child_seed(seed, "entity")).alias(self.entity)
+        nums = pl.Series(entity_no.astype(np.int64)).cast(pl.String).str.zfill(self.entity_width)
+        ids = pl.select(pl.concat_str([pl.lit(self.entity_prefix + "S"), nums])).to_series()
+        return ids.alias(self.entity)
+
+    def _fake(self, spec: IdentSpec, entity_no: np.ndarray, seq: np.ndarray, seed: int) -> pl.Series:
+        from streamsynth.identifiers import fake
+
+        col_seed = child_seed(seed, "identifier", spec.name)
+        e = entity_no.astype(np.uint64)
+        if spec.mode == "entity":
+            keys = entity_no
+        elif spec.mode == "event":
+            keys = (e << np.uint64(24)) + seq.astype(np.uint64)
+        else:  # an entity's few favourite values, drawn from a shared pool of the training size
+            slot = hash64(col_seed, entity_no, seq, IDENT_KEY) % np.uint64(max(spec.per_entity, 1))
+            keys = hash64(col_seed, entity_no, slot) % np.uint64(max(spec.cardinality, 1))
+        return fake(spec.kind, keys.astype(np.int64), col_seed).alias(spec.name)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fields": [asdict(f) for f in self.fields],
+            "encoders": {k: v.to_json() for k, v in self.encoders.items()},
+            "idents": [asdict(i) for i in self.idents],
+            "texts": self.texts,
+            "entity": self.entity,
+            "entity_kind": self.entity_kind,
+            "entity_prefix": self.entity_prefix,
+            "entity_width": self.entity_width,
+            "time": self.time,
+            "resolution_us": self.resolution_us,
+            "label": self.label,
+            "label_dtype": self.label_dtype,
+            "output_order": self.output_order,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EventCodec:
+        codec = cls()
+        codec.fields = [FieldSpec(**f) for f in data["fields"]]
+        codec.encoders = {k: encoder_from_json(v) for k, v in data["encoders"].items()}
+        codec.idents = [IdentSpec(**i) for i in data["idents"]]
+        for key in ("texts", "entity", "entity_kind", "entity_prefix", "entity_width", "time",
+                    "resolution_us", "label", "label_dtype", "output_order"):
+            setattr(codec, key, data[key])
+        codec._sizes()
+        return codec
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _width(kind: str) -> int:
+    return 1 if kind == "categorical" else 2
+
+
+def _entity_constant(multi: pl.DataFrame, entity: str, column: str) -> bool:
+    """True when every entity with several events has one value of ``column`` (nulls count)."""
+    if multi.height == 0 or multi[entity].n_unique() < 5:
+        return False
+    per = multi.group_by(entity).agg(pl.col(column).n_unique().alias("n"))
+    return bool((per["n"] == 1).all())
+
+
+def _all_gaps(frame: pl.DataFrame, time: str, entity: str, start: Any) -> np.ndarray:
+    """Within-entity gaps plus each entity's first offset from the window start, in seconds."""
+    gaps = gaps_seconds(frame, time, entity).to_numpy()
+    first = frame.select((pl.col(time) - start).dt.total_microseconds() / 1e6).to_series().to_numpy()
+    return np.where(np.isnan(gaps), first, gaps)
+
+
+def _entity_labels(frame: pl.DataFrame, entity: str, label: str) -> pl.Series:
+    """Per entity: its most frequent non-normal label (``fraud``, an alert tag) or ``normal``."""
+    from streamsynth.contract import LABEL, NORMAL
+
+    tagged = frame.select(pl.col(entity), *label_expressions(frame.schema[label], label))
+    per = tagged.group_by(entity, maintain_order=True).agg(
+        pl.col(LABEL).filter(pl.col(LABEL) != NORMAL).mode().sort().first().fill_null(NORMAL)
+    )
+    return per[LABEL].alias(LABEL_ATTR)
+
+
+def _label_value(value: Any, column: str, dtype: str) -> str:
+    """The entity label a condition on the label column asks for."""
+    from streamsynth.contract import LABEL
+
+    series = pl.Series(column, [value])
+    if dtype == "Boolean":
+        series = series.cast(pl.Boolean, strict=False)
+    elif dtype.startswith(("Int", "UInt")):
+        series = series.cast(pl.Int64, strict=False)
+    else:
+        series = series.cast(pl.String)
+    frame = pl.DataFrame([series])
+    return frame.select(label_expressions(series.dtype, column))[LABEL][0]
+
+
+def _ident_spec(frame: pl.DataFrame, multi: pl.DataFrame, entity: str, name: str, kind: str) -> IdentSpec:
+    from streamsynth.identifiers import KINDS
+
+    kind = kind if kind in KINDS else "code"
+    if _entity_constant(multi, entity, name):
+        return IdentSpec(name=name, kind=kind, mode="entity")
+    uniques = frame[name].n_unique()
+    if uniques >= 0.98 * frame.height:
+        return IdentSpec(name=name, kind=kind, mode="event")
+    per = multi.group_by(entity).agg(pl.col(name).n_unique().alias("n"))["n"] if multi.height else None
+    typical = int(per.median()) if per is not None and per.len() else 1
+    return IdentSpec(name=name, kind=kind, mode="pool", per_entity=max(typical, 1), cardinality=uniques)
+
+
+def _resolution_us(times: pl.Series) -> int:
+    """The coarsest of 1 us, 1 ms, 1 s, 1 min that every training timestamp is a multiple of."""
+    us = times.dt.epoch("us").drop_nulls().to_numpy()
+    for step in (60_000_000, 1_000_000, 1_000):
+        if us.size and not (us % step).any():
+            return step
+    return 1

@@ -1,0 +1,347 @@
+"""Batched, endless, time-ordered generation from the event transformer with a KV cache.
+
+A fixed pool of slots holds the entities being generated; each slot keeps its own cache rows and
+position, an entity leaves its slot at end-of-sequence, at its window's end or when the context
+is full, and the next entity takes the slot. Every draw is a counter-based uniform of (seed,
+entity, position, field), so an entity's events do not depend on the pool size, the shard, or
+whether the cache is used; events are released in (time, entity, position) order once no slot
+can still produce an earlier one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamsynth.models.transformer import (
+    N_TIME,
+    EventTransformer,
+    FieldHeads,
+    KVCache,
+    default_device,
+    threads_for,
+    time_features,
+)
+from streamsynth.models.transformer_codec import OFFSET_CLASSES, UNIFORM_OFFSET_KEY, EventCodec
+
+FLUSH_EVERY = 8  # steps between releases of finished events
+
+# -- counter-based uniforms in torch, bit-identical to streamsynth.rng.uniform -------------------
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+
+
+def _signed(x: int) -> int:
+    x &= 0xFFFFFFFFFFFFFFFF
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bit patterns."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    x = x ^ _srl(x, 30)
+    x = x * _signed(_M1)
+    x = x ^ _srl(x, 27)
+    x = x * _signed(_M2)
+    return x ^ _srl(x, 31)
+
+
+def hash_chain(h: torch.Tensor | int, key: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
+    """One step of :func:`streamsynth.rng.hash64`'s chain: ``mix(h ^ (key + golden))``."""
+    if not isinstance(h, torch.Tensor):
+        h = torch.tensor(_signed(h), dtype=torch.long, device=device)
+    if not isinstance(key, torch.Tensor):
+        key = torch.tensor(_signed(key), dtype=torch.long, device=h.device)
+    return _mix(h ^ (key + _signed(_GOLDEN)))
+
+
+def seed_hash(seed: int, device: torch.device) -> torch.Tensor:
+    return _mix(torch.tensor(_signed(seed + _GOLDEN), dtype=torch.long, device=device))
+
+
+def to_uniform(h: torch.Tensor) -> torch.Tensor:
+    return (_srl(h, 11).double() + 0.5) / float(2**53)
+
+
+def torch_uniform(seed: int, *keys: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
+    """``streamsynth.rng.uniform(seed, *keys)`` computed in torch (on any device)."""
+    device = device or next((k.device for k in keys if isinstance(k, torch.Tensor)), torch.device("cpu"))
+    h = seed_hash(seed, device)
+    for key in keys:
+        h = hash_chain(h, key)
+    return to_uniform(h)
+
+
+# -- sampling ---------------------------------------------------------------------------------------
+def pick(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """Inverse-CDF draw of one class per row with uniforms ``u``."""
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    cdf = torch.softmax(logits, dim=-1).double().cumsum(-1)
+    tok = (cdf < u[:, None] * cdf[:, -1:]).sum(-1)
+    return tok.clamp_(max=logits.shape[-1] - 1)
+
+
+def sample_fields(
+    heads: FieldHeads, h: torch.Tensor, u: torch.Tensor, forced: torch.Tensor, temperature: float, top_k: int | None
+) -> torch.Tensor:
+    """Draw every sub-field in order, each conditioned on the ones before it; ``forced`` >= 0 wins."""
+    z, out = h, []
+    n = len(heads.sizes)
+    for j in range(n):
+        f = int(forced[j])
+        if f >= 0:
+            tok = torch.full((h.shape[0],), f, dtype=torch.long, device=h.device)
+        else:
+            tok = pick(heads.logits(j, z), u[:, j], temperature, top_k)
+        out.append(tok)
+        if j + 1 < n:
+            z = z + heads.prev[j](tok)
+    return torch.stack(out, dim=1) if out else torch.zeros(h.shape[0], 0, dtype=torch.long, device=h.device)
+
+
+class Sampler:
+    """The slot pool; :meth:`chunks` yields dicts of numpy arrays for ``EventCodec.decode``."""
+
+    def __init__(
+        self,
+        model: EventTransformer,
+        codec: EventCodec,
+        *,
+        start: datetime,
+        span_s: float,
+        n_entities: int,
+        seed: int,
+        shard: tuple[int, int],
+        forced_events: np.ndarray,
+        forced_attrs: np.ndarray,
+        entity_batch: int | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        precision: str = "fp32",
+        use_cache: bool = True,
+        device: str | None = None,
+    ) -> None:
+        if temperature <= 0:
+            from streamsynth.errors import StreamsynthError
+
+            raise StreamsynthError(f"temperature must be > 0, got {temperature}")
+        self.device = default_device(device)
+        self.model = model.to(self.device).eval()
+        self.cfg = model.cfg
+        self.codec = codec
+        self.start_us = int(round(start.timestamp() * 1e6))
+        self.origin_s = self.start_us / 1e6
+        self.span_s = float(span_s)
+        self.n_entities = n_entities
+        self.seed = seed
+        self.k, self.n_shards = shard
+        self.per_window = len(range(self.k, n_entities, self.n_shards))
+        default = 65_536 if self.device.type == "cuda" else 4096
+        self.slots = max(1, min(entity_batch or default, self.per_window or 1))
+        self.temperature, self.top_k = temperature, top_k
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.use_cache = use_cache
+        self.forced_events = torch.as_tensor(forced_events, dtype=torch.long)
+        self.forced_attrs = torch.as_tensor(forced_attrs, dtype=torch.long)
+        edges = torch.as_tensor(codec.gap_edges, dtype=torch.float64, device=self.device)
+        self.edges_lo, self.edges_hi = edges[:-1], edges[1:]
+        self.eos = codec.eos
+        self.next_index = 0
+
+    # -- the pool ---------------------------------------------------------------------------
+    def _init_pool(self) -> None:
+        b, f, a, dev = self.slots, len(self.cfg.event_sizes), len(self.cfg.attr_sizes), self.device
+        self.ent = torch.full((b,), -1, dtype=torch.long, device=dev)
+        self.wstart = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.pos = torch.zeros(b, dtype=torch.long, device=dev)
+        self.t = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.last = torch.zeros(b, f, dtype=torch.long, device=dev)
+        self.attrs = torch.zeros(b, a, dtype=torch.long, device=dev)
+        self.hbase = torch.zeros(b, dtype=torch.long, device=dev)
+        self.seed_h = seed_hash(self.seed, dev)
+        if self.use_cache:
+            self.cache = KVCache(self.cfg, b, dev, self.dtype)
+        else:
+            t = self.cfg.block_size
+            self.hist_ev = torch.zeros(b, t, f, dtype=torch.long, device=dev)
+            self.hist_tf = torch.zeros(b, t, N_TIME + 2, dtype=torch.float32, device=dev)
+
+    def _entity(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global entity number and window start (s) of this shard's ``index``-th entity."""
+        window, j = np.divmod(index, self.per_window)
+        return window * self.n_entities + self.k + j * self.n_shards, window * self.span_s
+
+    def _admit(self) -> None:
+        free = torch.nonzero(self.ent < 0).squeeze(1)
+        if free.numel() == 0:
+            return
+        index = np.arange(self.next_index, self.next_index + free.numel())
+        self.next_index += free.numel()
+        ent, wstart = self._entity(index)
+        ent_t = torch.as_tensor(ent, dtype=torch.long, device=self.device)
+        self.ent[free] = ent_t
+        self.wstart[free] = torch.as_tensor(wstart, dtype=torch.float64, device=self.device)
+        self.t[free] = self.wstart[free]
+        self.pos[free] = 0
+        self.last[free] = 0
+        self.attrs[free] = 0
+        self.hbase[free] = hash_chain(self.seed_h, ent_t)
+
+    def _hidden(self) -> torch.Tensor:
+        tfeat = time_features(self.t, self.origin_s, self.wstart, self.span_s)
+        if self.use_cache:
+            self.cache.prepare(self.pos, int(self.pos.max()) + 1)
+            x = self.model.embed(self.pos[:, None], self.attrs, self.last[:, None, :], tfeat[:, None, :])
+            return self.model.hidden(x, self.cache)[:, 0]
+        rows = torch.arange(self.slots, device=self.device)
+        self.hist_ev[rows, self.pos] = self.last
+        self.hist_tf[rows, self.pos] = tfeat
+        length = int(self.pos.max()) + 1
+        positions = torch.arange(length, device=self.device).expand(self.slots, length)
+        x = self.model.embed(positions, self.attrs, self.hist_ev[:, :length], self.hist_tf[:, :length])
+        return self.model.hidden(x)[rows, self.pos]
+
+    def _step(self) -> dict[str, torch.Tensor] | None:
+        """Advance every slot by one position; returns the events emitted (on the device)."""
+        self._admit()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
+        with autocast:
+            h = self._hidden()
+        hpos = hash_chain(self.hbase, self.pos)
+        n_fields = max(len(self.cfg.event_sizes), len(self.cfg.attr_sizes))
+        keys = torch.arange(n_fields, device=self.device)
+        u = to_uniform(hash_chain(hpos[:, None], keys[None, :]))
+        at_start = self.pos == 0
+        ended = torch.zeros(self.slots, dtype=torch.bool, device=self.device)
+        with autocast:
+            start_rows = torch.nonzero(at_start).squeeze(1)
+            if start_rows.numel() and self.cfg.attr_sizes:
+                self.attrs[start_rows] = sample_fields(
+                    self.model.attr_heads, h[start_rows], u[start_rows], self.forced_attrs,
+                    self.temperature, self.top_k,
+                )
+            rows = torch.nonzero(~at_start).squeeze(1)
+            out = None
+            if rows.numel():
+                tok = sample_fields(
+                    self.model.event_heads, h[rows], u[rows], self.forced_events, self.temperature, self.top_k
+                )
+                out = self._advance(rows, tok, hpos[rows], ended)
+        self.pos += 1
+        self.ent[ended] = -1
+        return out
+
+    def _advance(
+        self, rows: torch.Tensor, tok: torch.Tensor, hpos: torch.Tensor, ended: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        gap_bin, gap_cls = tok[:, 0], tok[:, 1]
+        u = to_uniform(hash_chain(hpos, UNIFORM_OFFSET_KEY + 1))
+        inner = (gap_bin - 1).clamp(0, len(self.edges_lo) - 1)
+        off = torch.where(gap_cls == 0, 0.0, (gap_cls - 1 + u) / OFFSET_CLASSES)
+        z = self.edges_lo[inner] + off * (self.edges_hi[inner] - self.edges_lo[inner])
+        gap = torch.where(gap_bin == 0, 0.0, torch.exp(z))
+        new_t = self.t[rows] + gap
+        stop = (gap_bin == self.eos) | (new_t > self.wstart[rows] + self.span_s)
+        keep = ~stop
+        emit = rows[keep]
+        self.t[emit] = new_t[keep]
+        self.last[emit] = tok[keep]
+        full = self.pos[rows] >= self.cfg.block_size - 1
+        ended[rows[stop | full]] = True
+        return {
+            "entity_no": self.ent[emit],
+            "seq": self.pos[emit] - 1,
+            "t": new_t[keep],
+            "events": tok[keep],
+            "attrs": self.attrs[emit],
+        }
+
+    def _watermark(self) -> float:
+        """No slot, and no entity not yet admitted, can emit an event before this time."""
+        _, next_start = self._entity(np.array([self.next_index]))
+        return min(float(self.t.min()), float(next_start[0]))
+
+    # -- output -------------------------------------------------------------------------------
+    def chunks(self, batch_size: int) -> Iterator[dict[str, Any]]:
+        """Endless time-ordered chunks of decoded-ready arrays (about ``batch_size`` rows each)."""
+        if self.per_window == 0:
+            return
+        with torch.inference_mode():
+            self._init_pool()
+        buffer: list[dict[str, np.ndarray]] = []
+        ready: list[dict[str, np.ndarray]] = []
+        n_ready, last_window, step, fresh, held = 0, 0, 0, 0, 0
+        while True:
+            with torch.inference_mode(), threads_for(self.slots * self.cfg.n_embd):
+                out = self._step()
+            step += 1
+            if out is not None and out["seq"].numel():
+                buffer.append(_to_numpy(out))
+                fresh += len(buffer[-1]["seq"])
+            # Release when the new rows are a fair share of those held, so that rows waiting
+            # behind a slow entity are not re-scanned at every flush (linear total cost).
+            if step % FLUSH_EVERY or 4 * fresh < held:
+                continue
+            watermark = self._watermark()
+            released, buffer = _release(buffer, watermark)
+            held, fresh = sum(len(b["seq"]) for b in buffer), 0
+            if released is not None:
+                ready.append(released)
+                n_ready += len(released["seq"])
+            window = math.floor(watermark / self.span_s)
+            if n_ready and (n_ready >= batch_size or window > last_window):
+                merged = _concat(ready)
+                for lo in range(0, n_ready, batch_size):
+                    yield self._finish({k: v[lo : lo + batch_size] for k, v in merged.items()})
+                ready, n_ready = [], 0
+                last_window = window
+
+    def _finish(self, part: dict[str, np.ndarray]) -> dict[str, Any]:
+        time_us = self.start_us + np.round(part["t"] * 1e6).astype(np.int64)
+        return {
+            "entity_no": part["entity_no"],
+            "seq": part["seq"],
+            "time_us": time_us,
+            "events": part["events"],
+            "attrs": part["attrs"],
+        }
+
+
+def _to_numpy(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    small = {"seq", "events", "attrs"}  # narrow types: rows may wait in memory a while
+    return {k: (v.to(torch.int32) if k in small else v).cpu().numpy() for k, v in out.items()}
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _release(
+    buffer: list[dict[str, np.ndarray]], watermark: float
+) -> tuple[dict[str, np.ndarray] | None, list[dict[str, np.ndarray]]]:
+    """Events strictly before ``watermark``, in (time, entity, position) order, and the rest."""
+    if not buffer:
+        return None, buffer
+    merged = _concat(buffer)
+    early = merged["t"] < watermark
+    if not early.any():
+        return None, [merged]
+    rest = {k: v[~early] for k, v in merged.items()}
+    out = {k: v[early] for k, v in merged.items()}
+    order = np.lexsort((out["seq"], out["entity_no"], out["t"]))
+    out = {k: v[order] for k, v in out.items()}
+    return out, ([rest] if len(rest["t"]) else [])

@@ -1,0 +1,238 @@
+"""Training of the event transformer: AdamW, warm-up + cosine schedule, early stopping on held-out
+entities, a progress bar with the loss; one process or DistributedDataParallel under ``torchrun``
+(gloo on CPU, nccl on GPU). Deterministic under a seed on a given machine and process count.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamsynth.models.transformer import (
+    EventTransformer,
+    TransformerConfig,
+    default_device,
+    threads_for,
+    time_features,
+)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32  # entities per optimiser step (per process)
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # share of all steps spent warming up
+    val_fraction: float = 0.1  # entities held out for early stopping
+    patience: int = 4  # epochs without a better validation loss before stopping
+    device: str | None = None
+    progress: bool = True
+    grad_clip: float = 1.0
+
+
+class _Dist:
+    """This process's place under torchrun (world 1 when not distributed)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank, self.local_rank, self.owned = 0, 0, False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+                self.owned = True
+            self.rank = dist.get_rank()
+
+    def mean(self, value: float, device: torch.device) -> float:
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def close(self) -> None:
+        if self.owned:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def train(
+    cfg: TransformerConfig,
+    data: dict[str, np.ndarray],
+    tc: TrainConfig,
+    *,
+    seed: int,
+    origin_s: float,
+    span_s: float,
+) -> tuple[EventTransformer, list[dict[str, float]]]:
+    """Fit a fresh model on encoded entities; returns the best model (on CPU, eval mode) and
+    the per-epoch history of train and validation loss (nats per predicted item)."""
+    device = default_device(tc.device)
+    dist = _Dist(device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = EventTransformer(cfg).to(device)
+    wrapped: torch.nn.Module = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    batches = _Batches(data, cfg.block_size, origin_s, span_s, device)
+    n = batches.n_entities
+    order = rng.permutation(n)
+    n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
+    val, fit = np.sort(order[:n_val]), order[n_val:]
+    steps_per_epoch = max(1, math.ceil(len(fit) / tc.batch_size) // dist.world)
+    total = steps_per_epoch * tc.epochs
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr, betas=(0.9, 0.95),
+    )
+    warm = max(1, int(tc.warmup * total))
+
+    def schedule(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    amp = device.type == "cuda"
+    history: list[dict[str, float]] = []
+    best, best_state, bad = math.inf, None, 0
+    bar = _Progress(total, enabled=tc.progress and dist.rank == 0)
+    try:
+        for epoch in range(tc.epochs):
+            model.train()
+            perm = rng.permutation(fit)
+            chunks = [perm[i : i + tc.batch_size] for i in range(0, len(perm), tc.batch_size)]
+            while len(chunks) < steps_per_epoch * dist.world:  # every rank needs as many steps
+                chunks += chunks[: steps_per_epoch * dist.world - len(chunks)]
+            mine = chunks[dist.rank :: dist.world][:steps_per_epoch]
+            seen, total_nll = 0.0, 0.0
+            for idx in mine:
+                batch = batches.make(idx)
+                with threads_for(batch["tfeat"].shape[0] * batch["tfeat"].shape[1] * cfg.n_embd):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        nll, count = wrapped(batch)
+                    loss = nll / count
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    opt.step()
+                sched.step()
+                total_nll += float(nll.detach())
+                seen += float(count)
+                bar.advance(f"epoch {epoch + 1}/{tc.epochs} loss {total_nll / seen:.3f}")
+            record = {"epoch": epoch + 1, "train": dist.mean(total_nll / max(seen, 1.0), device)}
+            if len(val):
+                record["val"] = dist.mean(_evaluate(model, batches, val, tc.batch_size, amp), device)
+            history.append(record)
+            score = record.get("val", record["train"])
+            if score < best - 1e-4:
+                best, bad = score, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+                if len(val) and bad >= tc.patience:
+                    break
+    finally:
+        bar.close()
+        dist.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.cpu().eval(), history
+
+
+@torch.no_grad()
+def _evaluate(model: EventTransformer, batches: _Batches, idx: np.ndarray, size: int, amp: bool) -> float:
+    model.eval()
+    nll, count = 0.0, 0.0
+    for i in range(0, len(idx), size):
+        batch = batches.make(idx[i : i + size])
+        elements = batch["tfeat"].shape[0] * batch["tfeat"].shape[1] * model.cfg.n_embd
+        with threads_for(elements), torch.autocast(batches.device.type, dtype=torch.bfloat16, enabled=amp):
+            a, b = model(batch)
+        nll += float(a)
+        count += float(b)
+    model.train()
+    return nll / max(count, 1.0)
+
+
+class _Batches:
+    """Pads encoded entities into model batches (events, attributes, time features, censoring)."""
+
+    def __init__(
+        self, data: dict[str, np.ndarray], block: int, origin_s: float, span_s: float, device: torch.device
+    ) -> None:
+        self.events = torch.from_numpy(data["events"])
+        self.attrs = torch.from_numpy(data["attrs"])
+        self.times = torch.from_numpy(data["times"])
+        self.offsets = data["offsets"]
+        self.log_survival = torch.from_numpy(data["log_survival"])
+        self.block, self.origin_s, self.span_s, self.device = block, origin_s, span_s, device
+        self.n_entities = len(self.offsets) - 1
+
+    def make(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        n_events = np.minimum(ends - starts, self.block - 1)
+        censor = ends - starts <= self.block - 2  # the sequence ends inside the model's context
+        p = int(min(self.block, max(int((n_events + 1 + censor).max()), 2)))
+        b, f = len(idx), self.events.shape[1]
+        events = torch.zeros(b, p - 1, f, dtype=torch.long)
+        t = torch.zeros(b, p, dtype=torch.float64)
+        for row, (s, n) in enumerate(zip(starts, n_events, strict=True)):
+            events[row, :n] = self.events[s : s + n]
+            # positions 0 and 1 sit at the window start; position k >= 2 at event k-1's time
+            t[row, 2 : 2 + min(n, p - 2)] = self.times[s : s + min(n, p - 2)]
+        tfeat = time_features(t, self.origin_s, torch.zeros(()), self.span_s)
+        return {
+            "events": events.to(self.device),
+            "attrs": self.attrs[idx].to(self.device),
+            "tfeat": tfeat.to(self.device),
+            "n_events": torch.from_numpy(n_events).to(self.device),
+            "censor": torch.from_numpy(censor).to(self.device),
+            "log_survival": self.log_survival[idx].to(self.device),
+        }
+
+
+class _Progress:
+    """A rich progress bar with the running loss, only on an interactive rank 0."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]transformer"), BarColumn(), TextColumn("{task.description}"),
+                TimeRemainingColumn(), transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+
+    def advance(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

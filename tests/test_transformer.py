@@ -1,0 +1,200 @@
+"""TransformerSynthesizer: fit on the payments sample, then sample, stream, condition, save, load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from streamsynth import rng
+from streamsynth.contract import CONTRACT_COLUMNS, check_stream, take
+from streamsynth.datasets import payments
+from streamsynth.errors import StreamsynthError
+from streamsynth.models import create, load_model
+from streamsynth.models.transformer_sample import torch_uniform
+
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "epochs": 2, "batch_size": 8, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def data() -> pl.DataFrame:
+    return payments(n_customers=60, n_days=5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(data: pl.DataFrame):
+    return create("transformer", seed=1, **TINY).fit(data)
+
+
+def test_sample_has_the_schema_columns_types_and_vocabulary(data, model):
+    out = model.sample()
+    assert out.height > 0
+    expected = ["event_id", "ts", "customer_id"] + [
+        c for c in data.columns if c not in ("ts", "customer_id")
+    ] + list(CONTRACT_COLUMNS)[1:]
+    assert sorted(out.columns) == sorted(expected)
+    for name in data.columns:
+        assert out.schema[name] == data.schema[name], name
+    for name in ("merchant_category", "channel", "country", "fraud_scenario"):
+        assert set(out[name].unique()) <= set(data[name].unique()), name
+    assert out["amount"].min() > 0  # log-encoded amounts stay positive
+    # the sample covers the training span, starting where the training data started
+    assert out["ts"].min() >= data["ts"].min()
+    assert out["ts"].max() <= data["ts"].min() + (data["ts"].max() - data["ts"].min())
+    # new entity ids and card numbers, never copied from the training data
+    assert not set(out["customer_id"]) & set(data["customer_id"])
+    assert not set(out["card_number"]) & set(data["card_number"])
+    # one card per customer, as in the training data
+    assert out.group_by("customer_id").agg(pl.col("card_number").n_unique())["card_number"].max() == 1
+    # per entity, events come in time order and in sequence order
+    seq = out["event_id"].str.split("-").list.get(2).cast(pl.Int64)
+    per = out.with_columns(seq=seq).group_by("customer_id", maintain_order=True).agg("seq", "ts")
+    for s, t in zip(per["seq"], per["ts"], strict=True):
+        assert s.to_list() == sorted(s.to_list()) and t.is_sorted()
+    list(check_stream([out], time="ts", entity="customer_id"))
+
+
+def test_same_seed_same_events_other_seed_other_events(model):
+    a = model.sample(n_entities=30)
+    assert a.equals(model.sample(n_entities=30))
+    assert not a.equals(model.sample(n_entities=30, seed=99))
+
+
+def test_kv_cache_gives_exactly_the_events_of_full_recomputation(model):
+    try:
+        cached = model.sample(n_entities=25)
+        model.configure(use_cache=False)
+        recomputed = model.sample(n_entities=25)
+    finally:
+        model.configure(use_cache=True)
+    assert cached.height > 100
+    assert cached.equals(recomputed)
+
+
+def test_pool_size_and_shards_do_not_change_the_events(model):
+    whole = model.sample(n_entities=24)
+    try:
+        model.configure(entity_batch=5)
+        assert model.sample(n_entities=24).equals(whole)
+    finally:
+        model.configure(entity_batch=None)
+    parts = [model.sample(n_entities=24, shard=(k, 3)) for k in range(3)]
+    for k, part in enumerate(parts):
+        numbers = part["event_id"].str.split("-").list.get(1).cast(pl.Int64)
+        assert (numbers % 3 == k).all()
+    union = pl.concat(parts).sort("ts", "event_id")
+    assert union.equals(whole.sort("ts", "event_id"))
+
+
+def test_save_and_load_give_identical_samples(model, tmp_path):
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json", "encoders.json", "weights.safetensors",
+    ]
+    loaded = load_model(tmp_path / "m")
+    assert type(loaded).__name__ == "TransformerSynthesizer"
+    assert loaded.sample(n_entities=20).equals(model.sample(n_entities=20))
+
+
+def test_stream_is_endless_time_ordered_with_entities_arriving(data, model):
+    span = data["ts"].max() - data["ts"].min()
+    batches = list(take(model.stream(n_entities=10, batch_size=100), 1500))
+    out = pl.concat(list(check_stream(batches, time="ts", entity="customer_id")))
+    assert out.height == 1500
+    assert out["ts"].max() - out["ts"].min() > span  # runs past one training span
+    assert out["customer_id"].n_unique() > 10  # later windows bring new entities
+    assert max(b.height for b in batches) <= 100
+
+
+def test_condition_on_an_event_field_fixes_it_and_bad_conditions_fail(model):
+    online = model.sample(n_entities=20, conditions={"channel": "online"})
+    assert online.height and (online["channel"] == "online").all()
+    with pytest.raises(StreamsynthError, match="no such value"):
+        model.sample(n_entities=5, conditions={"channel": "carrier pigeon"})
+    with pytest.raises(StreamsynthError, match="does not learn column"):
+        model.sample(n_entities=5, conditions={"tx_id": "x"})
+    with pytest.raises(StreamsynthError, match="unknown column"):
+        model.sample(n_entities=5, conditions={"nope": 1})
+
+
+def test_bf16_sampling_keeps_the_schema(model):
+    try:
+        model.configure(precision="bf16")
+        out = model.sample(n_entities=20)
+    finally:
+        model.configure(precision="fp32")
+    assert out.height and out.schema["amount"] == pl.Float64
+
+
+def test_torch_uniforms_are_the_rng_module_uniforms():
+    e = np.array([0, 5, 2**40, 123_456_789, 2**62])
+    p = np.array([0, 1, 7, 255, 3])
+    expected = rng.uniform(42, e, p, 3)
+    got = torch_uniform(42, torch.from_numpy(e), torch.from_numpy(p), 3).numpy()
+    assert np.array_equal(expected, got)
+
+
+def test_fit_needs_an_entity_column():
+    frame = payments(n_customers=5, n_days=1, seed=0).select("ts", "amount")
+    with pytest.raises(StreamsynthError, match="entity"):
+        create("transformer", **TINY).fit(frame)
+
+
+@pytest.mark.slow
+def test_conditioning_on_the_label_raises_the_fraud_rate():
+    frame = payments(n_customers=300, n_days=14, seed=1, fraud_rate=0.03)
+    model = create(
+        "transformer", seed=0, n_layer=2, n_head=2, n_embd=64, epochs=12, batch_size=8, progress=False
+    ).fit(frame)
+    plain = model.sample(n_entities=300)
+    fraud = model.sample(n_entities=300, conditions={"is_fraud": True})
+    assert fraud["is_fraud"].mean() > 2 * max(plain["is_fraud"].mean(), 1e-3)
+    assert (fraud["label"] == "fraud").mean() == fraud["is_fraud"].mean()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
+def test_two_process_torchrun_fit_loads_and_samples(tmp_path):
+    data = tmp_path / "payments.parquet"
+    payments(n_customers=40, n_days=3, seed=2).write_parquet(data)
+    out = tmp_path / "model"
+    options = [f"--option={k}={v}" for k, v in TINY.items()]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        ["torchrun", "--nproc_per_node", "2", "--master_port", "29533", "-m", "streamsynth", "fit",
+         str(data), "--model", "transformer", "-o", str(out), *options],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = load_model(out)
+    assert model.metadata["epochs_run"] == 2
+    sample = model.sample(n_entities=10)
+    assert sample.height > 0 and sample["ts"].is_sorted()
+    assert sample["ts"].max() - sample["ts"].min() <= timedelta(days=3)
+
+
+def test_cli_fit_and_sample_with_the_transformer(tmp_path):
+    data = tmp_path / "payments.csv"
+    payments(n_customers=30, n_days=2, seed=4).write_csv(data)
+    options = [f"--option={k}={v}" for k, v in TINY.items()]
+    cmd = [sys.executable, "-m", "streamsynth"]
+    fit = subprocess.run(
+        [*cmd, "fit", str(data), "--model", "transformer", "-o", str(tmp_path / "m"), *options],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    out = tmp_path / "s.parquet"
+    sample = subprocess.run(
+        [*cmd, "sample", str(tmp_path / "m"), "-o", str(out), "--condition", "channel=atm"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    frame = pl.read_parquet(out)
+    assert frame.height > 0 and (frame["channel"] == "atm").all()
