@@ -48,6 +48,8 @@ _LABEL_NAMES = ("is_fraud", "fraud", "is_anomaly", "anomaly", "is_attack", "labe
 _CODE_HINTS = ("status", "code", "type", "level", "category", "kind", "mcc", "method", "channel")
 _ROWNUM_NAMES = ("lineid", "line_id", "row", "row_id", "index", "idx", "rownum", "")
 
+_PERSONAL_KINDS = ("credit_card", "email", "iban", "uuid", "ipv4", "ipv6", "mac", "phone")
+
 _PATTERNS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$"),
     "ipv4": re.compile(r"^(\d{1,3}\.){3}\d{1,3}$"),
@@ -393,7 +395,9 @@ def _infer_role(series: pl.Series, n_rows: int) -> tuple[Role, str | None]:
             return Role.CATEGORICAL, None
         kind = _identifier_kind(strings)
         high_card = uniques > max(50, 0.2 * n_rows)
-        if kind is not None and (high_card or kind in ("credit_card", "email", "iban", "uuid")):
+        # Values that identify a person or a machine stay identifiers however few there are: a model
+        # that learned them as categories would replay real IPs and addresses.
+        if kind is not None and (high_card or kind in _PERSONAL_KINDS):
             return Role.IDENTIFIER, kind
         if high_card:
             mean_len = strings.str.len_chars().mean() or 0

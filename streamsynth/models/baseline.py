@@ -373,7 +373,7 @@ class BaselineSynthesizer(Synthesizer):
                 series = _fake(plan.kind, numbers * _PALETTE_MAX + slot, col_seed)
             elif plan.method == "text":
                 u = rng.uniform(col_seed, numbers[:, None], seq[:, None], np.arange(MAX_TOKENS)[None, :], _TEXT)
-                series = pl.Series(self.chains[plan.name].sample(u), dtype=pl.String)
+                series = self.chains[plan.name].sample(u, (numbers << 32) + seq, col_seed)
             else:
                 series = self._decode(plan, uniforms[plan.name], idx, entities, numbers, seq, col_seed,
                                        conditions, codes)

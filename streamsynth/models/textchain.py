@@ -3,6 +3,10 @@
 Good enough for log messages in a baseline: tokens follow tokens as in training. Sampling is
 vectorised across rows with one global cumulative table (each predecessor's successors are a
 segment offset by the predecessor's index), so no Python loop runs per row.
+
+Identifiers inside text (IPs, emails, MACs, UUIDs, long numbers and hex ids in log lines) are
+replaced by placeholders before learning and filled with faked values when sampling, so no
+training identifier is ever replayed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,47 @@ import polars as pl
 BOS, EOS = 0, 1
 MAX_TOKENS = 64
 
+#: (placeholder, pattern, identifier kind) in the order they are applied; patterns are Rust regex.
+PLACEHOLDERS = (
+    ("<email>", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "email"),
+    ("<uuid>", r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", "uuid"),
+    ("<mac>", r"(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", "mac"),
+    ("<ipv4>", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", "ipv4"),
+    ("<num>", r"\d{6,}", "num"),  # before hex, so numeric ids (HDFS block ids) stay numbers
+    ("<hex>", r"\b[0-9a-f]{12,}\b", "hex"),
+)
+
+
+def scrub(texts: pl.Series) -> pl.Series:
+    """Replace identifier-like substrings with placeholders such as ``<ipv4>``."""
+    out = texts.cast(pl.String)
+    for token, pattern, _ in PLACEHOLDERS:
+        out = out.str.replace_all(pattern, token)
+    return out
+
+
+def fill(texts: pl.Series, row_keys: np.ndarray, seed: int) -> pl.Series:
+    """Replace each placeholder occurrence with a faked value keyed by (row, occurrence)."""
+    from streamsynth.identifiers import fake
+    from streamsynth.rng import child_seed, hash64
+
+    frame = pl.DataFrame({"t": texts})
+    for token, _, kind in PLACEHOLDERS:
+        counts = frame["t"].str.count_matches(token, literal=True).fill_null(0)
+        for occurrence in range(int(counts.max() or 0)):
+            keys = (np.asarray(row_keys, dtype=np.int64) << 6) + occurrence
+            tag = child_seed(seed, "text", token)
+            if kind == "num":
+                values = pl.Series((hash64(tag, keys) % np.uint64(10**12)).astype(np.int64)).cast(pl.String)
+            elif kind == "hex":
+                values = pl.Series([f"{v:016x}" for v in hash64(tag, keys).tolist()])
+            else:
+                values = fake(kind, keys, tag)
+            frame = frame.with_columns(
+                pl.col("t").str.replace(token, values.alias("v").to_frame()["v"], literal=True, n=1)
+            )
+    return frame["t"]
+
 
 class TokenChain:
     """Successor distributions per token, stored as one CSR-style table."""
@@ -26,7 +71,7 @@ class TokenChain:
         self.keys = np.zeros(0)  # cumulative probability within a segment + segment index
 
     def fit(self, texts: pl.Series, max_vocab: int = 20_000) -> TokenChain:
-        tokens = texts.drop_nulls().cast(pl.String).str.split(" ")
+        tokens = scrub(texts.drop_nulls()).str.split(" ")
         counts = tokens.explode().value_counts(sort=True)
         words = counts[counts.columns[0]].head(max_vocab - 2).to_list()
         self.vocab = ["<s>", "</s>", *words]
@@ -58,8 +103,9 @@ class TokenChain:
         self.successors = keys[:, 1]
         self.keys = cum
 
-    def sample(self, uniforms: np.ndarray) -> list[str]:
-        """One text per row of ``uniforms`` (shape (rows, MAX_TOKENS) in (0, 1))."""
+    def sample(self, uniforms: np.ndarray, row_keys: np.ndarray, seed: int) -> pl.Series:
+        """One text per row of ``uniforms`` (shape (rows, MAX_TOKENS) in (0, 1)); placeholders are
+        filled with fakes keyed by ``row_keys`` (one int64 per row) and ``seed``."""
         rows = uniforms.shape[0]
         prev = np.full(rows, BOS, dtype=np.int64)
         out = np.full((rows, MAX_TOKENS), EOS, dtype=np.int64)
@@ -78,7 +124,8 @@ class TokenChain:
             prev = np.where(alive, nxt, prev)
         vocab = np.array(self.vocab, dtype=object)
         words = np.where(out == EOS, "", vocab[out])
-        return [" ".join(w for w in row if w) for row in words.tolist()]
+        texts = pl.Series([" ".join(w for w in row if w) for row in words.tolist()], dtype=pl.String)
+        return fill(texts, row_keys, seed)
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "tokenchain", "vocab": self.vocab}
