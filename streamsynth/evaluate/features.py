@@ -17,7 +17,8 @@ CDF_SAMPLE = 100_000
 
 
 class FeatureEncoder:
-    """Fitted on the real table; ``encode`` works on either side (sorted as in ``prepare``)."""
+    """Fitted on the real table (or on both sides with ``fit_both``); ``encode`` works on either
+    side (sorted as in ``prepare``)."""
 
     def __init__(
         self,
@@ -26,9 +27,13 @@ class FeatureEncoder:
         max_categories: int = 8,
         time_features: bool = True,
         seed: int = 0,
+        fit_both: bool = False,
     ) -> None:
         rng = np.random.default_rng(seed)
         real = prep.real
+        # Distances between the two sides need one scale for both: a grid fitted on real values
+        # alone puts real rows on its steps and synthetic rows between them.
+        fit = pl.concat([real, prep.synth], how="diagonal_relaxed") if fit_both else real
         self.numeric = list(prep.numeric)
         self.categorical = list(prep.categorical)
         self.time = prep.time if time_features else None
@@ -36,7 +41,7 @@ class FeatureEncoder:
         self.grids: dict[str, np.ndarray] = {}
         self.nullable: set[str] = set()
         for name in self.numeric:
-            values = real[name].drop_nulls().to_numpy()
+            values = fit[name].drop_nulls().to_numpy()
             self.grids[name] = _cdf_grid(values, rng)
             if real[name].null_count():
                 self.nullable.add(name)
