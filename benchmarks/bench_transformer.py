@@ -3,6 +3,7 @@ the statistical baseline's events/s in the same run, and KV cache vs full recomp
 
     python benchmarks/bench_transformer.py                 # CPU, about 1M parameters
     python benchmarks/bench_transformer.py --device cuda --pools 4096,65536 --check-cpu
+    python benchmarks/bench_transformer.py --model-dir /tmp/m --pools 4096 --steady  # long-run rate
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from streamsynth.datasets import payments
-from streamsynth.models import create
+from streamsynth.models import create, load_model
 from streamsynth.models.transformer import N_TIME, EventTransformer, KVCache, TransformerConfig, threads_for
 from streamsynth.models.transformer_sample import Sampler, sample_fields
 
@@ -109,6 +111,31 @@ def profile_steps(model: Any, pool: int, precision: str, steps: int = 12) -> str
     return f"pool {pool} {precision}: {per_step * 1e3:.1f} ms per step\n{table}"
 
 
+def steady_steps(model: Any, pool: int, precision: str, warm: int = 130, steps: int = 30) -> dict[str, float]:
+    """Pool steps once positions have spread out (after ``warm`` steps, about one block): ms per
+    step and events per second generated (before ordering), i.e. the long-run stream rate."""
+    model.configure(entity_batch=pool, precision=precision)
+    ev, at, _ = model.codec.forced({})
+    sampler = Sampler(
+        model.model, model.codec, start=model.default_start(), span_s=model.span_s,
+        n_entities=pool * 1000, seed=0, shard=(0, 1), forced_events=ev, forced_attrs=at,
+        **model.sampling,
+    )
+    device = sampler.device
+    with torch.inference_mode(), threads_for(pool * model.model.cfg.n_embd):
+        sampler._init_pool()
+        for _ in range(warm):
+            sampler._step()
+        _sync(device)
+        started, events = time.perf_counter(), 0
+        for _ in range(steps):
+            out = sampler._step()
+            events += 0 if out is None else int(out["seq"].numel())
+        _sync(device)
+    elapsed = time.perf_counter() - started
+    return {"ms_per_step": round(elapsed / steps * 1e3, 1), "events_per_s": round(events / elapsed)}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -125,6 +152,13 @@ def main() -> None:
     parser.add_argument("--check-cpu", action="store_true", help="also sample on CPU and compare")
     parser.add_argument("--json", default=None, help="write results to this file")
     parser.add_argument("--profile", action="store_true", help="print per-op times at the largest pool")
+    parser.add_argument("--model-dir", default=None,
+                        help="load the fitted model from here if present, else fit and save it there")
+    parser.add_argument("--skip-kv", action="store_true", help="skip the KV-vs-recompute timing")
+    parser.add_argument("--steady", action="store_true",
+                        help="only the steady-state step rate at each pool (after positions spread)")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip the baseline model's timing")
     args = parser.parse_args()
     device = torch.device(args.device)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -133,24 +167,39 @@ def main() -> None:
     frame = payments(n_customers=args.customers, n_days=args.days, seed=0)
     results["training_events"] = frame.height
     started = time.perf_counter()
-    model = create(
-        "transformer", seed=0, n_layer=4, n_head=4, n_embd=128, epochs=args.epochs,
-        batch_size=32, device=args.device, progress=False,
-    ).fit(frame)
+    if args.model_dir and Path(args.model_dir, "config.json").exists():
+        model = load_model(args.model_dir)  # same weights across runs: before/after comparisons
+    else:
+        model = create(
+            "transformer", seed=0, n_layer=4, n_head=4, n_embd=128, epochs=args.epochs,
+            batch_size=32, device=args.device, progress=False,
+        ).fit(frame)
+        if args.model_dir:
+            model.save(args.model_dir)
     results["fit_s"] = round(time.perf_counter() - started, 1)
     results["parameters"] = model.metadata["parameters"]
     results["block_size"] = model.model.cfg.block_size
     results["history"] = model.history
     print(json.dumps({k: results[k] for k in ("device", "parameters", "block_size", "fit_s")}), flush=True)
 
-    baseline = create("baseline", seed=0).fit(frame)
-    rate, n = events_per_s(baseline, 4096, args.events)
-    results["baseline_events_per_s"] = round(rate)
-    print(f"baseline: {rate:,.0f} events/s ({n} events)", flush=True)
+    if not args.skip_baseline:
+        baseline = create("baseline", seed=0).fit(frame)
+        rate, n = events_per_s(baseline, 4096, args.events)
+        results["baseline_events_per_s"] = round(rate)
+        print(f"baseline: {rate:,.0f} events/s ({n} events)", flush=True)
 
     model.configure(device=args.device)
+    if args.steady:
+        for pool in (int(p) for p in args.pools.split(",")):
+            for precision in args.precisions.split(","):
+                res = steady_steps(model, pool, precision)
+                results[f"steady_pool{pool}_{precision}"] = res
+                print(f"steady state pool {pool:>6} {precision}: {res['ms_per_step']} ms per step, "
+                      f"{res['events_per_s']:,} events/s generated", flush=True)
+        print(json.dumps({k: v for k, v in results.items() if k.startswith("steady")}))
+        return
     for pool in (int(p) for p in args.pools.split(",")):
-        for precision in ("fp32", "bf16"):
+        for precision in args.precisions.split(","):
             model.configure(entity_batch=pool, precision=precision)
             budget = min(args.events, max(500, pool * 40))
             rate, n = events_per_s(model, max(pool, 1), budget)
@@ -161,11 +210,14 @@ def main() -> None:
                   f"{gen:,.0f} events/s generation only ({n} events)", flush=True)
 
     length = 256
+    if args.skip_kv:
+        length = 0
     rows = 64 if device.type == "cpu" else 4096
-    kv = cache_vs_recompute(model.model.cfg, rows, length, device)
-    results["kv_vs_recompute"] = {"rows": rows, "length": length, **kv}
-    print(f"KV cache vs full recompute at length {length}, {rows} rows: {kv['ratio']:.1f}x "
-          f"({kv['cache_s']:.2f}s vs {kv['recompute_s']:.2f}s)", flush=True)
+    if length:
+        kv = cache_vs_recompute(model.model.cfg, rows, length, device)
+        results["kv_vs_recompute"] = {"rows": rows, "length": length, **kv}
+        print(f"KV cache vs full recompute at length {length}, {rows} rows: {kv['ratio']:.1f}x "
+              f"({kv['cache_s']:.2f}s vs {kv['recompute_s']:.2f}s)", flush=True)
 
     if args.check_cpu and device.type == "cuda":
         model.configure(entity_batch=None, precision="fp32", device="cuda")

@@ -93,6 +93,26 @@ def test_pool_size_and_shards_do_not_change_the_events(model):
     assert union.equals(whole.sort("ts", "event_id"))
 
 
+def test_large_pools_sorted_into_row_blocks_give_the_same_events(model):
+    # 300 slots: the sampler sorts them by position and attends in blocks of 128 rows, each up
+    # to its own longest row; neither may change any event (recompute and a small pool agree).
+    try:
+        model.configure(entity_batch=300)
+        pooled = model.sample(n_entities=300)
+        pooled_bf16 = model.configure(precision="bf16").sample(n_entities=300)
+        model.configure(entity_batch=300, precision="fp32", use_cache=False)
+        recomputed = model.sample(n_entities=300)
+        model.configure(entity_batch=7, use_cache=True)
+        small = model.sample(n_entities=300)
+        small_bf16 = model.configure(precision="bf16").sample(n_entities=300)
+    finally:
+        model.configure(entity_batch=None, precision="fp32", use_cache=True)
+    assert pooled.height > 2000
+    assert pooled.equals(recomputed)
+    assert pooled.equals(small)
+    assert pooled_bf16.height > 2000 and pooled_bf16.equals(small_bf16)
+
+
 def test_save_and_load_give_identical_samples(model, tmp_path):
     model.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [

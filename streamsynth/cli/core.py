@@ -43,12 +43,24 @@ def fit(
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Model option KEY=VALUE (e.g. epochs=5). Repeatable.")
     ] = None,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option("--dp-epsilon", help="Train with DP-SGD within this epsilon per entity (transformer, timegan)."),
+    ] = None,
+    dp_delta: Annotated[
+        float | None, typer.Option("--dp-delta", help="The delta of the DP budget (default: 1/(10 x entities)).")
+    ] = None,
 ) -> None:
     """Learn a model from real data and save it as JSON + safetensors."""
     from streamsynth.models import create
 
     started = clock.perf_counter()
-    synthesizer = create(model, seed=seed, **parse_options(option))  # a bad model name fails before reading
+    options = parse_options(option)
+    # the DP budget is the models' dp_epsilon/dp_delta options under a flag of its own
+    options.update({k: v for k, v in (("dp_epsilon", dp_epsilon), ("dp_delta", dp_delta)) if v is not None})
+    if {"dp_epsilon", "dp_delta"} & set(options):
+        _check_private(model)
+    synthesizer = create(model, seed=seed, **options)  # a bad model name fails before reading
     frame, schema = read_with_schema(data, time, entity, schema_file)
     synthesizer.fit(frame, schema)
     if _is_main_process():
@@ -283,6 +295,19 @@ def _parsed_time_name(frame: pl.DataFrame, time: str | None) -> str | None:
     if "+" in time:
         return "ts" if "ts" in frame.columns else "event_ts"
     return time
+
+
+def _check_private(model: str) -> None:
+    """Only models trained by SGD take a DP budget; say so before reading any data."""
+    import inspect
+
+    from streamsynth.models import model_class
+
+    if "dp_epsilon" not in inspect.signature(model_class(model).__init__).parameters:
+        raise StreamsynthError(
+            f"the {model} model cannot train with differential privacy (DP-SGD needs gradient training)",
+            hint="use --model transformer or --model timegan, or drop --dp-epsilon/--dp-delta",
+        )
 
 
 def _is_main_process() -> bool:

@@ -16,7 +16,8 @@ _FAIL_HELP = (
     "Lower is better for every key but fraud_auc_ratio, dcr_ratio and nndr. Keys: ks, "
     "wasserstein, tv, correlation, association, autocorrelation, inter_arrival, "
     "events_per_entity, hour_of_day, day_of_week, discriminative, predictive, predictive_ratio, "
-    "fraud_auc_ratio, dcr_ratio, row_copies, sequence_copies, nndr, label_rate, and "
+    "fraud_auc_ratio, dcr_ratio, row_copies, sequence_copies, nndr, mia_auc, attribute_advantage, "
+    "attribute_leakage, label_rate, and "
     "ks.COLUMN / wasserstein.COLUMN / tv.COLUMN. "
     "`streamsynth evaluate --list-metrics` explains them."
 )
@@ -72,6 +73,17 @@ def evaluate(
     device: Annotated[
         str | None, typer.Option("--device", help="torch device (default: cuda if present).")
     ] = None,
+    train: Annotated[
+        Path | None,
+        typer.Option(
+            "--train",
+            help="The model's training data (REAL being held-out data): adds the membership attack.",
+        ),
+    ] = None,
+    sensitive: Annotated[
+        str | None,
+        typer.Option("--sensitive", help="Column for the attribute-inference attack."),
+    ] = None,
     list_metrics: Annotated[
         bool,
         typer.Option(
@@ -103,6 +115,8 @@ def evaluate(
         sequences=options,
         gru=not no_gru,
         device=device,
+        train=io.read(train, time=schema.time if schema else time) if train else None,
+        sensitive=sensitive,
     )
     if report:
         write_report(result, report)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from streamsynth.evaluate.attacks import attribute_inference, membership_inference, prepare_train
 from streamsynth.evaluate.balance import balance
 from streamsynth.evaluate.data import Table, prepare
 from streamsynth.evaluate.fidelity import fidelity
@@ -49,13 +50,17 @@ def evaluate(
     gru: bool = True,
     privacy_rows: int = 2000,
     device: str | None = None,
+    train: Table | None = None,
+    sensitive: str | None = None,
 ) -> EvaluationResult:
     """Compare a synthetic event table with the real one it imitates.
 
     ``real``/``synth`` are polars frames or paths (CSV, Parquet, JSONL, directories); the
     schema is inferred from the real table when not given. ``fail_under`` maps scorecard keys
     to thresholds that become gates (see ``streamsynth.evaluate.scorecard``). ``gru=False``
-    skips the GRU-based discriminative and predictive scores (the slow part).
+    skips the GRU-based discriminative and predictive scores (the slow part). ``train``, the
+    table the model was trained on (``real`` then being held-out data), adds the membership
+    inference attack; ``sensitive`` names a column for the attribute inference attack.
     """
     timings: dict[str, float] = {}
 
@@ -66,6 +71,16 @@ def evaluate(
         return out
 
     prep = timed("prepare", lambda: prepare(real, synth, schema))
+    # the attacks first: their inputs (training table, sensitive column) fail fast when wrong
+    train_rows = timed("prepare_train", lambda: prepare_train(prep, train)) if train is not None else None
+    membership = None
+    if train_rows is not None:
+        membership = timed("membership", lambda: membership_inference(prep, train_rows, seed, device=device))
+    attribute = None
+    if sensitive:
+        attribute = timed(
+            "attribute", lambda: attribute_inference(prep, sensitive, seed, train_rows, device=device)
+        )
     options = sequences or SequenceOptions(device=device)
     fid = timed("fidelity", lambda: fidelity(prep, seed))
     if gru:
@@ -92,6 +107,8 @@ def evaluate(
         scorecard=[],
         timings=timings,
         figures=figures,
+        membership=membership,
+        attribute=attribute,
     )
     result.scorecard = build(result, fail_under)
     return result

@@ -340,6 +340,29 @@ def render(result: EvaluationResult) -> str:
             f"reference rows; {_num(p.closer_than_holdout_p5)} of synthetic rows are as close as "
             "the closest 5% of the holdout.</p>"
         )
+    if result.membership or result.attribute:
+        sections.append("<h2>Privacy attacks</h2>")
+        rows = []
+        if result.membership:
+            m = result.membership
+            rows += [
+                [f"membership attack ROC AUC, per {m.unit} (0.5: no leak)", m.auc],
+                ["membership attack ROC AUC, per row", m.row_auc],
+                ["members caught at 10% false accusations", m.tpr_at_fpr_10],
+                ["median DCR: training / never-trained rows", f"{_num(m.member_dcr_median)} / "
+                 f"{_num(m.non_member_dcr_median)}"],
+                [f"{m.unit}s attacked: members / non-members", f"{m.members} / {m.non_members}"],
+            ]
+        if result.attribute:
+            a = result.attribute
+            rows += [
+                [f"attribute attack on {a.column} ({a.kind}): accuracy", a.accuracy],
+                ["guessing the most common value (baseline)", a.baseline],
+                ["advantage over the baseline", a.advantage],
+                ["accuracy on rows never trained on", a.non_member_accuracy],
+                ["leakage (training minus never-trained accuracy)", a.leakage],
+            ]
+        sections.append(_table(["attack", "value"], rows))
     if result.balance:
         b = result.balance
         sections.append(f"<h2>Label balance ({escape(b.label)})</h2>")

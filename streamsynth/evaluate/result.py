@@ -133,7 +133,7 @@ class Privacy:
     dcr_synth_p5: float
     dcr_holdout_median: float
     dcr_holdout_p5: float
-    dcr_ratio: float  # median synth DCR / median holdout DCR: below 1 means closer than real rows
+    dcr_ratio: float  # median synth DCR / median holdout DCR (means when that median is 0): < 1 is closer
     closer_than_holdout_p5: float  # share of synthetic rows nearer than the holdout's 5th pct
     nndr_synth_median: float
     nndr_holdout_median: float
@@ -143,6 +143,36 @@ class Privacy:
     sequence_copies: float | None = None  # share of synthetic sequences equal to a real one
     sequence_copies_baseline: float | None = None
     sequence_copies_excess: float | None = None
+
+
+@dataclass
+class MembershipInference:
+    """A distance-based membership attack: training entities (members) against real entities
+    the model never saw, each scored by minus its distance to the closest synthetic record."""
+
+    auc: float  # ROC AUC of the attack on the privacy unit (entities, or rows without one); 0.5: none
+    unit: str  # "entity" (mean distance of its rows) or "row"
+    row_auc: float  # the same attack on single rows
+    members: int
+    non_members: int
+    tpr_at_fpr_10: float  # members caught when 10% of non-members are wrongly accused
+    member_dcr_median: float
+    non_member_dcr_median: float
+
+
+@dataclass
+class AttributeInference:
+    """Guess a sensitive column of real rows from their other columns via the nearest synthetic
+    row, against a guess that knows only the column's marginal (its most common value)."""
+
+    column: str
+    kind: str  # "categorical", or "numeric" (scored on the real data's quintile bins)
+    targets: int  # rows attacked: training rows when the training table is given, else real rows
+    accuracy: float
+    baseline: float  # accuracy of always guessing the most common value
+    advantage: float  # accuracy - baseline
+    non_member_accuracy: float | None = None  # the same attack on rows the model never saw
+    leakage: float | None = None  # accuracy on members - on non-members: what is not population-level
 
 
 @dataclass
@@ -199,6 +229,8 @@ class EvaluationResult:
     scorecard: list[Check]
     timings: dict[str, float]
     figures: dict[str, Any] = field(default_factory=dict)  # plot data for the HTML report
+    membership: MembershipInference | None = None  # with a training table (evaluate(train=...))
+    attribute: AttributeInference | None = None  # with a sensitive column (evaluate(sensitive=...))
 
     @property
     def failed_gates(self) -> list[Check]:

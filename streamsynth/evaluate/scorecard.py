@@ -156,6 +156,24 @@ METRICS: dict[str, Metric] = {
         None,
         _priv(lambda p: p.nndr_synth_median),
     ),
+    "mia_auc": Metric(
+        "ROC AUC of a distance-based membership attack on training entities (0.5: no leak)",
+        False,
+        0.6,
+        lambda r: r.membership.auc if r.membership else None,
+    ),
+    "attribute_advantage": Metric(
+        "accuracy gain guessing the sensitive column from the nearest synthetic row, over the mode",
+        False,
+        None,
+        lambda r: r.attribute.advantage if r.attribute else None,
+    ),
+    "attribute_leakage": Metric(
+        "attribute attack accuracy on training rows minus on rows never trained on",
+        False,
+        0.05,
+        lambda r: r.attribute.leakage if r.attribute else None,
+    ),
     "label_rate": Metric(
         "|difference| of the positive label rate (ungated by default: rebalancing is a use)",
         False,

@@ -61,13 +61,30 @@ class CausalSelfAttention(nn.Module):
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:  # one new position per row, written at that row's own position
-            keys, values = cache.write(layer, k[:, :, 0], v[:, :, 0])
-            # Plain matmuls: fused attention kernels gain nothing for one query per row, and
-            # some (cuDNN in bf16) fail on very large batches or rebuild for every length.
-            scores = torch.matmul(q.to(keys.dtype), keys.transpose(-1, -2)).float() * (c // self.n_head) ** -0.5
-            weights = torch.softmax(scores.masked_fill(~cache.mask, float("-inf")), dim=-1)
-            y = torch.matmul(weights.to(values.dtype), values).to(x.dtype)
+            cache.write(layer, k[:, :, 0], v[:, :, 0])
+            q = q.to(cache.k.dtype)
+            # Row blocks, each reading only the keys up to its own longest row: the cached step
+            # is memory-bound, and the sampler keeps rows sorted by position so blocks differ.
+            parts = [
+                _cached_attention(q[lo:hi], cache.k[layer, lo:hi, :, :n], cache.v[layer, lo:hi, :, :n],
+                                  cache.mask[lo:hi, ..., :n])
+                for lo, hi, n in cache.blocks
+            ]
+            y = (parts[0] if len(parts) == 1 else torch.cat(parts)).to(x.dtype)
         return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+def _cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One query per row over its cached keys (``mask``: which keys each row may see).
+
+    Plain matmuls, the same on every device: measured on CPU, the fused kernel
+    (``scaled_dot_product_attention``) was no faster for one query per row (fp32), its bf16 rows
+    depend on the batch's size (pool-size invariance would break), and on GPUs some fused
+    kernels (cuDNN in bf16) fail on very large batches or rebuild for every length.
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    return torch.matmul(weights.to(v.dtype), v)
 
 
 class MLP(nn.Module):
@@ -118,6 +135,9 @@ class FieldHeads(nn.Module):
         return out
 
 
+BLOCK_ROWS = 128  # smallest row block of the cached attention
+
+
 class KVCache:
     """Preallocated keys/values for ``rows`` sequences; each row writes at its own position."""
 
@@ -130,18 +150,33 @@ class KVCache:
         self.pos = torch.zeros(rows, dtype=torch.long, device=device)
         self.length = 1
         self.mask: torch.Tensor | None = None
+        self.block_rows = max(BLOCK_ROWS, -(-rows // 16))
+        self.blocks: list[tuple[int, int, int]] = [(0, rows, 1)]
 
     def prepare(self, pos: torch.Tensor, length: int) -> None:
-        """Set this step's positions; attention reads keys ``0..length-1`` (``length`` > max pos)."""
+        """Set this step's positions; attention reads keys ``0..length-1`` (``length`` > max pos),
+        and in each block of rows only up to that block's longest row."""
         self.pos, self.length = pos, length
         keys = torch.arange(length, device=pos.device)
         self.mask = (keys[None, :] <= pos[:, None])[:, None, None, :]
+        rows, size = pos.shape[0], self.block_rows
+        if rows <= size:
+            self.blocks = [(0, rows, length)]
+            return
+        n_blocks = -(-rows // size)
+        longest = F.pad(pos, (0, n_blocks * size - rows)).view(n_blocks, size).amax(1).tolist()
+        self.blocks = [(i * size, min(rows, (i + 1) * size), int(m) + 1) for i, m in enumerate(longest)]
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         self.k[layer, self.rows, :, self.pos] = k.to(self.k.dtype)
         self.v[layer, self.rows, :, self.pos] = v.to(self.v.dtype)
-        n = self.length
-        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+
+    def reorder(self, perm: torch.Tensor) -> None:
+        """Row ``i`` becomes old row ``perm[i]`` (keys up to ``length`` are all that is kept)."""
+        n = self.length + 1
+        for layer in range(self.k.shape[0]):  # per layer: less scratch memory, faster on CPU
+            for cache in (self.k, self.v):
+                cache[layer, :, :, :n] = torch.index_select(cache[layer, :, :, :n], 0, perm)
 
 
 class EventTransformer(nn.Module):
@@ -179,11 +214,11 @@ class EventTransformer(nn.Module):
 
     def embed(self, pos: torch.Tensor, attrs: torch.Tensor, events: torch.Tensor, tfeat: torch.Tensor) -> torch.Tensor:
         """Inputs for positions ``pos`` (B, P): start token, attribute token or event (B, P, F)."""
-        d = self.cfg.n_embd
-        ev = torch.zeros(*events.shape[:2], d, device=events.device)
+        d, dtype = self.cfg.n_embd, self.pos_emb.weight.dtype  # bf16 when sampling in bf16
+        ev = torch.zeros(*events.shape[:2], d, device=events.device, dtype=dtype)
         for j, emb in enumerate(self.event_emb):
             ev = ev + emb(events[..., j])
-        at = torch.zeros(attrs.shape[0], d, device=attrs.device)
+        at = torch.zeros(attrs.shape[0], d, device=attrs.device, dtype=dtype)
         for j, emb in enumerate(self.attr_emb):
             at = at + emb(attrs[:, j])
         # Attributes (and the label condition) reach every event position directly, not only
@@ -191,7 +226,7 @@ class EventTransformer(nn.Module):
         x = torch.where((pos == 1)[..., None], self.attr_token, ev) + at[:, None, :]
         x = torch.where((pos == 0)[..., None], self.bos, x)
         clock = self.hour_emb(tfeat[..., N_TIME].long()) + self.dow_emb(tfeat[..., N_TIME + 1].long())
-        return x + self.pos_emb(pos) + self.time_proj(tfeat[..., :N_TIME]) + clock
+        return x + self.pos_emb(pos) + self.time_proj(tfeat[..., :N_TIME].to(dtype)) + clock
 
     def hidden(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         for i, block in enumerate(self.blocks):
@@ -294,14 +329,22 @@ class TransformerSynthesizer(Synthesizer):
         top_k: int | None = None,
         precision: str = "fp32",
         use_cache: bool = True,
+        dp_epsilon: float | None = None,
+        dp_delta: float | None = None,
     ) -> None:
         super().__init__(seed=seed)
         from streamsynth.models.transformer_train import TrainConfig
+
+        if dp_epsilon is not None:  # check the budget now, before any data is read
+            from streamsynth.privacy import PrivacyBudget
+
+            PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
 
         self.arch = {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size}
         self.train_config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
             val_fraction=val_fraction, patience=patience, device=device, progress=progress,
+            dp_epsilon=dp_epsilon, dp_delta=dp_delta,
         )
         self.sampling = {
             "entity_batch": entity_batch, "temperature": temperature, "top_k": top_k,
@@ -330,10 +373,19 @@ class TransformerSynthesizer(Synthesizer):
             event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
             n_layer=self.arch["n_layer"], n_head=self.arch["n_head"], n_embd=self.arch["n_embd"],
         )
-        self.model, self.history = train(
-            cfg, data, self.train_config, seed=self.seed,
-            origin_s=start.timestamp(), span_s=self.span_s,
-        )
+        if self.train_config.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
+            from streamsynth.privacy.transformer_dp import train_private
+
+            self.model, self.history, privacy = train_private(
+                cfg, data, self.train_config, seed=self.seed, origin_s=start.timestamp(),
+                span_s=self.span_s, entity_column=self.schema.entity,
+            )
+            self.metadata["privacy"] = privacy.to_dict()
+        else:
+            self.model, self.history = train(
+                cfg, data, self.train_config, seed=self.seed,
+                origin_s=start.timestamp(), span_s=self.span_s,
+            )
         self.metadata.update(
             parameters=sum(p.numel() for p in self.model.parameters()),
             truncated_entities=int((lengths > block - 1).sum()),

@@ -35,6 +35,8 @@ class TrainConfig:
     device: str | None = None
     progress: bool = True
     grad_clip: float = 1.0
+    dp_epsilon: float | None = None  # train with DP-SGD within this budget (streamsynth.privacy)
+    dp_delta: float | None = None
 
 
 class _Dist:

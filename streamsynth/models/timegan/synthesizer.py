@@ -53,8 +53,15 @@ class TimeGANSynthesizer(Synthesizer):
         device: str = "auto",
         cpu_bf16: bool = False,
         verbose: bool = False,
+        dp_epsilon: float | None = None,
+        dp_delta: float | None = None,
     ) -> None:
         super().__init__(seed=seed)
+        self.dp_budget = None
+        if dp_epsilon is not None:  # checked now, before any data is read
+            from streamsynth.privacy import PrivacyBudget
+
+            self.dp_budget = PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
         if module not in ("gru", "lstm"):
             raise StreamsynthError(f"module must be 'gru' or 'lstm', not {module!r}")
         if seq_len < 2:
@@ -109,6 +116,16 @@ class TimeGANSynthesizer(Synthesizer):
         starts = _window_starts(frame, schema.entity, self.config.seq_len)
         layout = Layout([rows.shape[1]], [self._softmax_groups()])
         log = print if self.verbose else None
+        if self.dp_budget is not None:  # DP-SGD, the series (entity) as the unit of privacy
+            from streamsynth.privacy.timegan_dp import train_private
+
+            entity = frame[schema.entity].to_numpy()[starts] if schema.entity else np.zeros(len(starts))
+            self.net, privacy = train_private(
+                rows, starts, entity, self.config, layout, budget=self.dp_budget,
+                entity_column=schema.entity, seed=self.seed, device=self.device, log=log,
+            )
+            self.metadata = {"windows": int(len(starts)), "device": str(self.device), "privacy": privacy.to_dict()}
+            return
         self.net, trainer = train(
             [Windows(rows, starts)], self.config, layout, seed=self.seed, device=self.device, log=log
         )
