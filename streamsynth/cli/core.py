@@ -26,6 +26,8 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (defaul
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="Generate only shard K/N of the entities, e.g. 3/16.")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Event time of the start (ISO 8601).")]
 EntitiesOpt = Annotated[int | None, typer.Option("--entities", help="Number of entities (default: as trained).")]
+EventsOpt = Annotated[int | None, typer.Option("--events", "-n", help="Stop after this many events.")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")]
 ConditionOpt = Annotated[
     list[str] | None, typer.Option("--condition", "-c", help="COLUMN=VALUE; e.g. is_fraud=true. Repeatable.")
 ]
@@ -76,8 +78,8 @@ def fit(
 def sample(
     source: SourceArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet, .csv, .jsonl).")],
-    n_events: Annotated[int | None, typer.Option("--events", "-n", help="Number of events.")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")] = None,
+    n_events: EventsOpt = None,
+    end: EndOpt = None,
     entities: EntitiesOpt = None,
     start: StartOpt = None,
     seed: SeedOpt = None,
@@ -87,7 +89,7 @@ def sample(
     """Write a finite, labelled sample with a manifest beside it."""
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
 
-    src = _open(source, seed, start, end, entities, n_events, shard, condition)
+    src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition)
     counter = ManifestCounter(time=src.time)
     with Progress(total=n_events, label="sampling") as progress:
         batches = (progress.advance(counter.add(b)) for b in src.stream)
@@ -101,8 +103,8 @@ def sample(
 def stream(
     source: SourceArg,
     output: Annotated[str, typer.Option("--output", "-o", help="'-' for JSON lines on stdout, or a file.")] = "-",
-    n_events: Annotated[int | None, typer.Option("--events", "-n", help="Stop after this many events.")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")] = None,
+    n_events: EventsOpt = None,
+    end: EndOpt = None,
     entities: EntitiesOpt = None,
     start: StartOpt = None,
     seed: SeedOpt = None,
@@ -114,7 +116,7 @@ def stream(
 
     For paced delivery to Kafka, HTTP or rotating files, use `streamsynth replay`.
     """
-    src = _open(source, seed, start, end, entities, n_events, shard, condition, batch_size=batch_size)
+    src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition, batch_size=batch_size)
     written = 0
     try:
         if output == "-":
@@ -244,7 +246,7 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _open(
+def open_for_cli(
     source: str, seed: int | None, start: str | None, end: str | None, entities: int | None,
     n_events: int | None, shard: str | None, condition: list[str] | None, batch_size: int = 10_000,
 ) -> Any:

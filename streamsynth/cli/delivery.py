@@ -27,12 +27,14 @@ from connectors.verify import reconcile
 from streamsynth.cli import app
 from streamsynth.cli.core import (
     ConditionOpt,
+    EndOpt,
     EntitiesOpt,
+    EventsOpt,
     SeedOpt,
     ShardOpt,
     SourceArg,
     StartOpt,
-    _open,
+    open_for_cli,
 )
 from streamsynth.contract import EVENT_ID, LABEL, take
 from streamsynth.errors import StreamsynthError
@@ -59,8 +61,8 @@ def replay_command(
     manifest: Annotated[Path | None, typer.Option("--manifest", help="Where to write the manifest "
                                                   "(default: beside a file output, else "
                                                   f"./{DEFAULT_MANIFEST}).")] = None,
-    n_events: Annotated[int | None, typer.Option("--events", "-n", help="Stop after this many events.")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")] = None,
+    n_events: EventsOpt = None,
+    end: EndOpt = None,
     entities: EntitiesOpt = None,
     start: StartOpt = None,
     seed: SeedOpt = None,
@@ -171,7 +173,7 @@ def verify_command(
 
 def open_source_args(args: dict[str, Any]) -> Any:
     """Open a source from the arguments a replay recorded (the same arguments, the same events)."""
-    return _open(args["source"], args.get("seed"), args.get("start"), args.get("end"),
+    return open_for_cli(args["source"], args.get("seed"), args.get("start"), args.get("end"),
                  args.get("entities"), args.get("n_events"), args.get("shard"),
                  args.get("condition"), batch_size=args.get("batch_size") or 10_000)
 
