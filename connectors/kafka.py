@@ -41,6 +41,9 @@ SECURITY_ENV = ("SECURITY_PROTOCOL", "SASL_MECHANISM", "SASL_USERNAME", "SASL_PA
                 "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE")
 
 
+QUIET_POLLS = 4  # empty 500 ms polls in a row before a read-back counts the topic as drained
+
+
 @dataclass
 class KafkaSettings:
     """What a kafka URL says, checked: brokers, topic and producer options."""
@@ -333,15 +336,17 @@ class KafkaSink(Sink):
             header_labels: list[str | None] = []
             last_progress = time.monotonic()
             idle_polls = 0
-            # Some brokers (tansu) report end offsets below the last record of a batch, so the
-            # read ends only when the reported ends are passed AND the topic has gone quiet.
-            while idle_polls < 2 or any(consumer.position(tp) < ends[tp] for tp in tps):
+            # Some brokers (tansu) report end offsets below the last record of a batch, and a loaded
+            # broker can pause a fetch for a second or more: the read ends only when the reported
+            # ends (asked again while idle) are passed AND the topic has been quiet for QUIET_POLLS.
+            while idle_polls < QUIET_POLLS or any(consumer.position(tp) < ends[tp] for tp in tps):
                 records = consumer.poll(timeout_ms=500, max_records=50_000)
                 if records:
                     last_progress = time.monotonic()
                     idle_polls = 0
                 else:
                     idle_polls += 1
+                    ends = consumer.end_offsets(tps)
                     if time.monotonic() - last_progress > timeout:
                         raise StreamsynthError(f"reading Kafka topic {s.topic!r} stalled",
                                                hint="check that the broker is healthy")
