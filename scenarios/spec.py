@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.yamlfile import read_yaml
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
@@ -129,22 +130,7 @@ def is_scenario_file(path: str | Path) -> bool:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; every problem is a :class:`StreamsynthError`."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StreamsynthError(f"scenario file {path} does not exist", hint="check the path") from None
-    except OSError as exc:
-        raise StreamsynthError(f"cannot read scenario file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StreamsynthError(
-            f"{path}: not valid YAML{where} ({getattr(exc, 'problem', None) or exc})",
-            hint="check indentation and quoting",
-        ) from None
+    data = read_yaml(path, what="scenario file")
     return parse_scenario(data, source=str(path))
 
 

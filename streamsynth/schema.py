@@ -19,6 +19,7 @@ import yaml
 from streamsynth.contract import CONTRACT_COLUMNS, EVENT_ID, IS_ANOMALY, LABEL
 from streamsynth.errors import StreamsynthError
 from streamsynth.io import is_time_name
+from streamsynth.yamlfile import read_yaml
 
 
 class Role(StrEnum):
@@ -281,25 +282,12 @@ class Schema:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Schema:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise StreamsynthError(f"schema file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise StreamsynthError(f"schema file {path} is not valid YAML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml(path, what="schema file"), source=str(path))
 
 
 def overrides_from_yaml(path: str | Path) -> dict[str, Any]:
     """Read an overrides file: ``{entity:, time:, label:, columns: {name: role | {role, kind}}}``."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise StreamsynthError(f"schema file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise StreamsynthError(f"schema file {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, what="schema file") or {}
     if not isinstance(data, dict):
         raise StreamsynthError(f"schema file {path}: expected a mapping at the top level")
     unknown = set(data) - {"entity", "time", "label", "columns", "extra"}

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.yamlfile import read_yaml
 
 Scalar = str | int | float | bool
 
@@ -379,25 +379,12 @@ def load_spec(path: str | Path) -> RuleSpec:
     """Read and validate a schema file; semantic checks (names, cycles) come with it."""
     from streamsynth.rules.plan import build_plan
 
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StreamsynthError(
-            f"schema file {path} does not exist",
-            hint="write an example with `streamsynth schema init payments -o schema.yaml`",
-        ) from None
-    except OSError as exc:
-        raise StreamsynthError(f"cannot read schema file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise StreamsynthError(
-            f"{path}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}",
-            hint="check indentation and quoting (expressions with ':' or '#' need quotes)",
-        ) from None
+    data = read_yaml(
+        path,
+        what="schema file",
+        missing_hint="write an example with `streamsynth schema init payments -o schema.yaml`",
+        syntax_hint="check indentation and quoting (expressions with ':' or '#' need quotes)",
+    )
     spec = parse_spec(data, source=str(path))
     build_plan(spec, source=str(path))
     return spec
