@@ -21,7 +21,7 @@ import torch
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Shard, Synthesizer
+from streamsynth.models.base import Shard, Synthesizer, shard_entities
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.models.timegan.train import Windows, train
 from streamsynth.schema import Column, Role, Schema
@@ -210,9 +210,7 @@ class TimeGANSynthesizer(Synthesizer):
         conditions: dict[str, Any],
         shard: Shard | None,
     ) -> Iterator[pl.DataFrame]:
-        series = np.arange(n_entities, dtype=np.int64)
-        if shard is not None:
-            series = series[series % shard[1] == shard[0]]
+        series = shard_entities(n_entities, shard)
         if len(series) == 0:
             return
         net, device = self.net, self.device
