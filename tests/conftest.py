@@ -1,7 +1,12 @@
-"""Shared fixtures: a small payments sample, a fitted baseline, and the real-data folder."""
+"""Shared fixtures: a small payments sample, a fitted baseline, the real-data folder, and a
+``torchrun`` launcher for distributed training through the CLI."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -30,3 +35,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def torchrun() -> Callable[..., subprocess.CompletedProcess]:
+    """``torchrun(N, *ARGS)`` runs ``torchrun --standalone --nproc_per_node N -m streamsynth ARGS``
+    (a free rendezvous port, one thread a process) and fails the test if it fails; skips the test
+    where torchrun is not installed."""
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not installed")
+
+    def run(processes: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            ["torchrun", "--standalone", "--nproc_per_node", str(processes), "-m", "streamsynth", *args],
+            capture_output=True, text=True, timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    return run

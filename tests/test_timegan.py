@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
+from streamsynth import io
 from streamsynth.contract import check_stream, take
 from streamsynth.errors import StreamsynthError
 from streamsynth.models import create, load_model
@@ -192,6 +195,69 @@ def test_packed_replicas_stay_independent(module):
     head, state = net.sample(z[:, :5])
     tail, _ = net.sample(z[:, 5:], state)
     torch.testing.assert_close(torch.cat([head, tail], dim=1), x)
+
+
+def _fit_as_rank(rank: int, world: int, data: str, out: str) -> None:
+    """One of ``world`` training processes, as torchrun starts them (the process group meets in a
+    file rather than on a port): fit through the public API, then save on every rank to compare."""
+    import torch.distributed as dist
+
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world)
+    try:
+        model = TimeGANSynthesizer(seed=7, **TINY).fit(io.read(data))
+    finally:
+        dist.destroy_process_group()
+    model.save(Path(out) / f"rank{rank}")
+
+
+@pytest.fixture(scope="module")
+def metrics_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("metrics") / "metrics.csv"
+    sines_frame().write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_process_fit(metrics_csv, tmp_path_factory) -> Path:
+    """A folder with the models that two gloo processes trained together: ``rank0``, ``rank1``."""
+    out = tmp_path_factory.mktemp("two-processes")
+    torch.multiprocessing.spawn(_fit_as_rank, args=(2, str(metrics_csv), str(out)), nprocs=2)
+    return out
+
+
+def test_two_processes_end_with_the_same_weights(two_process_fit, metrics_csv):
+    rank0 = load_model(two_process_fit / "rank0").net.weights()
+    rank1 = load_model(two_process_fit / "rank1").net.weights()
+    assert rank0.keys() == rank1.keys()
+    for name, value in rank0.items():
+        np.testing.assert_array_equal(value, rank1[name], err_msg=name)
+    # Rank 0 draws the batches one process would: had rank 1 drawn the same, or the gradients not
+    # been averaged, rank 0 would have ended where one process does.
+    alone = TimeGANSynthesizer(seed=7, **TINY).fit(io.read(metrics_csv)).net.weights()
+    assert any(not np.array_equal(value, alone[name]) for name, value in rank0.items())
+
+
+def test_torchrun_fit_through_the_cli_saves_a_model_that_samples(torchrun, two_process_fit, metrics_csv, tmp_path):
+    options = [f"--option={k}={v}" for k, v in TINY.items()]
+    torchrun(2, "fit", str(metrics_csv), "--model", "timegan", "--seed", "7", "-o", str(tmp_path / "m"), *options)
+    model = load_model(tmp_path / "m")
+    assert model.metadata["processes"] == 2
+    # Deterministic for a seed and a number of processes: the same weights as the other 2-process run.
+    same = load_model(two_process_fit / "rank0").net.weights()
+    for name, value in model.net.weights().items():
+        np.testing.assert_array_equal(value, same[name], err_msg=name)
+    out = model.sample(n_entities=3, n_events=45)
+    assert out.height == 45 and out["host"].n_unique() == 3
+    assert out.columns[:6] == ["event_id", "ts", "host", "cpu", "latency_ms", "rps"]
+    assert out["ts"].min() == START
+
+
+def test_private_training_refuses_torchrun(frame, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(StreamsynthError, match="not under torchrun"):
+        TimeGANSynthesizer(dp_epsilon=3.0, **TINY).fit(frame)
 
 
 def test_stocks_csv_without_dates(shared_data):

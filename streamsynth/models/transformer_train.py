@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from streamsynth.models.distributed import Dist
 from streamsynth.models.transformer import (
     EventTransformer,
     TransformerConfig,
@@ -39,38 +39,6 @@ class TrainConfig:
     dp_delta: float | None = None
 
 
-class _Dist:
-    """This process's place under torchrun (world 1 when not distributed)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank, self.local_rank, self.owned = 0, 0, False
-        if self.world > 1:
-            import torch.distributed as dist
-
-            self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-                self.owned = True
-            self.rank = dist.get_rank()
-
-    def mean(self, value: float, device: torch.device) -> float:
-        if self.world == 1:
-            return value
-        import torch.distributed as dist
-
-        t = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return float(t.item()) / self.world
-
-    def close(self) -> None:
-        if self.owned:
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
-
-
 def train(
     cfg: TransformerConfig,
     data: dict[str, np.ndarray],
@@ -83,9 +51,8 @@ def train(
     """Fit a fresh model on encoded entities; returns the best model (on CPU, eval mode) and
     the per-epoch history of train and validation loss (nats per predicted item)."""
     device = default_device(tc.device)
-    dist = _Dist(device)
-    if device.type == "cuda" and dist.world > 1:
-        device = torch.device("cuda", dist.local_rank)
+    dist = Dist(device)
+    device = dist.device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = EventTransformer(cfg).to(device)
@@ -144,9 +111,9 @@ def train(
                 total_nll += float(nll.detach())
                 seen += float(count)
                 bar.advance(f"epoch {epoch + 1}/{tc.epochs} loss {total_nll / seen:.3f}")
-            record = {"epoch": epoch + 1, "train": dist.mean(total_nll / max(seen, 1.0), device)}
+            record = {"epoch": epoch + 1, "train": dist.mean(total_nll / max(seen, 1.0))}
             if len(val):
-                record["val"] = dist.mean(_evaluate(model, batches, val, tc.batch_size, amp), device)
+                record["val"] = dist.mean(_evaluate(model, batches, val, tc.batch_size, amp))
             history.append(record)
             score = record.get("val", record["train"])
             if score < best - 1e-4:

@@ -26,6 +26,17 @@ PerSample = Literal["hooks", "loop"]
 LossFn = Callable[[np.ndarray], torch.Tensor]
 
 
+def refuse_torchrun() -> None:
+    """DP-SGD trains in one process: its batches, clipping and accountant assume one optimiser."""
+    from streamsynth.models.distributed import world_size
+
+    if world_size() > 1:
+        raise StreamsynthError(
+            "differentially private training runs in one process, not under torchrun",
+            hint="run `streamsynth fit` without torchrun when --dp-epsilon is set",
+        )
+
+
 class PrivateTraining:
     """One differentially private training run over ``entities`` training entities.
 

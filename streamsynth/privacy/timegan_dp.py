@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from streamsynth.errors import StreamsynthError
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
-from streamsynth.privacy.dp import PrivateTraining
+from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
 
 WINDOWS_PER_ENTITY = 4  # windows of its own series that one entity contributes to a step
 STEPS_PER_ITERATION = 7  # autoencoder 1, supervised 1, joint 2 x (generator, embedder) + discriminator
@@ -44,6 +44,7 @@ def train_private(
     ``window_entity[i]`` is the entity number of window ``i``."""
     from streamsynth.models.timegan.network import TimeGANNet
 
+    refuse_torchrun()
     if entity_column is None:
         raise StreamsynthError(
             "differentially private TimeGAN needs an entity column: with one series there is "

@@ -7,7 +7,6 @@ early stopping on held-out entities (choosing an epoch by their loss would leak 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 
 from streamsynth.errors import StreamsynthError
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
-from streamsynth.privacy.dp import PrivateTraining
+from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
 
 #: What DP-SGD covers and what it does not, written into the record.
 NOTES = (
@@ -38,11 +37,7 @@ def train_private(
     from streamsynth.models.transformer import EventTransformer, default_device, threads_for
     from streamsynth.models.transformer_train import _Batches, _Progress
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise StreamsynthError(
-            "differentially private training runs in one process, not under torchrun",
-            hint="run `streamsynth fit` without torchrun when --dp-epsilon is set",
-        )
+    refuse_torchrun()
     if entity_column is None:
         raise StreamsynthError(
             "differentially private training needs an entity column (the unit of privacy)",

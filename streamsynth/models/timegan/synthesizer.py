@@ -133,6 +133,7 @@ class TimeGANSynthesizer(Synthesizer):
             "windows": int(len(starts)),
             "train_seconds": {k: round(v, 3) for k, v in trainer.timings.items()},
             "device": str(self.device),
+            "processes": trainer.dist.world,  # under torchrun: batch_size windows per process and step
         }
 
     def _feature_columns(self, frame: pl.DataFrame) -> tuple[list[str], list[str]]:

@@ -3,11 +3,13 @@
 Every step runs on the device with no host synchronisation (mini-batches and noise are drawn
 there), so on CUDA each phase's step is captured once as a CUDA graph and replayed. Losses
 are kept per replica, and each replica's discriminator steps only while its own loss is above
-the threshold, so packed replicas train exactly as separate runs would.
+the threshold, so packed replicas train exactly as separate runs would. Under ``torchrun``
+each process draws its own mini-batches and DistributedDataParallel averages the gradients.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from streamsynth import rng
+from streamsynth.models.distributed import Dist
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 
 Log = Callable[[str], None]
@@ -76,12 +81,32 @@ class MaskedAdam:
         torch._foreach_sub_(self.params, upd)
 
 
-class Trainer:
-    """Trains a :class:`TimeGANNet` on one :class:`Windows` per replica."""
+class _Objective(nn.Module):
+    """One optimiser's loss as a module whose parameters are exactly the networks it trains.
 
-    def __init__(self, net: TimeGANNet, data: list[Windows], device: torch.device, log: Log | None = None):
-        cfg = net.config
-        self.net, self.cfg, self.device, self.log = net, cfg, device, log or (lambda _m: None)
+    Under torchrun it is wrapped in DistributedDataParallel: a call computes this process's loss
+    and its backward averages those networks' gradients over all processes. The networks it
+    only reads (frozen, or run under ``no_grad``) are not its parameters, so DDP neither waits
+    for their gradients nor needs ``find_unused_parameters``.
+    """
+
+    def __init__(self, loss: Callable[..., torch.Tensor], *trained: nn.Module) -> None:
+        super().__init__()
+        self.trained = nn.ModuleList(trained)
+        self.loss = loss
+
+    def forward(self, *inputs: torch.Tensor):
+        return self.loss(*inputs)
+
+
+class Trainer:
+    """Trains a :class:`TimeGANNet` on one :class:`Windows` per replica, in this process or as
+    one of ``dist.world`` processes (``cfg.batch_size`` windows per process and step)."""
+
+    def __init__(self, net: TimeGANNet, data: list[Windows], dist: Dist, log: Log | None = None):
+        cfg, device = net.config, dist.device
+        self.net, self.cfg, self.dist, self.device = net, cfg, dist, device
+        self.log = log or (lambda _m: None)
         if len(data) != net.layout.replicas:
             raise ValueError("one Windows per replica")
         self.rows = [torch.as_tensor(d.rows, dtype=torch.float32, device=device) for d in data]
@@ -89,15 +114,19 @@ class Trainer:
         self.offsets = torch.arange(cfg.seq_len, device=device)
         r, lr = net.layout.replicas, cfg.learning_rate
 
-        def owned(*nets):
-            return [pair for n in nets for pair in n.owned_parameters()]
+        def objective(loss: Callable[..., torch.Tensor], *nets: nn.Module) -> tuple[MaskedAdam, nn.Module]:
+            adam = MaskedAdam([pair for n in nets for pair in n.owned_parameters()], r, lr)
+            module = _Objective(loss, *nets)
+            if dist.world > 1:
+                module = _distributed(module, device)
+            return adam, module
 
         # One Adam per objective, as in the paper's code (phase 1 and joint E have their own).
-        self.opt_e0 = MaskedAdam(owned(net.embedder, net.recovery), r, lr)
-        self.opt_s0 = MaskedAdam(owned(net.supervisor), r, lr)
-        self.opt_e = MaskedAdam(owned(net.embedder, net.recovery), r, lr)
-        self.opt_g = MaskedAdam(owned(net.generator, net.supervisor), r, lr)
-        self.opt_d = MaskedAdam(owned(net.discriminator), r, lr)
+        self.opt_e0, self.loss_e0 = objective(self._autoencoder_loss, net.embedder, net.recovery)
+        self.opt_s0, self.loss_s0 = objective(self._supervised, net.supervisor)
+        self.opt_e, self.loss_e = objective(self._embedder_loss, net.embedder, net.recovery)
+        self.opt_g, self.loss_g = objective(self._generator_loss, net.generator, net.supervisor)
+        self.opt_d, self.loss_d = objective(self._discriminator_loss, net.discriminator)
         self.timings: dict[str, float] = {}
         self.graphed = False
 
@@ -131,11 +160,40 @@ class Trainer:
     def _supervised(self, h: torch.Tensor) -> torch.Tensor:
         return self._mse(h[:, 1:], self.net.supervise(h)[:, :-1], self.net.avg_h)
 
+    def _autoencoder_loss(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mse(x, self.net.recover(self.net.embed(x)), self.net.avg_x)
+
+    def _generator_loss(self, x: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Adversarial (both latent paths), supervised and moment losses of generator + supervisor;
+        independent passes share one recurrent call on a stacked batch."""
+        net, b = self.net, self.cfg.batch_size
+        e_hat = net.generate_latent(z)
+        s_out = net.supervise(torch.cat([e_hat, h]))
+        h_hat, h_sup = s_out[:b], s_out[b:]
+        x_hat = net.recover(h_hat)
+        y = net.discriminate(torch.cat([h_hat, e_hat]))
+        g_s = self._mse(h[:, 1:], h_sup[:, :-1], net.avg_h)
+        return (
+            self._bce(y[:b], 1.0)
+            + self.cfg.gamma * self._bce(y[b:], 1.0)
+            + 100 * torch.sqrt(g_s + 1e-12)
+            + 100 * self._moments(x_hat, x)
+        )
+
+    def _embedder_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction loss, it plus a little of the supervised loss) of embedder + recovery."""
+        h = self.net.embed(x)
+        e_t0 = self._mse(x, self.net.recover(h), self.net.avg_x)
+        return e_t0, 10 * torch.sqrt(e_t0) + 0.1 * self._supervised(h)
+
+    def _discriminator_loss(self, h: torch.Tensor, h_hat: torch.Tensor, e_hat: torch.Tensor) -> torch.Tensor:
+        b = self.cfg.batch_size
+        y = self.net.discriminate(torch.cat([h, h_hat, e_hat]))
+        return self._bce(y[:b], 1.0) + self._bce(y[b : 2 * b], 0.0) + self.cfg.gamma * self._bce(y[2 * b :], 0.0)
+
     # -- one step of each phase --------------------------------------------------------------
     def step_autoencoder(self) -> torch.Tensor:
-        net = self.net
-        x = self.batch()
-        e_t0 = self._mse(x, net.recover(net.embed(x)), net.avg_x)
+        e_t0 = self.loss_e0(self.batch())
         self.opt_e0.zero_grad()
         (10 * torch.sqrt(e_t0)).sum().backward()
         self.opt_e0.step()
@@ -144,44 +202,30 @@ class Trainer:
     def step_supervised(self) -> torch.Tensor:
         with torch.no_grad():
             h = self.net.embed(self.batch())
-        g_s = self._supervised(h)
+        g_s = self.loss_s0(h)
         self.opt_s0.zero_grad()
         g_s.sum().backward()
         self.opt_s0.step()
         return g_s.detach()
 
     def step_joint(self) -> torch.Tensor:
-        net, cfg, b = self.net, self.cfg, self.cfg.batch_size
+        net, cfg = self.net, self.cfg
         for _ in range(2):
             x, z = self.batch(), self.noise()
-            # Generator and supervisor: adversarial (both latent paths), supervised, moments.
-            # Networks this objective does not update are frozen so no weight gradients are
-            # computed for them; independent passes share one recurrent call on a stacked batch.
+            # Networks an objective does not update are frozen so no weight gradients are
+            # computed for them (gradients still flow through them).
             for opt in (self.opt_g, self.opt_e, self.opt_d):
                 opt.zero_grad()
             with torch.no_grad():
                 h = net.embed(x)
             with _frozen(net.recovery, net.discriminator):
-                e_hat = net.generate_latent(z)
-                s_out = net.supervise(torch.cat([e_hat, h]))
-                h_hat, h_sup = s_out[:b], s_out[b:]
-                x_hat = net.recover(h_hat)
-                y = net.discriminate(torch.cat([h_hat, e_hat]))
-                g_s = self._mse(h[:, 1:], h_sup[:, :-1], net.avg_h)
-                g_loss = (
-                    self._bce(y[:b], 1.0)
-                    + cfg.gamma * self._bce(y[b:], 1.0)
-                    + 100 * torch.sqrt(g_s + 1e-12)
-                    + 100 * self._moments(x_hat, x)
-                )
+                g_loss = self.loss_g(x, z, h)
                 g_loss.sum().backward()
             self.opt_g.step()
             # Embedder and recovery: reconstruction plus a little of the supervised loss.
             self.opt_e.zero_grad()
             with _frozen(net.supervisor):
-                h = net.embed(x)
-                e_t0 = self._mse(x, net.recover(h), net.avg_x)
-                e_loss = 10 * torch.sqrt(e_t0) + 0.1 * self._supervised(h)
+                e_t0, e_loss = self.loss_e(x)
                 e_loss.sum().backward()
             self.opt_e.step()
         # Discriminator, on a fresh batch, only for replicas whose loss is above threshold.
@@ -191,15 +235,13 @@ class Trainer:
             e_hat = net.generate_latent(z)
             h_hat = net.supervise(e_hat)
         self.opt_d.zero_grad()
-        y = net.discriminate(torch.cat([h, h_hat, e_hat]))
-        d_loss = (
-            self._bce(y[:b], 1.0)
-            + self._bce(y[b : 2 * b], 0.0)
-            + cfg.gamma * self._bce(y[2 * b :], 0.0)
-        )
+        d_loss = self.loss_d(h, h_hat, e_hat)
         d_loss.sum().backward()
-        self.opt_d.step(d_loss.detach() > cfg.d_threshold)
-        return torch.stack([g_loss.detach(), e_t0.detach(), d_loss.detach()])
+        # The gate reads the loss averaged over all processes, so every process takes the same
+        # decision and their weights stay identical.
+        d_loss = self.dist.average_(d_loss.detach().clone())
+        self.opt_d.step(d_loss > cfg.d_threshold)
+        return torch.stack([g_loss.detach(), e_t0.detach(), d_loss])
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, use_graphs: bool = True, log_every: int = 1000) -> dict[str, float]:
@@ -227,7 +269,9 @@ class Trainer:
 
     def _runner(self, step: Callable[[], torch.Tensor], n: int, use_graphs: bool):
         """``(callable, iterations already done)``: the step itself, or a replayed CUDA graph."""
-        if self.device.type != "cuda" or not use_graphs or n < 10:
+        # Under torchrun the step stays eager: DDP's gradient all-reduce is started by autograd
+        # hooks and bucketed on the host, which a captured graph would not replay.
+        if self.device.type != "cuda" or not use_graphs or n < 10 or self.dist.world > 1:
             return step, 0
         warm = 3
         side = torch.cuda.Stream(self.device)
@@ -253,6 +297,17 @@ class Trainer:
         return replay, warm
 
 
+def _distributed(module: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    # The owner masks are constant buffers: no broadcast of them before every call (the keyword
+    # is forward_sync_buffers from torch 2.13 on, broadcast_buffers, now deprecated, before).
+    params = inspect.signature(DistributedDataParallel).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, **{no_sync: False})
+
+
 @contextmanager
 def _frozen(*modules: torch.nn.Module) -> Iterator[None]:
     """No weight gradients for ``modules`` (gradients still flow through them)."""
@@ -276,11 +331,23 @@ def train(
     log: Log | None = None,
     use_graphs: bool = True,
 ) -> tuple[TimeGANNet, Trainer]:
-    """Build and train a (packed) TimeGAN; the caller's global RNG state is left untouched."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        net = TimeGANNet(config, layout).to(device)
-        trainer = Trainer(net, data, device, log)
-        trainer.fit(use_graphs=use_graphs)
+    """Build and train a (packed) TimeGAN; the caller's global RNG state is left untouched.
+
+    Under ``torchrun`` (one process group, gloo on CPU, nccl on GPU with one GPU per process)
+    every process starts from the same weights, draws its own mini-batches and noise, and
+    averages gradients with the others, so all end with the same weights (the same ones again
+    for the same seed and number of processes); only rank 0 logs.
+    """
+    dist = Dist(device)
+    devices = [dist.device] if dist.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            net = TimeGANNet(config, layout).to(dist.device)
+            if dist.rank > 0:  # rank 0 draws what one process would; every other rank its own
+                torch.manual_seed(rng.child_seed(seed, "timegan", "rank", dist.rank))
+            trainer = Trainer(net, data, dist, log if dist.rank == 0 else None)
+            trainer.fit(use_graphs=use_graphs)
+    finally:
+        dist.close()
     return net, trainer
