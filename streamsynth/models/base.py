@@ -9,6 +9,7 @@ arguments, and the on-disk format (``config.json`` + ``weights.safetensors`` +
 from __future__ import annotations
 
 import json
+import os
 import platform
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -149,10 +150,16 @@ class Synthesizer(ABC):
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``weights.safetensors`` and ``encoders.json`` to ``directory``."""
+        """Write ``config.json``, ``weights.safetensors`` and ``encoders.json`` to ``directory``.
+
+        Under ``torchrun`` only rank 0 writes; the other ranks hold the same weights and return
+        the path untouched, so a training script may call ``save`` on every rank.
+        """
         from safetensors.numpy import save_file
 
         self._require_fitted()
+        if int(os.environ.get("RANK", "0")) != 0:
+            return Path(directory)
         directory = Path(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
