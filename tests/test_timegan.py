@@ -199,8 +199,10 @@ def test_packed_replicas_stay_independent(module):
 
 def _fit_as_rank(rank: int, world: int, data: str, out: str) -> None:
     """One of ``world`` training processes, as torchrun starts them (the process group meets in a
-    file rather than on a port): fit through the public API, then save on every rank to compare."""
+    file rather than on a port): fit through the public API, then ``save`` on every rank (only
+    rank 0 writes the model) and keep every rank's weights to compare."""
     import torch.distributed as dist
+    from safetensors.numpy import save_file
 
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -209,7 +211,8 @@ def _fit_as_rank(rank: int, world: int, data: str, out: str) -> None:
         model = TimeGANSynthesizer(seed=7, **TINY).fit(io.read(data))
     finally:
         dist.destroy_process_group()
-    model.save(Path(out) / f"rank{rank}")
+    model.save(Path(out) / f"model{rank}")
+    save_file(model.net.weights(), str(Path(out) / f"weights{rank}.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -221,15 +224,19 @@ def metrics_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def two_process_fit(metrics_csv, tmp_path_factory) -> Path:
-    """A folder with the models that two gloo processes trained together: ``rank0``, ``rank1``."""
+    """A folder with what two gloo processes trained together: the model rank 0 saved (``model0``)
+    and each rank's weights (``weights0.safetensors``, ``weights1.safetensors``)."""
     out = tmp_path_factory.mktemp("two-processes")
     torch.multiprocessing.spawn(_fit_as_rank, args=(2, str(metrics_csv), str(out)), nprocs=2)
     return out
 
 
 def test_two_processes_end_with_the_same_weights(two_process_fit, metrics_csv):
-    rank0 = load_model(two_process_fit / "rank0").net.weights()
-    rank1 = load_model(two_process_fit / "rank1").net.weights()
+    from safetensors.numpy import load_file
+
+    assert not (two_process_fit / "model1").exists(), "only rank 0 may write the model"
+    rank0 = load_model(two_process_fit / "model0").net.weights()
+    rank1 = load_file(str(two_process_fit / "weights1.safetensors"))
     assert rank0.keys() == rank1.keys()
     for name, value in rank0.items():
         np.testing.assert_array_equal(value, rank1[name], err_msg=name)
@@ -245,7 +252,7 @@ def test_torchrun_fit_through_the_cli_saves_a_model_that_samples(torchrun, two_p
     model = load_model(tmp_path / "m")
     assert model.metadata["processes"] == 2
     # Deterministic for a seed and a number of processes: the same weights as the other 2-process run.
-    same = load_model(two_process_fit / "rank0").net.weights()
+    same = load_model(two_process_fit / "model0").net.weights()
     for name, value in model.net.weights().items():
         np.testing.assert_array_equal(value, same[name], err_msg=name)
     out = model.sample(n_entities=3, n_events=45)
