@@ -4,7 +4,8 @@ Each base batch passes the events in file order: an event changes or removes row
 window and may return extra rows (injected or moved ones), which wait in a small buffer until
 the base stream has passed their time and are then merged in time order. Events act on base
 rows only: rows one event injected are not changed by another. When two events change the same
-row, the later event's label and scenario_id win.
+row, the later event's label and scenario_id win. Fraud events make their rows when the stream
+reaches their window, or when a time-bounded base ends first (``Context.end``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from scenarios.injectors import INJECTORS, Context, Injector
+from scenarios.pool import StreamPool
 from scenarios.spec import Scenario
 from streamsynth.contract import LABEL_COLUMNS, order_columns
 from streamsynth.schema import Role, Schema
@@ -45,50 +47,72 @@ def inject(
     stream runs with each event's window and its added, changed and removed row counts.
     """
     time = ctx.time
-    injectors: list[Injector] | None = None
+    injectors: list[Injector] = []
     pending: pl.DataFrame | None = None
     columns: list[str] = []
     extra: dict[str, pl.DataType] = {}
+    ready = False
+
+    def setup(first: pl.DataFrame) -> None:
+        nonlocal anchor, columns, ready
+        ready = True
+        anchor = anchor or first[time][0]
+        if ctx.end is None and ctx.duration is not None:
+            ctx.end = anchor + ctx.duration
+        describe_base(ctx, first)
+        injectors.extend(build_injectors(scenario, anchor))
+        for injector in injectors:
+            injector.bind(ctx)
+            extra.update(injector.extra_columns(time))
+        columns = order_columns(align_first(first, extra), time, ctx.entity).columns
+        fraud = [inj.start for inj in injectors if inj.fraud]
+        if ctx.pool is None and fraud:
+            ctx.pool = StreamPool(time, ctx.entity, until=max(fraud))
+        if ctx.pool is not None:
+            ctx.pool.calibrate(anchor)
 
     def align(frame: pl.DataFrame) -> pl.DataFrame:
         missing = [pl.lit(None, dtype=dtype).alias(c) for c, dtype in extra.items() if c not in frame.columns]
         return (frame.with_columns(missing) if missing else frame).select(columns)
 
+    def merge(added: list[pl.DataFrame]) -> pl.DataFrame | None:
+        parts = ([pending] if pending is not None else []) + [align(rows) for rows in added if rows.height]
+        return pl.concat(parts, how="vertical").sort(time, maintain_order=True) if parts else None
+
+    def describe() -> None:
+        if report is not None:
+            report["events"] = [inj.report() for inj in injectors]
+
     for batch in base:
         if batch.height == 0:
             continue
-        if injectors is None:
-            anchor = anchor or batch[time][0]
-            describe_base(ctx, batch)
-            injectors = build_injectors(scenario, anchor)
-            for injector in injectors:
-                injector.bind(ctx)
-                extra.update(injector.extra_columns(time))
-            columns = order_columns(align_first(batch, extra), time, ctx.entity).columns
-            if report is not None:
-                report["events"] = [inj.report() for inj in injectors]
-        ctx.previous, ctx.current = ctx.current, batch
+        if not ready:
+            setup(ctx.first if ctx.first is not None else batch)
+            describe()
+        if ctx.pool is not None:
+            ctx.pool.add(batch)
         reached = batch[time][-1]
         added = []
         for injector in injectors:
             batch, rows = injector.apply(batch)
-            if rows is not None and rows.height:
-                added.append(align(rows))
+            if rows is not None:
+                added.append(rows)
         if added:
-            parts = ([pending] if pending is not None else []) + added
-            pending = pl.concat(parts, how="vertical").sort(time, maintain_order=True)
+            pending = merge(added)
         out = align(batch) if extra else batch
         if pending is not None:
             cut = int(pending[time].search_sorted(reached, side="right"))
             if cut:
                 out = pl.concat([out, pending.slice(0, cut)], how="vertical").sort(time, maintain_order=True)
                 pending = pending.slice(cut) if cut < pending.height else None
-        if report is not None:
-            report["events"] = [inj.report() for inj in injectors]
+        describe()
         if out.height:
             yield out
-    if report is not None and injectors is not None:
-        report["events"] = [inj.report() for inj in injectors]
+    if not ready and ctx.first is not None:  # a shard without base rows of its own
+        setup(ctx.first)
+    if ctx.end is not None:  # windows the base ended inside, or never reached on this shard
+        pending = merge([rows for inj in injectors if (rows := inj.close(ctx.end)) is not None])
+    describe()
     if pending is not None and pending.height:
         yield pending
 

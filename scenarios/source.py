@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import polars as pl
 import streamsynth
 from scenarios.engine import inject
 from scenarios.injectors import Context
+from scenarios.pool import POOL_ROWS, Pool
 from scenarios.spec import Scenario, load_scenario
+from streamsynth.contract import take
 from streamsynth.errors import StreamsynthError
 
 EXAMPLE_PREFIX = "example:"
@@ -84,29 +86,46 @@ def open_scenario(
     start = start or base.start
     if end is None and base.duration is not None and start is not None:
         end = start + base.duration
-    src = open_base(
-        resolve_base(base.source, scenario.path),
+    source = resolve_base(base.source, scenario.path)
+    args = dict(
         seed=base.seed if base.seed is not None else seed,
-        start=start,
-        end=end,
         n_entities=n_entities or base.entities,
-        n_events=n_events or base.events,
         batch_size=batch_size or base.batch_size,
-        shard=shard,
     )
-    model = src.model
+    n_events = n_events or base.events
+    src = open_base(source, start=start, end=end, n_events=n_events, shard=shard, **args)
+    model, time = src.model, src.time
     anchor = start or _description_start(src.description)
-    base_stream = src.stream
-    if end is None and base.duration is not None:
-        base_stream = _until(base_stream, src.time, anchor, base.duration)
+
+    def window(lo: datetime, hi: datetime, part: tuple[int, int] | None) -> Iterator[pl.DataFrame]:
+        """The base from ``lo``: the model sampled from there, or the data file read up to ``hi``."""
+        if model is not None:  # batches of about a pool: a span costs little more than its rows
+            return model.stream(start=lo, shard=part, **dict(args, batch_size=min(args["batch_size"], POOL_ROWS)))
+        return open_base(source, end=hi, shard=part, **args).stream
+
     ctx = Context(
-        time=src.time,
+        time=time,
         entity=src.entity,
         schema=getattr(model, "schema", None),
         conditional=_conditional(model, n_entities or base.entities),
-        generate=shard is None or shard[0] == 0,
+        pool=Pool(window, time, src.entity, shard),
         source=scenario.path or scenario.name,
     )
+    if shard is not None and shard[1] > 1 and scenario.events:
+        # Describe the base (and anchor a data file) from the unsharded stream's first batch, as
+        # an unsharded run does, so that every shard binds its events the same way.
+        if model is None:
+            whole = open_base(source, start=start, end=end, n_events=n_events, shard=None, **args).stream
+        else:
+            whole = model.stream(start=start, **args)
+            whole = _until(whole, time, end, timedelta(0)) if end is not None else whole
+            whole = take(whole, n_events) if n_events is not None else whole
+        ctx.first = _first(_bounded(whole, time, anchor, end, base.duration))
+        if anchor is None and ctx.first is not None:
+            anchor = ctx.first[time][0]
+    base_stream = _bounded(src.stream, time, anchor, end, base.duration)
+    if n_events is None:  # a base cut by an event count ends where it ends
+        ctx.end, ctx.duration = end, base.duration
     report: dict[str, Any] = {
         "name": scenario.name,
         "file": scenario.path,
@@ -119,6 +138,23 @@ def open_scenario(
     description = dict(src.description)
     description["scenario"] = report
     return ScenarioStream(stream, src.time, src.entity, description, model, scenario, report)
+
+
+def _bounded(
+    stream: Iterator[pl.DataFrame], time: str, anchor: datetime | None, end: datetime | None, duration: Any
+) -> Iterator[pl.DataFrame]:
+    """The base as the engine reads it: cut at the scenario's duration when no end was given."""
+    return _until(stream, time, anchor, duration) if end is None and duration is not None else stream
+
+
+def _first(stream: Iterator[pl.DataFrame]) -> pl.DataFrame | None:
+    """The first non-empty batch of ``stream`` (which is then closed)."""
+    try:
+        return next((batch for batch in stream if batch.height), None)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def _until(

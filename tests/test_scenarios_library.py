@@ -109,18 +109,32 @@ def test_fraud_templates_come_from_the_conditional_model(tmp_path):
     assert conditioned["is_fraud"].all()
 
 
-def test_sharded_runs_make_generated_rows_once():
+def test_sharded_runs_make_each_injected_row_once():
     path = next(p for p in library_files() if p.stem == "log_gap_duplicate_replay")
     fraud = next(p for p in library_files() if p.stem == "card_testing_burst")
-    counts = []
-    for shard in ((0, 2), (1, 2)):
-        src = open_source(fraud, shard=shard)
-        out = pl.concat(list(src.stream), how="vertical")
-        counts.append(int((out["label"] == "fraud.card_testing").sum()))
-    assert counts == [200, 0]
+    # Fraud rows: every shard picks the same victims and emits the rows of the victims it generates.
+    whole = pl.concat(list(open_source(fraud).stream), how="vertical")
+    shards = [pl.concat(list(open_source(fraud, shard=s).stream), how="vertical") for s in ((0, 2), (1, 2))]
+    made = [part.filter(pl.col("label") == "fraud.card_testing") for part in shards]
+    assert all(rows.height for rows in made), "one shard owns every victim: the test would prove little"
+    expected = whole.filter(pl.col("label") == "fraud.card_testing").sort(EVENT_ID)
+    assert expected.height == 200
+    assert pl.concat(made).sort(EVENT_ID).equals(expected)
+    customers = [set(part["customer_id"].to_list()) for part in shards]
+    assert not customers[0] & customers[1]
     # Row-level events act on each shard's own rows: the shards together equal the unsharded run.
     whole = pl.concat(list(open_source(path).stream), how="vertical")
     parts = pl.concat(
         [pl.concat(list(open_source(path, shard=s).stream), how="vertical") for s in ((0, 2), (1, 2))]
     )
     assert sorted(parts[EVENT_ID].to_list()) == sorted(whole[EVENT_ID].to_list())
+
+
+def test_fraud_rows_do_not_depend_on_batch_size(tmp_path):
+    """Victims and templates come from the base rows before each window, not the batches around it."""
+    path = str(next(p for p in library_files() if p.stem == "account_takeover_wave"))
+    assert main(["sample", path, "--entities", "600", "-o", str(tmp_path / "a.parquet")]) == 0
+    assert main(["stream", path, "--entities", "600", "--batch-size", "53", "-o", str(tmp_path / "b.parquet")]) == 0
+    a, b = (pl.read_parquet(tmp_path / f"{x}.parquet") for x in "ab")
+    assert (a["label"] == "fraud.account_takeover").sum() == 4 * 6 + 6 * 6 + 8 * 7
+    assert a.sort(EVENT_ID).equals(b.sort(EVENT_ID))

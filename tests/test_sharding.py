@@ -3,8 +3,11 @@ union is exactly the unsharded output (same event_ids, same rows), for each kind
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -109,11 +112,92 @@ def test_scenario_shards_partition_the_stream_with_its_labels(tmp_path):
     assert len(labels - {"normal"}) >= 2, labels
 
 
-@pytest.mark.xfail(strict=True, reason="fraud injectors pick victims and templates from the rows a shard "
-                   "sees, so injected rows carry other entities on shard 0 than unsharded (scenarios layer)")
 def test_fraud_scenario_shards_partition_the_stream(tmp_path):
     whole, shards = sample_shards(LIBRARY / "card_testing_burst.yaml", tmp_path, 3, "--entities", "300")
-    assert_shards_partition(whole, shards, entity=None)
+    assert_shards_partition(whole, shards, entity="customer_id")
+    assert (whole["label"] == "fraud.card_testing").sum() == 200
+
+
+#: The library's other fraud scenarios and what they inject: with card_testing_burst above, every
+#: fraud injector kind, on the demo baseline and on the rule-based payments schema.
+FRAUD_LIBRARY = {
+    "account_takeover_wave.yaml": ["fraud.account_takeover"],
+    "compromised_merchant.yaml": ["fraud.compromised_merchant"],
+    "mule_ring.yaml": ["fraud.mule_fan_in", "fraud.mule_fan_out"],
+    "rules_payments_fraud_mix.yaml": ["fraud.card_testing", "fraud.velocity_burst", "fraud.account_takeover"],
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(FRAUD_LIBRARY))
+def test_fraud_scenarios_shard_exactly_and_their_manifests_add_up(scenario, tmp_path):
+    """Each shard picks the same victims and emits the injected rows of the entities it owns (a new
+    mule account on one shard only); the shard manifests count every injected row once."""
+    whole, shards = sample_shards(LIBRARY / scenario, tmp_path, 3, "--entities", "600",
+                                  processes=scenario == "mule_ring.yaml")
+    assert_shards_partition(whole, shards, entity="customer_id")
+    for label in FRAUD_LIBRARY[scenario]:
+        assert (whole["label"] == label).sum() > 0, label
+    injecting = [k for k, part in enumerate(shards) if part["scenario_id"].is_not_null().any()]
+    assert len(injecting) >= 2, "one shard made every injected row: the split was not exercised"
+    manifests = {name: json.loads((tmp_path / f"{name}.parquet.manifest.json").read_text())
+                 for name in _runs(len(shards))}
+    events = {name: m["model"]["scenario"]["events"] for name, m in manifests.items()}
+    for i, event in enumerate(events.pop("all")):
+        assert sum(e[i]["rows_added"] for e in events.values()) == event["rows_added"] > 0
+        assert {e[i]["templates"] for e in events.values()} == {event["templates"]}
+    totals = Counter()
+    for name, m in manifests.items():
+        if name != "all":
+            totals.update(m["counts"]["labels"])
+    assert dict(totals) == manifests["all"]["counts"]["labels"]
+
+
+def test_a_shard_whose_base_ends_before_a_window_still_makes_its_rows(tmp_path):
+    """Eight entities on four shards: a shard's base can end before the last takeover wave opens
+    (at 16:00); it then makes its victims' rows when its base ends, the same rows as unsharded."""
+    whole, shards = sample_shards(LIBRARY / "account_takeover_wave.yaml", tmp_path, 4, "--entities", "8")
+    assert_shards_partition(whole, shards, entity="customer_id")
+    opened = datetime(2024, 1, 3, 16, tzinfo=UTC)
+    early = [part for part in shards if part.filter(pl.col("scenario_id").is_null())["ts"].max() < opened]
+    assert any(part.filter(pl.col("scenario_id").is_not_null())["ts"].max() >= opened for part in early), \
+        "no shard ended before the last wave with rows in it: the case was not exercised"
+
+
+def test_fraud_scenario_on_a_recorded_file_shards_exactly(payments_small, tmp_path):
+    """A data-file base: victims come from the file read unsharded (one window opens with the file,
+    so it has no rows before it), and shard processes agree on the new mule account's shard."""
+    data = tmp_path / "recorded.parquet"
+    payments_small.write_parquet(data)
+    spec = tmp_path / "recorded_fraud.yaml"
+    spec.write_text(
+        f"name: recorded_fraud\nseed: 3\nbase: {{source: {data}, duration: 3d}}\nevents:\n"
+        "  - {kind: card_testing, at: 0s, duration: 30m, params: {cards: 4, attempts: 6}}\n"
+        "  - {kind: velocity_burst, at: 1d, duration: 1h, params: {entities: 6, transactions: 5}}\n"
+        "  - {kind: mule_fan_out, at: 40h, duration: 2h, params: {recipients: 12, mule_id: MULE-7}}\n"
+    )
+    whole, shards = sample_shards(spec, tmp_path / "out", 3, processes=True)
+    assert_shards_partition(whole, shards, entity="customer_id")
+    counts = dict(whole["label"].value_counts().iter_rows())
+    assert counts["fraud.card_testing"] == 24 and counts["fraud.velocity_burst"] == 30
+    assert counts["fraud.mule_fan_out"] == 12
+    assert sum(part["customer_id"].is_in(["MULE-7"]).any() for part in shards) == 1
+
+
+def test_sharded_fraud_replays_verify_against_their_own_manifests(tmp_path, capsys):
+    """Two `replay --shard K/2` workers of a fraud scenario: together they send the unsharded
+    stream, and each one's output verifies against its own manifest."""
+    scenario, population = str(LIBRARY / "mule_ring.yaml"), ["--entities", "600"]
+    for k in range(2):
+        assert main(["replay", scenario, *population, "--shard", f"{k}/2", "--to", f"file://{tmp_path}/shard{k}.parquet",
+                     "--manifest", str(tmp_path / f"shard{k}.json")]) == 0
+    assert main(["sample", scenario, *population, "-o", str(tmp_path / "all.parquet")]) == 0
+    whole, shards = _read(tmp_path, 2)
+    assert_shards_partition(whole, shards, entity="customer_id")
+    for k in range(2):
+        capsys.readouterr()
+        assert main(["verify", "--from", str(tmp_path / f"shard{k}.parquet"),
+                     "--manifest", str(tmp_path / f"shard{k}.json")]) == 0
+        assert "0 missing" in capsys.readouterr().out
 
 
 def test_recorded_file_shards_by_entity_hash(payments_small, tmp_path):
@@ -208,25 +292,14 @@ def test_transformer_shards_partition_the_stream(payments_small, tmp_path):
     assert_shards_partition(whole, shards, entity="customer_id")
 
 
-#: Library scenarios that do not shard cleanly today, and why (scenarios layer).
+#: Sparse bases (web sessions) need more entities for both shards to see events in the window.
 SPARSE_POPULATIONS = {"log_gap_duplicate_replay.yaml": "2000"}
-KNOWN_BAD = {
-    **dict.fromkeys(
-        ["account_takeover_wave.yaml", "black_friday_surge.yaml", "card_testing_burst.yaml",
-         "compromised_merchant.yaml", "mule_ring.yaml", "rules_payments_fraud_mix.yaml"],
-        "fraud injectors pick victims from the rows a shard sees",
-    ),
-}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", [
-    pytest.param(p.name, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BAD[p.name])] if p.name in KNOWN_BAD
-                 else []) for p in sorted(LIBRARY.glob("*.yaml"))
-])
+@pytest.mark.parametrize("scenario", [p.name for p in sorted(LIBRARY.glob("*.yaml"))])
 def test_every_library_scenario_shards_cleanly(scenario, tmp_path):
     """The whole library at a small population, two shards."""
-    # Sparse bases (web sessions) need more entities for both shards to see events in the window.
     entities = SPARSE_POPULATIONS.get(scenario, "200")
     whole, shards = sample_shards(LIBRARY / scenario, tmp_path, 2, "--entities", entities)
     assert_shards_partition(whole, shards, entity=None)

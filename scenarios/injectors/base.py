@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from scenarios.pool import Pool
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID, IS_ANOMALY, LABEL, SCENARIO_ID
 from streamsynth.errors import StreamsynthError
@@ -39,8 +40,17 @@ class Context:
     schema: Schema | None = None
     label_column: str | None = None
     conditional: Conditional | None = None
-    #: False on shards other than 0 of a sharded run, so generated rows are made once.
-    generate: bool = True
+    #: Where fraud injectors find victims and templates, the same on every shard (the engine
+    #: keeps the stream's own recent rows when this is None).
+    pool: Pool | None = None
+    #: The whole base's first batch when this stream is one shard of it: the base is described
+    #: from it, so every shard sees the same columns, entity-level columns and identifiers.
+    first: pl.DataFrame | None = None
+    #: Where a time-bounded base ends (or, with no end, how long after the anchor): events that
+    #: make rows make them by then even when the base, or this shard of it, has no event at or
+    #: after their window start.
+    end: datetime | None = None
+    duration: timedelta | None = None
     source: str = "scenario"
     columns: dict[str, pl.DataType] = field(default_factory=dict)
     #: Columns whose value is fixed per entity (card number, home country ...).
@@ -49,14 +59,6 @@ class Context:
     event_identifiers: dict[str, str] = field(default_factory=dict)
     #: Entity-level identifier columns (card_number) and their kinds, for entities made anew.
     entity_identifiers: dict[str, str] = field(default_factory=dict)
-    previous: pl.DataFrame | None = None
-    current: pl.DataFrame | None = None
-
-    @property
-    def pool(self) -> pl.DataFrame:
-        """Recent base rows (the previous and the current batch): victims and templates."""
-        parts = [b for b in (self.previous, self.current) if b is not None]
-        return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
 
 
 class Injector:
@@ -123,6 +125,10 @@ class Injector:
 
     def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         return batch, None
+
+    def close(self, end: datetime) -> pl.DataFrame | None:
+        """Rows still to add when the base ends at ``end`` (only events that make rows have any)."""
+        return None
 
     def selection(self, batch: pl.DataFrame, salt: int = 0) -> np.ndarray:
         """Rows in the window that match ``targets.where``, thinned to ``share`` (bool array)."""

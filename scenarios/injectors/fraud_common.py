@@ -4,12 +4,14 @@ A fraud injector builds its rows from two parts: entity-level columns (entity id
 from real-looking victims of the base stream, and event-level columns (category, amount,
 channel) from template events: base rows, or, when the base model takes conditions and
 ``use_model`` allows, events the model generates conditioned on fraud. The injector then sets
-the pattern that defines the typology (timing, amounts, counterparties).
+the pattern that defines the typology (timing, amounts, counterparties). Victims and base-row
+templates come from the whole base's rows before the window (``scenarios.pool``), so a sharded
+run makes the same rows on every shard, and each shard emits those of its own entities.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -77,16 +79,22 @@ class FraudInjector(Injector):
         # so a window that falls between two batches is not skipped.
         if self.done or batch.height == 0 or batch[self.ctx.time][-1] < self.start:
             return batch, None
+        return batch, self._make()
+
+    def close(self, end: datetime) -> pl.DataFrame | None:
+        return None if self.done or end <= self.start else self._make()
+
+    def _make(self) -> pl.DataFrame:
         self.done = True
-        if not self.ctx.generate:
-            return batch, None
+        # Every shard makes the same rows (ids by position among all of them) and keeps its own.
         rows = self.generate(Templates(self))
         rows = rows.filter(pl.col(self.ctx.time) < self.end).sort(self.ctx.time, maintain_order=True)
         rows = rows.with_columns(
             pl.format(f"{self.id_prefix}/{{}}", pl.int_range(pl.len(), dtype=pl.Int64)).alias(EVENT_ID)
         )
+        rows = rows.filter(self.ctx.pool.owns(self.start, rows))
         self.added += rows.height
-        return batch, rows
+        return rows
 
     def generate(self, t: Templates) -> pl.DataFrame:
         raise NotImplementedError
@@ -127,15 +135,17 @@ class FraudInjector(Injector):
 
 
 class Templates:
-    """Victims and template events for one injector, from the base rows around its window start."""
+    """Victims and template events for one injector, from the whole base's rows just before its
+    window (:class:`scenarios.pool.Pool`), so every shard picks the same ones."""
 
     def __init__(self, injector: FraudInjector) -> None:
         self.inj = injector
         ctx = injector.ctx
-        pool = ctx.pool
-        for column, value in injector.where.items():
-            hit = pl.col(column).is_in(value) if isinstance(value, list) else pl.col(column) == value
-            pool = pool.filter(hit)
+        pool = ctx.pool.rows(injector.start)
+        if pool.height:
+            for column, value in injector.where.items():
+                hit = pl.col(column).is_in(value) if isinstance(value, list) else pl.col(column) == value
+                pool = pool.filter(hit)
         if pool.height == 0:
             raise StreamsynthError(
                 f"{ctx.source}: events[{injector.index}].targets.where: no base rows near "
