@@ -31,6 +31,8 @@ from streamsynth.schema import Role
 # Sub-stream tags for rng keys, so draws for different purposes never coincide.
 _RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND = range(11)
 _PALETTE_MAX = 32
+_ENTITY_CACHE = 2  # populations whose per-entity state is kept between streams
+_ENTITY_CACHE_MAX = 200_000  # larger populations are recomputed rather than held after a stream
 _ENTITY_CONSTANT_SHARE = 0.95
 _STICKY_DISTINCT_SHARE = 0.5
 _FIT_ROWS = 200_000  # rows used for the copula correlation (a sample on large tables)
@@ -76,9 +78,11 @@ class BaselineSynthesizer(Synthesizer):
         self.gap: QuantileEncoder | None = None
         self.zero_gap_rate = 0.0
         self.entity_format: dict[str, Any] = {}
+        self._entity_cache: dict[tuple, dict[str, Any]] = {}
 
     # -- fit ---------------------------------------------------------------------------------
     def _fit(self, frame: pl.DataFrame) -> None:
+        self._entity_cache.clear()
         schema = self.schema
         time = schema.time
         entity = schema.entity or "__entity__"
@@ -267,7 +271,7 @@ class BaselineSynthesizer(Synthesizer):
         numbers = shard_entities(n_entities, shard)
         if numbers.size == 0:
             return
-        entities = self._entity_state(numbers, seed, conditions)
+        entities = self._cached_entity_state(numbers, seed, conditions, (n_entities, shard))
         rate = entities["rate"]
         start_w = float(self.profile.warp(np.array([int(start.timestamp() * 1_000_000)]))[0])
         seq = np.zeros(numbers.size, dtype=np.int64)
@@ -301,6 +305,23 @@ class BaselineSynthesizer(Synthesizer):
         gap = self.gap.ppf(rng.uniform(seed, numbers, seq, _GAP))
         zero = rng.uniform(seed, numbers, seq, _ZERO) < self.zero_gap_rate
         return np.where(zero, 0.0, gap)
+
+    def _cached_entity_state(
+        self, numbers: np.ndarray, seed: int, conditions: dict[str, Any], population: tuple
+    ) -> dict[str, Any]:
+        """:meth:`_entity_state`, kept for the last few populations: scenarios open many short
+        streams of one population (a pool of victims before every fraud window), and the per-entity
+        palettes cost more than the events of a short span. The state is never written to."""
+        if numbers.size > _ENTITY_CACHE_MAX:
+            return self._entity_state(numbers, seed, conditions)
+        key = (seed, population, repr(sorted(conditions.items())))
+        state = self._entity_cache.pop(key, None)
+        if state is None:
+            state = self._entity_state(numbers, seed, conditions)
+        self._entity_cache[key] = state  # most recent last
+        while len(self._entity_cache) > _ENTITY_CACHE:
+            self._entity_cache.pop(next(iter(self._entity_cache)))
+        return state
 
     def _entity_state(self, numbers: np.ndarray, seed: int, conditions: dict[str, Any]) -> dict[str, Any]:
         """Per-entity draws, computed once per stream: O(entities) memory."""
@@ -521,6 +542,7 @@ class BaselineSynthesizer(Synthesizer):
         return config, tensors, encoders
 
     def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
+        self._entity_cache.clear()
         self.plans = [ColumnPlan(**p) for p in config["plans"]]
         self.copula_columns = list(config["copula_columns"])
         self.zero_gap_rate = float(config["zero_gap_rate"])
