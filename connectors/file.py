@@ -8,7 +8,9 @@ or when a replay resumes, it is parts ``stem-00000.ext``, ``stem-00001.ext``, ..
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,48 +53,71 @@ def _parts(target: Path) -> list[tuple[int, Path]]:
 
 
 class ParquetPart:
-    """One Parquet file written in large row groups (few, big groups write as fast as polars).
+    """One Parquet file written by polars' own streaming Parquet writer (parallel column encoding,
+    the same writer as ``DataFrame.write_parquet``), fed batch by batch.
 
-    Batches are buffered up to ``row_group`` rows or ``max_buffer`` bytes; dictionary encoding is
-    used only for low-cardinality text columns, where it pays (not for unique ids).
+    The writer runs ``sink_parquet`` on a worker thread over an IO-plugin source that takes batches
+    from a small queue, so memory stays flat however long the part; row groups hold about
+    ``max_buffer`` bytes of in-memory data and reach the file as they fill. A failure on the worker
+    surfaces at the next write or at close.
     """
 
-    def __init__(self, path: Path, row_group: int = 65_536, max_buffer: int = 32 * 2**20) -> None:
+    def __init__(self, path: Path, max_buffer: int = 32 * 2**20) -> None:
         self.path = path
-        self.row_group = row_group
         self.max_buffer = max_buffer
-        self._buffer: list[pl.DataFrame] = []
-        self._rows = 0
-        self._bytes = 0
-        self._writer = None
-        path.open("wb").close()  # fail now, not at the first row group, on an unwritable path
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        path.open("wb").close()  # fail now, not in the worker, on an unwritable path
 
     def write(self, batch: pl.DataFrame) -> None:
-        self._buffer.append(batch)
-        self._rows += batch.height
-        self._bytes += batch.estimated_size()
-        if self._rows >= self.row_group or self._bytes >= self.max_buffer:
-            self._write_buffer()
+        if self._worker is None:
+            self._start(batch)
+        self._put(batch)
 
-    def _write_buffer(self) -> None:
-        if not self._buffer:
-            return
-        import pyarrow.parquet as pq
+    def _start(self, first: pl.DataFrame) -> None:
+        from polars.io.plugins import register_io_source
 
-        frame = pl.concat(self._buffer, how="vertical", rechunk=False)
-        self._buffer, self._rows, self._bytes = [], 0, 0
-        table = frame.to_arrow()
-        if self._writer is None:
-            text = [c for c, t in frame.schema.items() if t == pl.String]
-            low = [c for c in text if frame[c].n_unique() <= max(frame.height // 4, 1)]
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd",
-                                            use_dictionary=low or False)
-        self._writer.write_table(table)
+        rows = max(1, self.max_buffer * first.height // max(first.estimated_size(), 1))
+        stream = register_io_source(self._batches, schema=first.schema)
+        self._worker = threading.Thread(target=self._run, args=(stream, rows), name="parquet-part",
+                                        daemon=True)
+        self._worker.start()
+
+    def _run(self, stream: pl.LazyFrame, rows: int) -> None:
+        try:
+            stream.sink_parquet(self.path, compression="zstd", row_group_size=rows)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that writes or closes
+            self._error = exc
+
+    def _batches(self, with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
+        """The IO-plugin source: batches as they are queued, until the end marker (None)."""
+        while (batch := self._queue.get()) is not None:
+            yield batch
+
+    def _put(self, item: pl.DataFrame | None) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._worker.is_alive():  # it stopped taking batches: it failed
+                    self._raise()
+
+    def _raise(self) -> None:
+        error = self._error or RuntimeError("the Parquet writer stopped")
+        raise StreamsynthError(f"cannot write {self.path}: {error}",
+                               hint="check free disk space and permissions, and that every batch "
+                               "has the same columns and types") from None
 
     def close(self) -> None:
-        self._write_buffer()
-        if self._writer is not None:
-            self._writer.close()
+        if self._worker is None:
+            pl.DataFrame().write_parquet(self.path)
+            return
+        self._put(None)
+        self._worker.join()
+        if self._error is not None:
+            self._raise()
 
 
 class FileSink(Sink):
@@ -197,7 +222,11 @@ class FileSink(Sink):
     def _finish_part(self) -> None:
         writer, tmp, final = self._writer, self._tmp, self._final
         self._writer = None
-        writer.close()
+        try:
+            writer.close()
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never finished, never acknowledged: sent again on resume
+            raise
         if self.fsync:
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -221,8 +250,11 @@ class FileSink(Sink):
     def abort(self) -> None:
         """Drop the unfinished part (its events are not acknowledged and will be sent again)."""
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except (OSError, StreamsynthError):
+                pass  # the part is dropped anyway; the error that led here is the one to report
             self._tmp.unlink(missing_ok=True)
 
     @classmethod

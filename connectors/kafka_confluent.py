@@ -1,7 +1,8 @@
 """``kafka://...?client=confluent``: the same Kafka sink on confluent-kafka (librdkafka), the fast path.
 
-Delivery reports are asked for failures only, so the per-event cost in Python is one
-``produce`` call; failed messages come back through the report and are produced again.
+Delivery reports are asked for failures only, through the producer's default callback (none is
+passed with each message), so the per-event cost in Python is one bare ``produce`` call; failed
+messages come back through the report and are produced again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ConfluentKafkaSink(KafkaSink):
 
     def _open(self) -> None:
         try:
-            from confluent_kafka import KafkaException, Producer
+            from confluent_kafka import KafkaException
         except ImportError:
             raise StreamsynthError(
                 "kafka sink ?client=confluent needs the confluent-kafka package",
@@ -53,16 +54,18 @@ class ConfluentKafkaSink(KafkaSink):
             "log_level": 0,  # librdkafka would otherwise print connection retries to stderr
             **_confluent_security(),
         }
-        self._failed: list[tuple[bytes, bytes | None, list]] = []
+        self._failed: list[tuple[bytes, bytes | None]] = []  # (value, key) of failed deliveries
         self._errors: set[str] = set()
+        self._config = config
         try:
-            self._config = config
-            self._producer = Producer(config, error_cb=self._on_client_error)
+            self._producer = self._new_producer()
             metadata = self._producer.list_topics(s.topic, timeout=s.connect_timeout)
         except KafkaException as exc:
+            self._release()
             raise unreachable(s, str(exc.args[0].str() if exc.args else exc)) from None
         topic = metadata.topics.get(s.topic)
         if topic is None or topic.error is not None:
+            self._release()
             raise StreamsynthError(
                 f"Kafka topic {s.topic!r} on {','.join(s.servers)} is not usable: "
                 f"{topic.error.str() if topic is not None else 'missing'}",
@@ -72,6 +75,18 @@ class ConfluentKafkaSink(KafkaSink):
         self._pending_labels = Counter()
         self._pending_bytes = 0
         self._window_start = None
+
+    def _new_producer(self):
+        from confluent_kafka import Producer
+
+        # Delivery reports go to the producer's default callback: no callback travels with each
+        # message. The callbacks tie the producer and this sink in a cycle, broken by _release().
+        return Producer({**self._config, "on_delivery": self._on_delivery}, error_cb=self._on_client_error)
+
+    def _release(self) -> None:
+        """Destroy the producer now (its threads and connections), not whenever the garbage
+        collector gets to the cycle it forms with this sink."""
+        self._producer = None
 
     def _on_client_error(self, error) -> None:
         # Only note the kind here: a fatal error surfaces again as an exception from librdkafka
@@ -84,7 +99,9 @@ class ConfluentKafkaSink(KafkaSink):
     def _on_delivery(self, error, message) -> None:
         if error is not None:
             self._errors.add(error.name())
-            self._failed.append((message.value(), message.key(), message.headers() or []))
+            # The report carries no headers (confluent-kafka leaves them out): they are looked up in
+            # the window when the message is produced again.
+            self._failed.append((message.value(), message.key()))
 
     def _send_all(self, values: list[bytes], keys_: list[bytes | None], headers: list[list]) -> None:
         # Recorded first: if the producer fails part-way, the whole window is produced again.
@@ -96,26 +113,36 @@ class ConfluentKafkaSink(KafkaSink):
     def _produce(self, values: list[bytes], keys_: list[bytes | None], headers: list[list]) -> None:
         from confluent_kafka import KafkaException
 
-        topic, report = self.settings.topic, self._on_delivery
-        produce, poll = self._producer.produce, self._producer.poll
+        topic, produce = self.settings.topic, self._producer.produce
         deadline = time.monotonic() + self.settings.give_up
+        # The hot loop: one call per event; the rare cases leave it through an exception.
         for value, key, hdrs in zip(values, keys_, headers, strict=True):
-            while True:
-                try:
-                    produce(topic, value, key, headers=hdrs, on_delivery=report)
-                    break
-                except BufferError:
-                    # The local queue is full: serve delivery reports until there is room.
-                    try:
-                        poll(0.05)
-                    except (KafkaException, SystemError):
-                        self._recover(deadline)
-                        return
-                except (KafkaException, SystemError):
-                    self._recover(deadline)  # produces the whole window, the rest of this included
+            try:
+                produce(topic, value, key, headers=hdrs)
+            except BufferError:
+                if not self._produce_when_room(value, key, hdrs, deadline):
                     return
-                if time.monotonic() > deadline:
-                    raise self._gave_up(len(self._producer)) from None
+            except (KafkaException, SystemError):
+                self._recover(deadline)  # produces the whole window, the rest of this included
+                return
+
+    def _produce_when_room(self, value: bytes, key: bytes | None, headers: list, deadline: float) -> bool:
+        """The local queue is full: serve delivery reports until the message fits. False when the
+        producer had to be replaced instead (the whole window was then produced again)."""
+        from confluent_kafka import KafkaException
+
+        while True:
+            if time.monotonic() > deadline:
+                raise self._gave_up(len(self._producer)) from None
+            try:
+                self._producer.poll(0.05)
+                self._producer.produce(self.settings.topic, value, key, headers=headers)
+                return True
+            except BufferError:
+                continue
+            except (KafkaException, SystemError):
+                self._recover(deadline)
+                return False
 
     def flush(self) -> None:
         from confluent_kafka import KafkaException
@@ -152,9 +179,16 @@ class ConfluentKafkaSink(KafkaSink):
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self.metrics.retry(self.scheme)
-                self._produce(*(list(column) for column in zip(*failed, strict=True)))
+                self._produce(*self._with_headers(failed))
         self._values, self._keys, self._hdrs = [], [], []
         self._acknowledge()
+
+    def _with_headers(self, failed: list[tuple[bytes, bytes | None]]) -> tuple[list, list, list]:
+        """Values, keys and label headers of failed messages, the headers found by value in the
+        window (values are unique: each holds its event_id). Built only when deliveries fail."""
+        headers_of = dict(zip(self._values, self._hdrs, strict=True))
+        values = [value for value, _ in failed]
+        return values, [key for _, key in failed], [headers_of[value] for value in values]
 
     def _recover(self, deadline: float) -> None:
         """A fatal producer error (librdkafka surfaces them as exceptions, e.g. a restarted broker
@@ -169,18 +203,21 @@ class ConfluentKafkaSink(KafkaSink):
     def _replace_producer(self) -> tuple[list, list, list]:
         """A new producer in place of the old (its queue purged); returns the unacknowledged
         window, which stays the window: the caller produces it again."""
-        from confluent_kafka import Producer
-
         try:
             self._producer.purge(in_queue=True, in_flight=True)
         except Exception:  # noqa: BLE001 - a producer in a fatal state may refuse; it is dropped
             pass
-        self._producer = Producer(self._config, error_cb=self._on_client_error)
+        self._release()
+        self._producer = self._new_producer()
         self._failed = []
         return self._values, self._keys, self._hdrs
 
     def close(self) -> None:
-        self.flush()
+        if self._producer is not None:
+            self.flush()
+            self._release()
 
     def abort(self) -> None:
-        self._producer.purge()
+        if self._producer is not None:
+            self._producer.purge()
+            self._release()

@@ -47,6 +47,7 @@ class ReplayMetrics:
                               registry=reg)
         self._lock = threading.Lock()
         self._window: deque[tuple[float, int]] = deque()
+        self._window_events = 0  # the sum of the counts in _window, kept as they come and go
         self._server = None
 
     # -- updates from sinks ------------------------------------------------------------------
@@ -75,10 +76,11 @@ class ReplayMetrics:
         now = time.monotonic()
         with self._lock:
             self._window.append((now, count))
+            self._window_events += count
             while self._window and self._window[0][0] < now - window:
-                self._window.popleft()
+                self._window_events -= self._window.popleft()[1]
             span = max(now - self._window[0][0], 1.0) if self._window else 1.0
-            self.rate.set(sum(c for _, c in self._window) / span)
+            self.rate.set(self._window_events / span)
 
     # -- reading ----------------------------------------------------------------------------
     def sent(self, sink: str | None = None) -> dict[str, int]:

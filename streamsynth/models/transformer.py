@@ -9,12 +9,10 @@ model (config, modules, training forward, KV-cache step) is here; training is in
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -415,12 +413,6 @@ class TransformerSynthesizer(Synthesizer):
             yield self.codec.decode(**chunk, seed=seed, exact=exact)
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Save; under ``torchrun`` only rank 0 writes (the others return the path untouched)."""
-        if int(os.environ.get("RANK", "0")) != 0:
-            return Path(directory)
-        return super().save(directory)
-
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         config = {
             "model": asdict(self.model.cfg),

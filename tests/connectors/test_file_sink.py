@@ -83,6 +83,18 @@ def test_a_reader_never_sees_half_a_file(tmp_path, make_events):
     assert len(seen) >= 3 and sum(seen.values()) == 40_000
 
 
+def test_a_failing_parquet_writer_is_a_clear_error_and_acknowledges_nothing(tmp_path, make_events):
+    """The Parquet writer works on its own thread: its failure (here a batch whose types break
+    the contract) still stops the replay with a clear error, leaves no temporary file behind and
+    acknowledges nothing of the unfinished part."""
+    good = make_events(1_000)
+    bad = good.with_columns(pl.col("amount").cast(pl.String))
+    sink = open_sink(f"file://{tmp_path}/out.parquet")
+    with pytest.raises(StreamsynthError, match="cannot write .*out.parquet"):
+        replay(iter([good, bad, good, good, good]), sink, time_column="ts")
+    assert sink.acked == 0 and list(tmp_path.iterdir()) == []
+
+
 def test_rotating_into_old_parts_is_refused(tmp_path, make_events):
     url = f"file://{tmp_path}/out.jsonl?rotate_size=10KB"
     replay(rebatch(iter([make_events(500)]), 100), open_sink(url), time_column="ts")

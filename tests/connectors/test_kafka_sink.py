@@ -3,6 +3,7 @@ consumed back exactly once with label headers, and an outage in the middle of a 
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import io
 import json
@@ -120,6 +121,57 @@ def test_outage_in_the_middle_of_a_replay_loses_nothing(proxied_broker, client, 
     assert position < 16_000 and "position 16,000" in err
     assert main(["verify", "--from", f"kafka://{proxy.address}/{topic}",
                  "--manifest", str(manifest)]) == 0
+
+
+@pytest.mark.skipif(not HAS_CONFLUENT, reason="confluent-kafka is not installed")
+def test_confluent_delivery_failures_are_counted_resent_and_acknowledged_only_when_delivered(
+        proxied_broker, make_events):
+    """Failed delivery reports come back through the producer's callback: the batch stays
+    unacknowledged (a flush that cannot deliver raises), the errors are counted, and the failed
+    messages are produced again once the broker is back."""
+    broker, proxy = proxied_broker
+    frame = make_events(3_000)
+    topic = topic_name()
+    metrics = ReplayMetrics()
+    sink = open_sink(f"kafka://{proxy.address}/{topic}?client=confluent&give_up=2s",
+                     entity="card_id", metrics=metrics)
+    proxy.cut()
+    sink.write(frame)
+    with pytest.raises(StreamsynthError, match="3000 events not acknowledged"):
+        sink.flush()
+    assert (sink.acked, sink.written) == (0, 3_000)
+    # librdkafka gives up on every queued message (as when message.timeout.ms runs out): each
+    # comes back as a failed delivery report.
+    sink._producer.purge(in_queue=True, in_flight=False)
+    proxy.restore()
+    sink.flush()
+    assert sink.acked == 3_000 and metrics.sent("kafka") == dict(frame["label"].value_counts().iter_rows())
+    errors = {s.labels["kind"] for m in metrics.send_errors.collect() for s in m.samples
+              if s.name.endswith("_total")}
+    assert "_PURGE_QUEUE" in errors
+    assert metrics.retries.labels("kafka")._value.get() >= 1
+    sink.close()
+    messages = consume_all(proxy.address, topic)
+    assert sorted(json.loads(m.value)["event_id"] for m in messages) == \
+        sorted(frame["event_id"].to_list())  # all there, none twice
+    # Sent again with their label headers (librdkafka's report does not carry them back).
+    assert all(dict(m.headers)["label"].decode() == json.loads(m.value)["label"] for m in messages)
+
+
+@pytest.mark.skipif(not HAS_CONFLUENT, reason="confluent-kafka is not installed")
+def test_closing_a_confluent_sink_releases_its_producer(broker, make_events):
+    """close() lets go of the producer at once (threads, broker connections); its callbacks tie it
+    to the sink in a cycle that the garbage collector would otherwise break only some time later."""
+    from confluent_kafka import Producer
+
+    def live_producers() -> int:
+        return sum(isinstance(o, Producer) for o in gc.get_objects())
+
+    before = live_producers()
+    for _ in range(3):
+        sink = open_sink(f"kafka://{broker.address}/{topic_name()}?client=confluent")
+        replay(iter([make_events(100)]), sink, time_column="ts")
+    assert live_producers() == before
 
 
 def wait_for_position(port: int, above: int, timeout: float = 30.0) -> int:
