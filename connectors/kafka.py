@@ -31,9 +31,13 @@ from streamsynth.contract import EVENT_ID, LABEL
 from streamsynth.errors import StreamsynthError
 
 OPTIONS = ("client (kafka-python|confluent), acks (0|1|all), compression (none|gzip|snappy|lz4|"
-           "zstd), idempotence, batch_size (bytes), linger (e.g. 5ms), key (column), "
+           "zstd), idempotence, batch_size (bytes), linger (e.g. 5ms), batch_messages (confluent), "
+           "queue_messages (confluent), queue_size (bytes), max_message_size (bytes), key (column), "
            "connect_timeout, give_up (how long to wait out an outage), format (json|avro), "
            "schema (an .avsc file, for avro)")
+#: options only confluent-kafka (librdkafka) has
+CONFLUENT_ONLY = ("batch_messages", "queue_messages")
+_INT32 = 2**31 - 1
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _ENV = "STREAMSYNTH_KAFKA_"
 #: environment variable suffix -> the setting it carries (never logged)
@@ -61,6 +65,14 @@ class KafkaSettings:
     give_up: float
     format: str = "json"
     schema: str | None = None
+    #: messages per produce request (librdkafka batch.num.messages); None: the client's default
+    batch_messages: int | None = None
+    #: the producer's local queue: messages (librdkafka queue.buffering.max.messages) and bytes
+    #: (queue.buffering.max.kbytes; kafka-python buffer_memory); None: the sink's defaults
+    queue_messages: int | None = None
+    queue_size: int | None = None
+    #: the largest message the client sends (message.max.bytes; kafka-python max_request_size)
+    max_message_size: int | None = None
 
     @classmethod
     def from_url(cls, url: SinkURL, *, reading: bool = False) -> KafkaSettings:
@@ -101,7 +113,12 @@ class KafkaSettings:
             give_up=url.duration("give_up", 600.0),
             format=url.text("format", "json", choices=("json", "avro")),
             schema=url.text("schema"),
+            batch_messages=url.integer("batch_messages", None, minimum=1),
+            queue_messages=url.integer("queue_messages", None, minimum=1),
+            queue_size=url.size("queue_size", None),
+            max_message_size=url.size("max_message_size", None),
         )
+        settings._check_ranges(url)
         if settings.format == "avro" and not settings.schema:
             raise StreamsynthError(f"sink URL {url.redacted()!r}: format=avro needs a schema",
                                    hint="add &schema=/path/to/events.avsc")
@@ -110,7 +127,29 @@ class KafkaSettings:
         if settings.idempotence and settings.acks != "all":
             raise StreamsynthError(f"sink URL {url.redacted()!r}: idempotence needs acks=all",
                                    hint="drop acks=, or add idempotence=false")
+        if settings.client != "confluent" and not reading:
+            for name in CONFLUENT_ONLY:
+                if name in url.options:
+                    raise StreamsynthError(
+                        f"sink URL {url.redacted()!r}: option {name} is a confluent-kafka setting",
+                        hint=f"add client=confluent, or drop {name}=")
         return settings
+
+    def _check_ranges(self, url: SinkURL) -> None:
+        """The producer settings within the ranges the clients accept (librdkafka's), so a bad
+        value is named here rather than surfacing as a client error."""
+        limits = (("batch_size", self.batch_size, 1, _INT32, "1 byte to 2GiB, e.g. 1MiB"),
+                  ("linger", self.linger, 0, 900, "0 to 900s, e.g. 20ms"),
+                  ("batch_messages", self.batch_messages, 1, 1_000_000, "1 to 1000000 messages"),
+                  ("queue_messages", self.queue_messages, 1, _INT32, "1 to 2147483647 messages"),
+                  ("queue_size", self.queue_size, 1024, 1024 * _INT32, "1KiB to 2TiB, e.g. 512MiB"),
+                  ("max_message_size", self.max_message_size, 1000, 1_000_000_000,
+                   "1000 bytes to 1GB, e.g. 4MB"))
+        for name, value, low, high, allowed in limits:
+            if value is not None and not low <= value <= high:
+                raise StreamsynthError(
+                    f"sink URL {url.redacted()!r}: option {name}={url.options.get(name)!r} is out "
+                    "of range", hint=f"{name} must be {allowed}")
 
 
 def security_settings() -> dict[str, str]:
@@ -124,6 +163,26 @@ def _kafka_python_security() -> dict:
                "sasl_username": "sasl_plain_username", "sasl_password": "sasl_plain_password",
                "ssl_cafile": "ssl_cafile", "ssl_certfile": "ssl_certfile", "ssl_keyfile": "ssl_keyfile"}
     return {mapping[k]: v for k, v in sec.items()}
+
+
+def too_large(settings: KafkaSettings, size: int | None, by_broker: bool) -> StreamsynthError:
+    """A message over the size limit: retrying cannot help, so the sink stops with this."""
+    what = f"an event of {size} bytes" if size is not None else "an event"
+    if by_broker:
+        return StreamsynthError(
+            f"the Kafka broker at {','.join(settings.servers)} refused {what} on topic "
+            f"{settings.topic!r} as too large",
+            hint="raise the broker's message.max.bytes (or the topic's max.message.bytes), or make "
+            "the events smaller; events acknowledged before it are kept")
+    limit = settings.max_message_size
+    if limit is None:  # the clients' own defaults
+        limit = 1_000_000 if settings.client == "confluent" else 1_048_576
+    return StreamsynthError(
+        f"{what} for topic {settings.topic!r} is over the Kafka client's message size limit "
+        f"of {limit} bytes",
+        hint="raise ?max_message_size= (the client's message.max.bytes / max_request_size; the "
+        "broker's message.max.bytes must allow it too), or make the events smaller; events "
+        "acknowledged before it are kept")
 
 
 def unreachable(settings: KafkaSettings, reason: str) -> StreamsynthError:
@@ -160,6 +219,7 @@ class KafkaSink(Sink):
 
         s = self.settings
         compression = None if s.compression == "none" else s.compression
+        optional = {"buffer_memory": s.queue_size, "max_request_size": s.max_message_size}
         try:
             return KafkaProducer(
                 bootstrap_servers=s.servers,
@@ -173,6 +233,7 @@ class KafkaSink(Sink):
                 request_timeout_ms=10_000,
                 delivery_timeout_ms=60_000,
                 reconnect_backoff_max_ms=1000,
+                **{k: v for k, v in optional.items() if v is not None},
                 **_kafka_python_security(),
             )
         except RuntimeError as exc:  # a compression codec whose library is missing
@@ -209,14 +270,23 @@ class KafkaSink(Sink):
             return
         if self._window_start is None:
             self._window_start = time.perf_counter()
-        values = self._avro.encode(batch) if self._avro is not None else json_lines(batch)
-        self._send_all(values, keys(batch, self.key), header_lists(batch, self._headers))
-        self._pending_labels.update(label_counts(batch))
-        self._pending_bytes += sum(map(len, values))
+        self._hand_over(self._encode(batch))
         self.written += batch.height
 
+    def _encode(self, batch: pl.DataFrame) -> tuple[list, list, list, dict[str, int], int]:
+        """A batch as wire records: values, keys, header lists, label counts and payload bytes."""
+        values = self._avro.encode(batch) if self._avro is not None else json_lines(batch)
+        return (values, keys(batch, self.key), header_lists(batch, self._headers),
+                label_counts(batch), sum(map(len, values)))
+
+    def _hand_over(self, encoded: tuple[list, list, list, dict[str, int], int]) -> None:
+        values, keys_, headers, labels, nbytes = encoded
+        self._send_all(values, keys_, headers)
+        self._pending_labels.update(labels)
+        self._pending_bytes += nbytes
+
     def _send_all(self, values: list[bytes], keys_: list[bytes | None], headers: list[list]) -> None:
-        from kafka.errors import KafkaError, KafkaTimeoutError
+        from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
         topic, futures = self.settings.topic, self._futures
         send = self._producer.send
@@ -229,6 +299,10 @@ class KafkaSink(Sink):
                 except KafkaTimeoutError:
                     # Buffer full or no metadata: the broker is away. Wait it out, up to give_up.
                     self.metrics.error(self.scheme, "buffer_timeout")
+                except MessageSizeTooLargeError:
+                    self.metrics.error(self.scheme, "MessageSizeTooLargeError")
+                    size = len(values[i]) + len(keys_[i] or b"")
+                    raise too_large(self.settings, size, by_broker=False) from None
                 except KafkaError as exc:
                     # The producer is in a fatal state (e.g. a restarted broker forgot its id).
                     self.metrics.error(self.scheme, type(exc).__name__)
@@ -256,7 +330,7 @@ class KafkaSink(Sink):
                 time.sleep(0.5)
 
     def flush(self) -> None:
-        from kafka.errors import KafkaTimeoutError, RetriableError
+        from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RetriableError
 
         deadline = time.monotonic() + self.settings.give_up
         delay = 0.2
@@ -269,11 +343,15 @@ class KafkaSink(Sink):
             errors = [self._futures[i].exception for i in failed if self._futures[i].is_done]
             resend = ([self._values[i] for i in failed], [self._keys[i] for i in failed],
                       [self._hdrs[i] for i in failed])
+            too_big = [len(self._values[i]) for i in failed if self._futures[i].is_done
+                       and isinstance(self._futures[i].exception, MessageSizeTooLargeError)]
             self._futures, self._values, self._keys, self._hdrs = [], [], [], []
             if not failed:
                 break
             for kind in {type(e).__name__ for e in errors} or {"timeout"}:
                 self.metrics.error(self.scheme, kind)
+            if too_big:  # the broker's limit: no retry can help
+                raise too_large(self.settings, max(too_big), by_broker=True)
             if time.monotonic() > deadline:
                 raise self._gave_up(len(failed))
             if any(not isinstance(e, RetriableError) for e in errors):

@@ -10,10 +10,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from connectors.kafka import KafkaSink, security_settings, unreachable
+from connectors.kafka import KafkaSink, security_settings, too_large, unreachable
 from streamsynth.errors import StreamsynthError
 
 STALL_SECONDS = 10.0  # a flush that moves nothing for this long gets a new producer
+_MSG_SIZE_TOO_LARGE = 10  # KafkaError.MSG_SIZE_TOO_LARGE (the broker's error code, as librdkafka's)
+
+
+def _is_too_large(exc: Exception) -> bool:
+    error = exc.args[0] if exc.args else None
+    return getattr(error, "code", lambda: None)() == _MSG_SIZE_TOO_LARGE
 
 
 def _confluent_security() -> dict:
@@ -43,8 +49,8 @@ class ConfluentKafkaSink(KafkaSink):
             "enable.idempotence": s.idempotence,
             "linger.ms": max(s.linger * 1000, 0),
             "batch.size": s.batch_size,
-            "queue.buffering.max.kbytes": 256 * 1024,
-            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": -(-s.queue_size // 1024) if s.queue_size else 256 * 1024,
+            "queue.buffering.max.messages": s.queue_messages or 1_000_000,
             "message.timeout.ms": 60_000,
             "reconnect.backoff.max.ms": 1000,
             "delivery.report.only.error": True,
@@ -54,11 +60,16 @@ class ConfluentKafkaSink(KafkaSink):
             "log_level": 0,  # librdkafka would otherwise print connection retries to stderr
             **_confluent_security(),
         }
+        if s.batch_messages is not None:
+            config["batch.num.messages"] = s.batch_messages
+        if s.max_message_size is not None:
+            config["message.max.bytes"] = s.max_message_size
         self._failed: list[tuple[bytes, bytes | None]] = []  # (value, key) of failed deliveries
+        self._too_big: list[int] = []  # sizes of messages the broker refused as too large
         self._errors: set[str] = set()
         self._config = config
+        self._producer = self._new_producer()
         try:
-            self._producer = self._new_producer()
             metadata = self._producer.list_topics(s.topic, timeout=s.connect_timeout)
         except KafkaException as exc:
             self._release()
@@ -77,11 +88,18 @@ class ConfluentKafkaSink(KafkaSink):
         self._window_start = None
 
     def _new_producer(self):
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
         # Delivery reports go to the producer's default callback: no callback travels with each
         # message. The callbacks tie the producer and this sink in a cycle, broken by _release().
-        return Producer({**self._config, "on_delivery": self._on_delivery}, error_cb=self._on_client_error)
+        try:
+            return Producer({**self._config, "on_delivery": self._on_delivery},
+                            error_cb=self._on_client_error)
+        except KafkaException as exc:  # settings librdkafka refuses (e.g. a missing codec)
+            reason = exc.args[0].str() if exc.args else str(exc)
+            raise StreamsynthError(f"kafka sink {self.url.redacted()!r}: the producer settings are "
+                                   f"not valid: {reason.strip()}",
+                                   hint="fix the kafka:// URL options named above") from None
 
     def _release(self) -> None:
         """Destroy the producer now (its threads and connections), not whenever the garbage
@@ -99,6 +117,8 @@ class ConfluentKafkaSink(KafkaSink):
     def _on_delivery(self, error, message) -> None:
         if error is not None:
             self._errors.add(error.name())
+            if error.code() == _MSG_SIZE_TOO_LARGE:
+                self._too_big.append(len(message.value() or b"") + len(message.key() or b""))
             # The report carries no headers (confluent-kafka leaves them out): they are looked up in
             # the window when the message is produced again.
             self._failed.append((message.value(), message.key()))
@@ -122,9 +142,16 @@ class ConfluentKafkaSink(KafkaSink):
             except BufferError:
                 if not self._produce_when_room(value, key, hdrs, deadline):
                     return
-            except (KafkaException, SystemError):
+            except (KafkaException, SystemError) as exc:
+                self._check_size(exc, value, key)
                 self._recover(deadline)  # produces the whole window, the rest of this included
                 return
+
+    def _check_size(self, exc: Exception, value: bytes, key: bytes | None) -> None:
+        """An event over the client's size limit: no new producer can send it, so stop clearly."""
+        if _is_too_large(exc):
+            self.metrics.error(self.scheme, "MSG_SIZE_TOO_LARGE")
+            raise too_large(self.settings, len(value) + len(key or b""), by_broker=False) from None
 
     def _produce_when_room(self, value: bytes, key: bytes | None, headers: list, deadline: float) -> bool:
         """The local queue is full: serve delivery reports until the message fits. False when the
@@ -140,7 +167,8 @@ class ConfluentKafkaSink(KafkaSink):
                 return True
             except BufferError:
                 continue
-            except (KafkaException, SystemError):
+            except (KafkaException, SystemError) as exc:
+                self._check_size(exc, value, key)
                 self._recover(deadline)
                 return False
 
@@ -173,6 +201,8 @@ class ConfluentKafkaSink(KafkaSink):
             for kind in self._errors or {"timeout"}:
                 self.metrics.error(self.scheme, kind)
             self._errors = set()
+            if self._too_big:  # the broker's limit: no retry can help
+                raise too_large(self.settings, max(self._too_big), by_broker=True)
             if time.monotonic() > deadline:
                 raise self._gave_up(remaining + len(failed))
             if failed:

@@ -48,15 +48,23 @@ class ReplayMetrics:
         self._lock = threading.Lock()
         self._window: deque[tuple[float, int]] = deque()
         self._window_events = 0  # the sum of the counts in _window, kept as they come and go
+        self._sent_children: dict[tuple[str, str | None], object] = {}  # (sink, label) -> counter
         self._server = None
 
     # -- updates from sinks ------------------------------------------------------------------
     def delivered(self, sink: str, labels: Mapping[str, int], nbytes: int) -> None:
         total = 0
+        children = self._sent_children
         for label, count in labels.items():
-            self.events_sent.labels(sink, label).inc(count)
+            child = children.get((sink, label))
+            if child is None:  # looked up once per label: labels() validates and locks each time
+                child = children.setdefault((sink, label), self.events_sent.labels(sink, label))
+            child.inc(count)
             total += count
-        self.bytes_sent.labels(sink).inc(nbytes)
+        child = children.get((sink, None))
+        if child is None:
+            child = children.setdefault((sink, None), self.bytes_sent.labels(sink))
+        child.inc(nbytes)
         self._observe_rate(total)
 
     def dead_letter(self, sink: str, labels: Mapping[str, int]) -> None:

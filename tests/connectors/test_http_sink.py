@@ -8,6 +8,7 @@ import time
 import urllib.request
 from collections import Counter
 
+import polars as pl
 import pytest
 
 from connectors import open_sink
@@ -144,3 +145,17 @@ def test_missing_auth_variable_is_named(receiver, monkeypatch):
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
     with pytest.raises(StreamsynthError, match="NOPE_TOKEN is not set"):
         open_sink(receiver.url(auth_env="NOPE_TOKEN"))
+
+
+def test_label_counts_of_each_request_are_counted_for_the_whole_batch_at_once(make_events):
+    """The HTTP sink counts labels per request from one pass over the batch; nulls count as normal."""
+    from connectors.records import label_counts, slice_label_counts
+
+    frame = make_events(2_500, fraud=0.2).with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("label")).alias("label"))
+    for size in (1, 300, 1_000, 2_500, 10_000):
+        assert slice_label_counts(frame, size) == [label_counts(frame.slice(start, size))
+                                                   for start in range(0, frame.height, size)]
+    assert slice_label_counts(frame.drop("label"), 1_000) == [{"normal": 1_000}, {"normal": 1_000},
+                                                              {"normal": 500}]
+    assert slice_label_counts(frame.head(0), 10) == []

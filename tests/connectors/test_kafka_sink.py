@@ -298,3 +298,70 @@ def test_avro_values_from_a_schema_file(broker, tmp_path, make_events):
         replay(rebatch(iter([frame]), 500), sink, time_column="ts")
     with pytest.raises(StreamsynthError, match="format=avro needs a schema"):
         open_sink(f"kafka://{broker.address}/x?format=avro")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_event_over_the_size_limit_fails_clearly_and_keeps_what_was_acknowledged(
+        broker, client, make_events):
+    """An event larger than the client's message size limit cannot be sent by any new producer: the
+    replay stops at once with the size and the option to raise (it used to replace its producer
+    until give_up), and the batch acknowledged before it stays in the topic and the checkpoint."""
+    small = make_events(2_000)
+    big = make_events(10, seed=1).with_columns(
+        pl.col("event_id") + "-big", pl.lit("x" * 1_500_000).alias("blob"))
+    topic = topic_name()
+    checkpoints: list[int] = []
+    sink = open_sink(f"kafka://{broker.address}/{topic}?client={client}&give_up=20s",
+                     time="ts", entity="card_id")
+    started = time.monotonic()
+    with pytest.raises(StreamsynthError, match=r"event of \d+ bytes .* over the Kafka client's "
+                       r"message size limit of \d+ bytes") as error:
+        replay(iter([small, big.drop("blob").head(0), big]), sink, time_column="ts", flush_every=0,
+               on_checkpoint=lambda position, _counter: checkpoints.append(position))
+    assert "max_message_size" in error.value.hint
+    assert time.monotonic() - started < 15
+    assert checkpoints[-1] == 2_000
+    got = sorted(json.loads(m.value)["event_id"] for m in consume_all(broker.address, topic))
+    assert got == sorted(small["event_id"].to_list())
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_max_message_size_lets_large_events_through(broker, client, make_events):
+    big = make_events(5).with_columns(pl.lit("x" * 1_500_000).alias("blob"))
+    topic = topic_name()
+    sink = open_sink(f"kafka://{broker.address}/{topic}?client={client}&max_message_size=4MB",
+                     time="ts", entity="card_id")
+    assert replay(iter([big]), sink, time_column="ts").sent == 5
+    assert len(consume_all(broker.address, topic)) == 5
+
+
+@pytest.mark.skipif(not HAS_CONFLUENT, reason="confluent-kafka is not installed")
+def test_throughput_settings_deliver_everything_once(broker, make_events):
+    """The settings a load test picks for throughput (no idempotence, acks=1, compression, big
+    batches; gzip here as the test reads back with kafka-python, which needs extra packages for lz4)."""
+    frame = make_events(20_000)
+    topic = topic_name()
+    sink = open_sink(f"kafka://{broker.address}/{topic}?client=confluent&acks=1&idempotence=false"
+                     "&compression=gzip&linger=20ms&batch_size=1MiB&batch_messages=50000"
+                     "&queue_messages=200000&queue_size=64MiB", time="ts", entity="card_id")
+    assert replay(rebatch(iter([frame]), 5_000), sink, time_column="ts").sent == 20_000
+    got = sorted(json.loads(m.value)["event_id"] for m in consume_all(broker.address, topic))
+    assert got == sorted(frame["event_id"].to_list())
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("client=confluent&batch_messages=0", "option batch_messages='0' is not valid"),
+    ("client=confluent&batch_messages=2000000", "option batch_messages='2000000' is out of range"),
+    ("batch_messages=1000", "option batch_messages is a confluent-kafka setting"),
+    ("queue_messages=1000", "option queue_messages is a confluent-kafka setting"),
+    ("client=confluent&queue_size=100", "option queue_size='100' is out of range"),
+    ("max_message_size=10", "option max_message_size='10' is out of range"),
+    ("max_message_size=2GB", "option max_message_size='2GB' is out of range"),
+    ("linger=20m", "option linger='20m' is out of range"),
+    ("batch_size=4GiB", "option batch_size='4GiB' is out of range"),
+])
+def test_producer_options_out_of_range_are_named(broker, query, message):
+    with pytest.raises(StreamsynthError, match=message) as error:
+        open_sink(f"kafka://{broker.address}/{topic_name()}?{query}")
+    option = message.split()[1].split("=")[0]
+    assert option in error.value.hint
