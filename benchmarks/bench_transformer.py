@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pools", default="1,256,4096")
-    parser.add_argument("--events", type=int, default=200_000, help="events per measurement (max)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events per measurement (max)")
     parser.add_argument("--check-cpu", action="store_true", help="also sample on CPU and compare")
     parser.add_argument("--json", default=None, help="write results to this file")
     parser.add_argument("--profile", action="store_true", help="print per-op times at the largest pool")
@@ -201,7 +201,9 @@ def main() -> None:
     for pool in (int(p) for p in args.pools.split(",")):
         for precision in args.precisions.split(","):
             model.configure(entity_batch=pool, precision=precision)
-            budget = min(args.events, max(500, pool * 40))
+            # About 7 windows of the pool's entities: events of a window are released once its
+            # last entity has passed them, so a budget of one window would time mostly the ramp.
+            budget = min(args.events, max(500, pool * 250))
             rate, n = events_per_s(model, max(pool, 1), budget)
             gen = generation_per_s(model, max(pool, 1), budget)
             key = f"pool{pool}_{precision}"

@@ -2,7 +2,10 @@
 discriminative score and per-column distances, on the payments sample and on real Loghub logs
 (BGL by node, HDFS by block id; skipped when ../shared/data is absent).
 
-    python benchmarks/bench_transformer_fidelity.py [--epochs 15] [--json out.json]
+    python benchmarks/bench_transformer_fidelity.py [--epochs 15] [--kv-heads 1,4] [--json out.json]
+
+``--kv-heads``: key/value heads of the transformer (1 = multi-query, the default; 4 = one per
+query head); with several, each is fitted and scored ("transformer_kv1", "transformer_kv4").
 """
 
 from __future__ import annotations
@@ -56,19 +59,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--only", default=None, help="one data set name")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--kv-heads", default="1", help="comma-separated n_kv_head values")
     args = parser.parse_args()
+    kv_heads = [int(k) for k in args.kv_heads.split(",")]
     results: dict[str, Any] = {}
     for name, (frame, schema) in datasets().items():
         if args.only and name != args.only:
             continue
         results[name] = {"real_rows": frame.height, "entities": frame[schema.entity].n_unique()}
-        models = {
-            "baseline": create("baseline", seed=0),
-            "transformer": create(
-                "transformer", seed=0, n_layer=2, n_head=4, n_embd=64, epochs=args.epochs,
+        models = {"baseline": create("baseline", seed=0)}
+        for kv in kv_heads:
+            key = "transformer" if len(kv_heads) == 1 else f"transformer_kv{kv}"
+            models[key] = create(
+                "transformer", seed=0, n_layer=2, n_head=4, n_kv_head=kv, n_embd=64, epochs=args.epochs,
                 batch_size=8, progress=False,
-            ),
-        }
+            )
         for kind, model in models.items():
             started = time.perf_counter()
             model.fit(frame, schema)

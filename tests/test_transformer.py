@@ -78,6 +78,25 @@ def test_kv_cache_gives_exactly_the_events_of_full_recomputation(model):
     assert cached.equals(recomputed)
 
 
+def test_key_value_heads_per_query_head_and_models_saved_before_the_option(data, tmp_path):
+    # n_kv_head=None: one key/value head per query head, the layout of every model saved before
+    # grouped-query attention; its cache must match recomputation, and a saved config without
+    # the key must load as that layout (not the new default of one shared head).
+    import json
+
+    per_head = create("transformer", seed=1, **{**TINY, "n_kv_head": None}).fit(data)
+    cached = per_head.sample(n_entities=20)
+    assert cached.equals(per_head.configure(use_cache=False).sample(n_entities=20))
+    per_head.configure(use_cache=True).save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["config"]["model"]["n_kv_head"]
+    config_path.write_text(json.dumps(config))
+    assert load_model(tmp_path / "m").sample(n_entities=20).equals(cached)
+    with pytest.raises(StreamsynthError, match="n_kv_head"):
+        create("transformer", n_head=4, n_kv_head=3)
+
+
 def test_pool_size_and_shards_do_not_change_the_events(model):
     whole = model.sample(n_entities=24)
     try:

@@ -86,12 +86,16 @@ def torch_uniform(seed: int, *keys: torch.Tensor | int, device: torch.device | N
 # -- sampling ---------------------------------------------------------------------------------------
 def pick(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
     """Inverse-CDF draw of one class per row with uniforms ``u``."""
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    cdf = torch.softmax(logits, dim=-1).double().cumsum(-1)
-    tok = (cdf < u[:, None] * cdf[:, -1:]).sum(-1)
+    # Unnormalised: the draw is the first class whose running sum reaches u x the total.
+    cdf = torch.exp(logits - logits.amax(-1, keepdim=True)).cumsum(-1)
+    target = (u[:, None] * cdf[:, -1:]).to(cdf.dtype)
+    tok = torch.searchsorted(cdf, target).squeeze(1)
     return tok.clamp_(max=logits.shape[-1] - 1)
 
 
