@@ -94,7 +94,9 @@ def _cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden:
     depend on the batch's size (pool-size invariance would break), and on GPUs some fused
     kernels (cuDNN in bf16) fail on very large batches or rebuild for every length.
     """
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    # Keys times queries, not queries times transposed keys: the cached keys are read in place
+    # (row-major), where the transposed operand was copied for every block on CPU.
+    scores = torch.matmul(k, q.transpose(-1, -2)).transpose(-1, -2).float() * q.shape[-1] ** -0.5
     weights = torch.softmax(scores.masked_fill_(hidden, float("-inf")), dim=-1)
     return torch.matmul(weights.to(v.dtype), v)
 
