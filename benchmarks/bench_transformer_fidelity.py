@@ -1,17 +1,23 @@
 """Fidelity of the transformer vs the statistical baseline, scored by ``streamsynth.evaluate``:
-discriminative score and per-column distances, on the payments sample and on real Loghub logs
-(BGL by node, HDFS by block id; skipped when ../shared/data is absent).
+discriminative score and per-column distances, on the payments sample (at two sizes) and on real
+Loghub logs (BGL by node, HDFS by block id; skipped when ../shared/data is absent).
 
-    python benchmarks/bench_transformer_fidelity.py [--epochs 15] [--kv-heads 1,4] [--json out.json]
+    python benchmarks/bench_transformer_fidelity.py [--epochs 15] [--customers 500,2000]
+        [--samples 3] [--kv-heads 1,4] [--only NAME] [--json out.json]
 
-``--kv-heads``: key/value heads of the transformer (1 = multi-query, the default; 4 = one per
-query head); with several, each is fitted and scored ("transformer_kv1", "transformer_kv4").
+Each fitted model is sampled ``--samples`` times (seeds 1..N) and every sample scored against the
+real table: the scores are the means over samples, with the discriminative score of each sample
+listed too (one sample's score moves by several hundredths from seed to seed).
+``--customers``: payments sample sizes ("payments_500" is about 16,700 events, "payments_2000"
+about 66,700). ``--kv-heads``: key/value heads of the transformer (1 = multi-query, the default;
+4 = one per query head); with several, each is fitted and scored ("transformer_kv1", ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +33,11 @@ from streamsynth.schema import Schema
 LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 
 
-def datasets() -> dict[str, tuple[pl.DataFrame, Schema]]:
+def datasets(customers: list[int]) -> dict[str, tuple[pl.DataFrame, Schema]]:
     out = {}
-    frame = payments(n_customers=500, n_days=14, seed=0)
-    out["payments"] = (frame, Schema.infer(frame))
+    for n in customers:
+        frame = payments(n_customers=n, n_days=14, seed=0)
+        out[f"payments_{n}"] = (frame, Schema.infer(frame))
     bgl = LOGHUB / "BGL_2k.log_structured.csv"
     if bgl.exists():
         frame = io.read(bgl)
@@ -43,14 +50,24 @@ def datasets() -> dict[str, tuple[pl.DataFrame, Schema]]:
     return out
 
 
-def summary(result: Any) -> dict[str, Any]:
-    fid = result.fidelity
+def summary(results: list[Any]) -> dict[str, Any]:
+    """Means over the samples' evaluations (and each sample's discriminative score)."""
+
+    def mean(values: list[float | None]) -> float | None:  # None: not scored (e.g. too few rows)
+        known = [v for v in values if v is not None]
+        return round(statistics.fmean(known), 4) if known else None
+
+    cards = [{c.key: c.value for c in r.scorecard if c.value is not None} for r in results]
     return {
-        "rows": result.synth_rows,
-        "discriminative": result.utility.discriminative,
-        "scorecard": {c.key: c.value for c in result.scorecard if c.value is not None},
-        "ks": {c.name: round(c.ks, 4) for c in fid.numeric},
-        "tv": {c.name: round(c.tv, 4) for c in fid.categorical},
+        "rows": mean([r.synth_rows for r in results]),
+        "discriminative": mean([r.utility.discriminative for r in results]),
+        "discriminative_per_sample": [mean([r.utility.discriminative]) for r in results],
+        "scorecard": {k: mean([card[k] for card in cards if k in card]) for k in cards[0]},
+        "ks": {c.name: mean([next(x.ks for x in r.fidelity.numeric if x.name == c.name) for r in results])
+               for c in results[0].fidelity.numeric},
+        "tv": {c.name: mean([next(x.tv for x in r.fidelity.categorical if x.name == c.name)
+                             for r in results])
+               for c in results[0].fidelity.categorical},
     }
 
 
@@ -60,10 +77,12 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="one data set name")
     parser.add_argument("--json", default=None)
     parser.add_argument("--kv-heads", default="1", help="comma-separated n_kv_head values")
+    parser.add_argument("--customers", default="500,2000", help="payments sample sizes")
+    parser.add_argument("--samples", type=int, default=3, help="samples scored per model")
     args = parser.parse_args()
     kv_heads = [int(k) for k in args.kv_heads.split(",")]
     results: dict[str, Any] = {}
-    for name, (frame, schema) in datasets().items():
+    for name, (frame, schema) in datasets([int(c) for c in args.customers.split(",")]).items():
         if args.only and name != args.only:
             continue
         results[name] = {"real_rows": frame.height, "entities": frame[schema.entity].n_unique()}
@@ -78,9 +97,9 @@ def main() -> None:
             started = time.perf_counter()
             model.fit(frame, schema)
             fit_s = time.perf_counter() - started
-            synth = model.sample(seed=1)
-            result = evaluate(frame, synth, schema, seed=0)
-            results[name][kind] = {"fit_s": round(fit_s, 1), **summary(result)}
+            scored = [evaluate(frame, model.sample(seed=s), schema, seed=0)
+                      for s in range(1, args.samples + 1)]
+            results[name][kind] = {"fit_s": round(fit_s, 1), **summary(scored)}
             print(name, kind, json.dumps(results[name][kind], default=float), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
