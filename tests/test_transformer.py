@@ -172,6 +172,28 @@ def test_bf16_sampling_keeps_the_schema(model):
     assert out.height and out.schema["amount"] == pl.Float64
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(model, monkeypatch, native):
+    import platform
+    import warnings
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    try:
+        model.configure(precision="bf16")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = model.sample(n_entities=5)
+    finally:
+        model.configure(precision="fp32")
+    slow = [w for w in caught if "without bf16 instructions" in str(w.message)]
+    assert out.height
+    assert len(slow) == (0 if native else 1)
+    if slow:
+        assert slow[0].category is RuntimeWarning and "precision='fp32'" in str(slow[0].message)
+
+
 def test_torch_uniforms_are_the_rng_module_uniforms():
     e = np.array([0, 5, 2**40, 123_456_789, 2**62])
     p = np.array([0, 1, 7, 255, 3])
