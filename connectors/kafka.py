@@ -391,7 +391,7 @@ class KafkaSink(Sink):
     def read_back(cls, url: SinkURL, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:
         """Every message of the topic from the beginning: event_id, label and header_label."""
         from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, UnsupportedCodecError
 
         s = KafkaSettings.from_url(url, reading=True)
         avro = AvroCodec(s.schema) if s.format == "avro" else None
@@ -418,7 +418,15 @@ class KafkaSink(Sink):
             # broker can pause a fetch for a second or more: the read ends only when the reported
             # ends (asked again while idle) are passed AND the topic has been quiet for QUIET_POLLS.
             while idle_polls < QUIET_POLLS or any(consumer.position(tp) < ends[tp] for tp in tps):
-                records = consumer.poll(timeout_ms=500, max_records=50_000)
+                try:
+                    records = consumer.poll(timeout_ms=500, max_records=50_000)
+                except UnsupportedCodecError as exc:
+                    raise StreamsynthError(
+                        f"cannot read Kafka topic {s.topic!r}: its messages are compressed with a "
+                        f"codec kafka-python cannot decode here ({exc})",
+                        hint="pip install zstandard (for zstd) or python-snappy (for snappy); "
+                        "gzip and lz4 work as installed",
+                    ) from None
                 if records:
                     last_progress = time.monotonic()
                     idle_polls = 0

@@ -336,17 +336,34 @@ def test_max_message_size_lets_large_events_through(broker, client, make_events)
 
 
 @pytest.mark.skipif(not HAS_CONFLUENT, reason="confluent-kafka is not installed")
-def test_throughput_settings_deliver_everything_once(broker, make_events):
-    """The settings a load test picks for throughput (no idempotence, acks=1, compression, big
-    batches; gzip here as the test reads back with kafka-python, which needs extra packages for lz4)."""
+def test_throughput_settings_deliver_everything_once(broker, make_events, tmp_path):
+    """The settings a load test picks for throughput (no idempotence, acks=1, lz4, big batches),
+    then `verify` reads the lz4-compressed topic back (kafka-python, with the lz4 package)."""
     frame = make_events(20_000)
     topic = topic_name()
-    sink = open_sink(f"kafka://{broker.address}/{topic}?client=confluent&acks=1&idempotence=false"
-                     "&compression=gzip&linger=20ms&batch_size=1MiB&batch_messages=50000"
-                     "&queue_messages=200000&queue_size=64MiB", time="ts", entity="card_id")
-    assert replay(rebatch(iter([frame]), 5_000), sink, time_column="ts").sent == 20_000
+    manifest = tmp_path / "manifest.json"
+    events = tmp_path / "events.parquet"
+    frame.write_parquet(events)
+    url = (f"kafka://{broker.address}/{topic}?client=confluent&acks=1&idempotence=false"
+           "&compression=lz4&linger=20ms&batch_size=1MiB&batch_messages=50000"
+           "&queue_messages=200000&queue_size=64MiB")
+    assert main(["replay", str(events), "--to", url, "--manifest", str(manifest)]) == 0
     got = sorted(json.loads(m.value)["event_id"] for m in consume_all(broker.address, topic))
     assert got == sorted(frame["event_id"].to_list())
+    assert main(["verify", "--from", f"kafka://{broker.address}/{topic}", "--manifest", str(manifest)]) == 0
+
+
+@pytest.mark.skipif(not HAS_CONFLUENT, reason="confluent-kafka is not installed")
+def test_reading_back_a_codec_kafka_python_lacks_is_a_clear_error(broker, make_events, monkeypatch):
+    import kafka.codec
+
+    topic = topic_name()
+    sink = open_sink(f"kafka://{broker.address}/{topic}?client=confluent&compression=zstd", time="ts")
+    assert replay(iter([make_events(100)]), sink, time_column="ts").sent == 100
+    monkeypatch.setattr(kafka.codec, "has_zstd", lambda: False)  # as without the zstandard package
+    with pytest.raises(StreamsynthError, match=f"cannot read Kafka topic '{topic}'.*zstd") as err:
+        list(read_back(f"kafka://{broker.address}/{topic}"))
+    assert "pip install zstandard" in err.value.hint
 
 
 @pytest.mark.parametrize(("query", "message"), [
