@@ -14,7 +14,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.models import load_model
 from streamsynth.models.baseline import BaselineSynthesizer
 from streamsynth.models.textchain import scrub
-from streamsynth.schema import _luhn_ok
+from streamsynth.schema import Schema, _luhn_ok
 
 START = datetime(2024, 2, 1, tzinfo=UTC)
 
@@ -178,3 +178,24 @@ def _first(stream, n):
         seen += batch.height
         if seen >= n:
             return
+
+
+def test_bursty_entities_keep_their_event_count():
+    """Log-like data: each entity has one short burst in a long window. The window start falls
+    in a long quiet gap (length-biased), so entities do not repeat their burst all window long."""
+    rng = np.random.default_rng(3)
+    n = 400
+    starts = rng.uniform(0, 10 * 86_400, n)  # a burst of two events, hours apart, in 10 days
+    offsets = np.stack([starts, starts + rng.uniform(2 * 3600, 6 * 3600, n)], axis=1).reshape(-1)
+    origin = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1e6)
+    frame = pl.DataFrame({
+        "ts": pl.Series((origin + offsets * 1e6).astype(np.int64)).cast(TIME_DTYPE),
+        "node": np.repeat([f"n{i}" for i in range(n)], 2),
+        "level": rng.choice(["INFO", "WARN"], 2 * n),
+    }).sort("ts")
+    model = BaselineSynthesizer(seed=0).fit(frame, Schema.infer(frame, entity="node"))
+    start = model.default_start()
+    end = start + model.fitted_span
+    # n_events caps a regression (the burst repeated all window long) at 2x.
+    counts = [model.sample(seed=s, start=start, end=end, n_events=2 * frame.height).height for s in (1, 2, 3)]
+    assert all(0.7 * frame.height < c < 1.4 * frame.height for c in counts), counts

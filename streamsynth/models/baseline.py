@@ -76,6 +76,7 @@ class BaselineSynthesizer(Synthesizer):
         self.profile: WeeklyProfile | None = None
         self.rate: QuantileEncoder | None = None
         self.gap: QuantileEncoder | None = None
+        self.first_gap: QuantileEncoder | None = None  # None in models saved before it existed
         self.zero_gap_rate = 0.0
         self.entity_format: dict[str, Any] = {}
         self._entity_cache: dict[tuple, dict[str, Any]] = {}
@@ -100,11 +101,21 @@ class BaselineSynthesizer(Synthesizer):
         warped_gaps = np.diff(warped, prepend=np.nan)
         first = np.concatenate([[True], codes[1:] != codes[:-1]])
         normalised = (warped_gaps * rates[codes])[~first]
+        # A renewal process makes rate x span events only when its gaps average 1 / rate. Bursty
+        # entities (a few events close together in a long window, as in logs) have normalised
+        # gaps far below 1 and would repeat their bursts all window long: rescale to mean 1.
+        if normalised.size and normalised.mean() > 0:
+            normalised = normalised / normalised.mean()
         positive = normalised[normalised > 0]
         self.zero_gap_rate = float((normalised <= 0).mean()) if normalised.size else 0.0
         if positive.size == 0:
             positive = np.array([1.0])
         self.gap = QuantileEncoder(n_bins=64, log=True).fit(pl.Series("gap", positive))
+        # A window opens at an arbitrary moment of each entity's renewal process, so the gap it
+        # falls into is length-biased (long gaps are more likely to be straddled): a bursty entity
+        # then starts in one of its long quiet spells, not in the middle of a burst.
+        self.first_gap = QuantileEncoder(n_bins=64, log=True).fit(
+            pl.Series("first_gap", _length_biased(positive)))
 
         self.entity_format = _entity_format(frame[entity], schema[entity].kind if schema.entity else None)
         self.plans, self.encoders, self.chains = [], {}, {}
@@ -275,7 +286,7 @@ class BaselineSynthesizer(Synthesizer):
         rate = entities["rate"]
         start_w = float(self.profile.warp(np.array([int(start.timestamp() * 1_000_000)]))[0])
         seq = np.zeros(numbers.size, dtype=np.int64)
-        next_w = start_w + rng.uniform(seed, numbers, _FIRST) * self._gaps(seed, numbers, seq) / rate
+        next_w = start_w + rng.uniform(seed, numbers, _FIRST) * self._first_gaps(seed, numbers) / rate
         window = max(batch_size / max(rate.sum(), 1e-12), 1e-6)
         cursor = start_w
         namespace = f"b{seed}"
@@ -299,6 +310,12 @@ class BaselineSynthesizer(Synthesizer):
             order = np.lexsort((ev_seq, numbers[idx], times))
             idx, ev_seq, times = idx[order], ev_seq[order], times[order]
             yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions)
+
+    def _first_gaps(self, seed: int, numbers: np.ndarray) -> np.ndarray:
+        """Normalised warped gap that each entity's window start falls into."""
+        if self.first_gap is None:
+            return self._gaps(seed, numbers, np.zeros(numbers.size, dtype=np.int64))
+        return self.first_gap.ppf(rng.uniform(seed, numbers, 0, _GAP))
 
     def _gaps(self, seed: int, numbers: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """Normalised warped gap before event ``seq`` of each entity (mean about 1)."""
@@ -536,6 +553,7 @@ class BaselineSynthesizer(Synthesizer):
             "columns": {name: enc.to_json() for name, enc in self.encoders.items()},
             "rate": self.rate.to_json(),
             "gap": self.gap.to_json(),
+            "first_gap": self.first_gap.to_json(),
             "text": {name: chain.to_json() for name, chain in self.chains.items()},
             "conditional": conditional,
         }
@@ -550,6 +568,7 @@ class BaselineSynthesizer(Synthesizer):
         self.encoders = {name: encoder_from_json(e) for name, e in encoders["columns"].items()}
         self.rate = encoder_from_json(encoders["rate"])
         self.gap = encoder_from_json(encoders["gap"])
+        self.first_gap = encoder_from_json(encoders["first_gap"]) if "first_gap" in encoders else None
         self.chains = {
             name: TokenChain.restore(data, tensors, f"text.{name}") for name, data in encoders["text"].items()
         }
@@ -626,6 +645,13 @@ def _uncertainty(child: np.ndarray, parent: np.ndarray) -> float:
     cond = np.where(joint > 0, joint / np.maximum(p_parent, 1e-300), 1.0)
     h_cond = -(joint * np.log(cond)).sum()
     return float((h_child - h_cond) / h_child)
+
+
+def _length_biased(values: np.ndarray, points: int = 4096) -> np.ndarray:
+    """Evenly spaced quantiles of ``values`` weighted by their size (positive values)."""
+    ordered = np.sort(values)
+    weight = np.cumsum(ordered) / ordered.sum()
+    return ordered[np.searchsorted(weight, (np.arange(points) + 0.5) / points).clip(max=ordered.size - 1)]
 
 
 def _entity_format(ids: pl.Series, kind: str | None) -> dict[str, Any]:
