@@ -60,17 +60,17 @@ def summary(results: list[Any]) -> dict[str, Any]:
         known = [v for v in values if v is not None]
         return round(statistics.fmean(known), 4) if known else None
 
-    cards = [{c.key: c.value for c in r.scorecard if c.value is not None} for r in results]
+    def mean_by_key(per_sample: list[dict[str, float]]) -> dict[str, float | None]:
+        return {k: mean([d.get(k) for d in per_sample]) for k in per_sample[0]}
+
     return {
         "rows": mean([r.synth_rows for r in results]),
         "discriminative": mean([r.utility.discriminative for r in results]),
         "discriminative_per_sample": [mean([r.utility.discriminative]) for r in results],
-        "scorecard": {k: mean([card[k] for card in cards if k in card]) for k in cards[0]},
-        "ks": {c.name: mean([next(x.ks for x in r.fidelity.numeric if x.name == c.name) for r in results])
-               for c in results[0].fidelity.numeric},
-        "tv": {c.name: mean([next(x.tv for x in r.fidelity.categorical if x.name == c.name)
-                             for r in results])
-               for c in results[0].fidelity.categorical},
+        "scorecard": mean_by_key([{c.key: c.value for c in r.scorecard if c.value is not None}
+                                  for r in results]),
+        "ks": mean_by_key([{c.name: c.ks for c in r.fidelity.numeric} for r in results]),
+        "tv": mean_by_key([{c.name: c.tv for c in r.fidelity.categorical} for r in results]),
     }
 
 

@@ -104,8 +104,9 @@ class BaselineSynthesizer(Synthesizer):
         # A renewal process makes rate x span events only when its gaps average 1 / rate. Bursty
         # entities (a few events close together in a long window, as in logs) have normalised
         # gaps far below 1 and would repeat their bursts all window long: rescale to mean 1.
-        if normalised.size and normalised.mean() > 0:
-            normalised = normalised / normalised.mean()
+        scale = normalised.mean() if normalised.size else 0.0
+        if scale > 0:
+            normalised = normalised / scale
         positive = normalised[normalised > 0]
         self.zero_gap_rate = float((normalised <= 0).mean()) if normalised.size else 0.0
         if positive.size == 0:
