@@ -141,7 +141,8 @@ def header_lists(batch: pl.DataFrame, cache: HeaderCache) -> list[list[tuple[str
     """Per event, the shared header list of its (label, is_anomaly, scenario_id).
 
     Works on integer codes of the distinct triples, so no per-event tuple is built (on a large
-    heap those allocations would also wake the garbage collector again and again).
+    heap those allocations would also wake the garbage collector again and again); the codes are
+    turned into lists by one numpy gather, and only the first row of each code is read back.
     """
     n = batch.height
     if n == 0:
@@ -149,14 +150,13 @@ def header_lists(batch: pl.DataFrame, cache: HeaderCache) -> list[list[tuple[str
     cols = [c for c in (LABEL, IS_ANOMALY, SCENARIO_ID) if c in batch.columns]
     if not cols:
         return [cache((NORMAL, False, None))] * n
-    combos = batch.select(cols).with_columns(
-        pl.struct(cols).rank("dense").cast(pl.Int64).alias("_code"))
-    distinct = combos.unique("_code")
-    table = {}
-    for row in distinct.iter_rows(named=True):
-        triple = (row.get(LABEL) or NORMAL, bool(row.get(IS_ANOMALY) or False), row.get(SCENARIO_ID))
-        table[row["_code"]] = cache(triple)
-    return [table[c] for c in combos["_code"].to_list()]
+    codes = batch.select(pl.struct(cols).rank("dense")).to_series().to_numpy().astype(np.intp) - 1
+    first = np.empty(int(codes.max()) + 1, dtype=np.intp)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)  # the last write wins: each code's first row
+    table = np.empty(len(first), dtype=object)
+    for i, row in enumerate(batch.select(cols)[first].iter_rows(named=True)):
+        table[i] = cache((row.get(LABEL) or NORMAL, bool(row.get(IS_ANOMALY) or False), row.get(SCENARIO_ID)))
+    return table[codes].tolist()
 
 
 class HeaderCache:

@@ -82,6 +82,28 @@ def test_labelled_stream_is_consumed_back_once_with_label_headers(broker, client
     assert metrics.sent("kafka") == dict(frame["label"].value_counts().iter_rows())
 
 
+def test_label_headers_follow_each_event_with_missing_values(broker):
+    """Nulls in the label columns get the contract's defaults, and every event its own triple."""
+    frame = pl.DataFrame({
+        "event_id": [f"ev-{i}" for i in range(8)],
+        "ts": pl.datetime_range(pl.datetime(2024, 5, 1), pl.datetime(2024, 5, 1, 0, 0, 7), "1s",
+                                eager=True, time_zone="UTC"),
+        "label": [None, "fraud.ato", "normal", "fraud.ato", None, "outage", "fraud.ato", "normal"],
+        "is_anomaly": [None, True, False, True, False, True, None, False],
+        "scenario_id": [None, "sc-2", None, "sc-1", None, "sc-3", "sc-2", None],
+    })
+    topic = topic_name()
+    sink = open_sink(f"kafka://{broker.address}/{topic}", time="ts")
+    assert replay(iter([frame]), sink, time_column="ts").sent == 8
+    got = {json.loads(m.value)["event_id"]: dict(m.headers) for m in consume_all(broker.address, topic)}
+    for row in frame.iter_rows(named=True):
+        expected = {"label": (row["label"] or "normal").encode(),
+                    "is_anomaly": b"true" if row["is_anomaly"] else b"false"}
+        if row["scenario_id"] is not None:
+            expected["scenario_id"] = row["scenario_id"].encode()
+        assert got[row["event_id"]] == expected, row
+
+
 def test_read_back_reports_each_event_and_header_label(broker, make_events):
     frame = make_events(3_000)
     topic = topic_name()
