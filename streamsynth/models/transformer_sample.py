@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamsynth.models.heap import keep_freed_memory
 from streamsynth.models.transformer import (
     N_TIME,
     EventTransformer,
@@ -158,6 +159,8 @@ class Sampler:
 
             raise StreamsynthError(f"temperature must be > 0, got {temperature}")
         self.device = default_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # each step's multi-MB temporaries would be faulted in anew
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
             warnings.warn(
