@@ -131,6 +131,23 @@ def test_large_pools_sorted_into_row_blocks_give_the_same_events(model):
     assert pooled_bf16.height > 2000 and pooled_bf16.equals(small_bf16)
 
 
+@pytest.mark.parametrize("pool, use_cache", [(None, True), (7, True), (300, True), (7, False)])
+def test_finite_samples_are_the_first_events_of_the_stream(model, pool, use_cache):
+    # sample(n_events=, end=) lets the sampler drop entities already past the last event needed
+    # and shrink its pool: the events must be exactly those of the endless stream, cut there.
+    end = model.default_start() + timedelta(days=2, hours=3)
+    try:
+        model.configure(entity_batch=pool, use_cache=use_cache)
+        stream = pl.concat(list(take(model.stream(n_entities=40), 6_000)))
+        for n in (1, 777, 5_000):
+            assert model.sample(n_entities=40, n_events=n).equals(stream.head(n)), n
+        before_end = model.sample(n_entities=40, end=end)
+    finally:
+        model.configure(entity_batch=None, use_cache=True)
+    assert before_end.height > 100
+    assert before_end.equals(stream.filter(pl.col("ts") < end))
+
+
 def test_save_and_load_give_identical_samples(model, tmp_path):
     model.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [

@@ -13,6 +13,7 @@ import os
 import platform
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -39,6 +40,18 @@ WEIGHTS_FILE = "weights.safetensors"
 ENCODERS_FILE = "encoders.json"
 
 Shard = tuple[int, int]  # (index K, count N): this process makes entities with number % N == K
+
+
+@dataclass(frozen=True)
+class Needed:
+    """What a finite sample keeps of a stream: its first ``events`` events, those before ``end``.
+
+    Handed to ``_stream`` as a hint: a model may stop generating what cannot be among them (an
+    entity already past the cut-off); the events it yields before the cut-off stay the same.
+    """
+
+    events: int | None = None
+    end: datetime | None = None
 
 
 class Synthesizer(ABC):
@@ -94,6 +107,20 @@ class Synthesizer(ABC):
         shard: Shard | None = None,
     ) -> Iterator[pl.DataFrame]:
         """An endless, time-ordered stream of contract batches, in flat memory."""
+        return self._contract_stream(start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
+                                     conditions=conditions, shard=shard, needed=None)
+
+    def _contract_stream(
+        self,
+        *,
+        start: datetime | None,
+        n_entities: int | None,
+        seed: int | None,
+        batch_size: int,
+        conditions: dict[str, Any] | None,
+        shard: Shard | None,
+        needed: Needed | None,
+    ) -> Iterator[pl.DataFrame]:
         self._require_fitted()
         shard = _check_shard(shard)
         self._check_conditions(conditions)
@@ -107,6 +134,7 @@ class Synthesizer(ABC):
             batch_size=batch_size,
             conditions=conditions or {},
             shard=shard,
+            needed=needed,
         ):
             if batch.height:
                 yield self._finish(batch)
@@ -131,9 +159,9 @@ class Synthesizer(ABC):
         start = _as_utc(start) if start is not None else self.default_start()
         if end is None and n_events is None:
             end = start + (self.fitted_span or timedelta(days=1))
-        batches = self.stream(
+        batches = self._contract_stream(
             start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
-            conditions=conditions, shard=shard,
+            conditions=conditions, shard=shard, needed=Needed(n_events, _as_utc(end) if end else None),
         )
         if end is not None:
             batches = until(batches, self.schema.time, _as_utc(end))
@@ -249,8 +277,10 @@ class Synthesizer(ABC):
         batch_size: int,
         conditions: dict[str, Any],
         shard: Shard | None,
+        needed: Needed | None = None,
     ) -> Iterator[pl.DataFrame]:
-        """Endless time-ordered batches for entities ``0..n_entities-1`` (those of ``shard``)."""
+        """Endless time-ordered batches for entities ``0..n_entities-1`` (those of ``shard``);
+        with ``needed``, they may end once nothing more could be among the events needed."""
 
     @abstractmethod
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:

@@ -24,7 +24,7 @@ from streamsynth.contract import event_ids
 from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
-from streamsynth.models.base import Shard, Synthesizer, shard_entities
+from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
 from streamsynth.schema import Role
 
@@ -279,6 +279,7 @@ class BaselineSynthesizer(Synthesizer):
         batch_size: int,
         conditions: dict[str, Any],
         shard: Shard | None,
+        needed: Needed | None = None,
     ) -> Iterator[pl.DataFrame]:
         numbers = shard_entities(n_entities, shard)
         if numbers.size == 0:

@@ -17,7 +17,7 @@ import yaml
 
 from streamsynth.contract import rebatch
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Shard, Synthesizer
+from streamsynth.models.base import Needed, Shard, Synthesizer
 from streamsynth.rules import RuleGenerator, RuleSpec, build_plan, load_spec, parse_spec
 
 SPEC_FILE = "schema.yaml"
@@ -90,6 +90,7 @@ class RuleSynthesizer(Synthesizer):
         batch_size: int,
         conditions: dict[str, Any],
         shard: Shard | None,
+        needed: Needed | None = None,
     ) -> Iterator[pl.DataFrame]:
         start_us = (start - _EPOCH) // timedelta(microseconds=1)
         generator = RuleGenerator(self.plan)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Shard, Synthesizer
+from streamsynth.models.base import Needed, Shard, Synthesizer
 
 N_TIME = 5  # time-of-day sin/cos, day-of-week sin/cos, fraction of the window elapsed
 # time_features adds two integer-valued columns after those: hour of day and day of week, which
@@ -184,6 +184,14 @@ class KVCache:
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         self.k[layer, self.rows, :, self.pos] = k.to(self.k.dtype)
         self.v[layer, self.rows, :, self.pos] = v.to(self.v.dtype)
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Only rows ``keep`` go on, in that order (a smaller cache)."""
+        whole_pool = self.block_rows >= self.k.shape[1]
+        self.k, self.v = self.k[:, keep], self.v[:, keep]
+        rows = int(keep.numel())
+        self.rows, self.pos = self.rows[:rows], self.pos[keep]
+        self.block_rows = rows if whole_pool else max(BLOCK_ROWS, -(-rows // 16))
 
     def reorder(self, perm: torch.Tensor) -> None:
         """Row ``i`` becomes old row ``perm[i]`` (keys up to ``length`` are all that is kept)."""
@@ -431,14 +439,18 @@ class TransformerSynthesizer(Synthesizer):
         batch_size: int,
         conditions: dict[str, Any],
         shard: Shard | None,
+        needed: Needed | None = None,
     ) -> Iterator[pl.DataFrame]:
         from streamsynth.models.transformer_sample import Sampler
 
         forced_events, forced_attrs, exact = self.codec.forced(conditions)
+        needed = needed or Needed()
         sampler = Sampler(
             self.model, self.codec, start=start, span_s=self.span_s, n_entities=n_entities,
             seed=seed, shard=shard or (0, 1), forced_events=forced_events,
-            forced_attrs=forced_attrs, **self.sampling,
+            forced_attrs=forced_attrs, max_events=needed.events,
+            end_s=(needed.end - start).total_seconds() if needed.end is not None else None,
+            **self.sampling,
         )
         for chunk in sampler.chunks(batch_size):
             yield self.codec.decode(**chunk, seed=seed, exact=exact)

@@ -153,6 +153,8 @@ class Sampler:
         precision: str = "fp32",
         use_cache: bool = True,
         device: str | None = None,
+        max_events: int | None = None,
+        end_s: float | None = None,
     ) -> None:
         if temperature <= 0:
             from streamsynth.errors import StreamsynthError
@@ -192,6 +194,10 @@ class Sampler:
         self.edges_lo, self.edges_hi = edges[:-1], edges[1:]
         self.eos = codec.eos
         self.next_index = 0
+        # What the caller keeps (sample's n_events and end): entities past ``horizon`` (seconds
+        # from the start) cannot add to it, so they leave the pool and no later ones join.
+        self.max_events = max_events
+        self.horizon = math.inf if end_s is None else float(end_s)
 
     # -- the pool ---------------------------------------------------------------------------
     def _init_pool(self) -> None:
@@ -226,8 +232,13 @@ class Sampler:
         if free.numel() == 0:
             return
         index = np.arange(self.next_index, self.next_index + free.numel())
-        self.next_index += free.numel()
         ent, wstart = self._entity(index)
+        if wstart[-1] > self.horizon:  # windows start in index order: admit those before it
+            n = int(np.searchsorted(wstart, self.horizon, side="right"))
+            free, index, ent, wstart = free[:n], index[:n], ent[:n], wstart[:n]
+            if n == 0:
+                return
+        self.next_index += free.numel()
         ent_t = torch.as_tensor(ent, dtype=torch.long, device=self.device)
         self.ent[free] = ent_t
         self.wstart[free] = torch.as_tensor(wstart, dtype=torch.float64, device=self.device)
@@ -270,7 +281,8 @@ class Sampler:
         n_fields = max(len(self.cfg.event_sizes), len(self.cfg.attr_sizes))
         keys = torch.arange(n_fields, device=self.device)
         u = to_uniform(hash_chain(hpos[:, None], keys[None, :]))
-        at_start = self.pos == 0
+        live = self.ent >= 0  # all but slots left empty near a horizon
+        at_start = (self.pos == 0) & live
         ended = torch.zeros(self.slots, dtype=torch.bool, device=self.device)
         start_rows = torch.nonzero(at_start).squeeze(1)
         if start_rows.numel() and self.cfg.attr_sizes:
@@ -278,15 +290,16 @@ class Sampler:
                 self.model.attr_heads, h[start_rows], u[start_rows], self.forced_attrs,
                 self.temperature, self.top_k,
             )
-        rows = torch.nonzero(~at_start).squeeze(1)
+        rows = torch.nonzero(live & ~at_start).squeeze(1)
         out = None
         if rows.numel():
             tok = sample_fields(
                 self.model.event_heads, h[rows], u[rows], self.forced_events, self.temperature, self.top_k
             )
             out = self._advance(rows, tok, hpos[rows], ended)
-        self.pos += 1
+        self.pos += live  # an empty slot stays at position 0 (inside its cache rows)
         self.ent[ended] = -1
+        self.pos[ended] = 0
         return out
 
     def _advance(
@@ -317,7 +330,39 @@ class Sampler:
     def _watermark(self) -> float:
         """No slot, and no entity not yet admitted, can emit an event before this time."""
         _, next_start = self._entity(np.array([self.next_index]))
-        return min(float(self.t.min()), float(next_start[0]))
+        live = self.ent >= 0
+        earliest = float(self.t[live].min()) if bool(live.any()) else math.inf
+        return min(earliest, float(next_start[0]) if next_start[0] <= self.horizon else math.inf)
+
+    def _narrow(self, released: int, buffer: list[dict[str, np.ndarray]]) -> None:
+        """Lower the horizon to the time of the last event needed, once that many exist; drop
+        the entities past it, and shrink the pool once half of it is empty for good."""
+        if self.max_events is not None:
+            wanted = self.max_events - released
+            held = _concat(buffer)["t"] if buffer else np.zeros(0)
+            if wanted <= 0:  # all released: nothing more is needed
+                self.horizon = -math.inf
+            elif wanted <= len(held):
+                # Later events of entities *at* this time could still come first (ties are
+                # ordered by entity): only those past it leave.
+                self.horizon = min(self.horizon, float(np.partition(held, wanted - 1)[wanted - 1]))
+        if self.horizon == math.inf:
+            return
+        self.ent[(self.ent >= 0) & (self.t > self.horizon)] = -1
+        _, next_start = self._entity(np.array([self.next_index]))
+        live = torch.nonzero(self.ent >= 0).squeeze(1)
+        if next_start[0] > self.horizon and live.numel() <= self.slots // 2:
+            self._keep_slots(live)
+
+    def _keep_slots(self, keep: torch.Tensor) -> None:
+        """Only the slots ``keep`` go on (the pool gets smaller; nothing else changes)."""
+        for name in ("ent", "wstart", "pos", "t", "last", "attrs", "hbase"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.slots = int(keep.numel())
+        if self.use_cache:
+            self.cache.keep_rows(keep)
+        else:
+            self.hist_ev, self.hist_tf = self.hist_ev[keep], self.hist_tf[keep]
 
     # -- output -------------------------------------------------------------------------------
     def chunks(self, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -328,8 +373,8 @@ class Sampler:
             self._init_pool()
         buffer: list[dict[str, np.ndarray]] = []
         ready: list[dict[str, np.ndarray]] = []
-        n_ready, last_window, step, fresh, held = 0, 0, 0, 0, 0
-        while True:
+        n_ready, last_window, step, fresh, held, n_yielded = 0, 0, 0, 0, 0, 0
+        while self.slots:
             with torch.inference_mode(), threads_for(self.slots * self.cfg.n_embd):
                 out = self._step()
             step += 1
@@ -338,8 +383,12 @@ class Sampler:
                 fresh += len(buffer[-1]["seq"])
             # Release when the new rows are a fair share of those held, so that rows waiting
             # behind a slow entity are not re-scanned at every flush (linear total cost).
-            if step % FLUSH_EVERY or 4 * fresh < held:
+            if step % FLUSH_EVERY or (4 * fresh < held and bool((self.ent >= 0).any())):
                 continue
+            with torch.inference_mode():
+                self._narrow(n_yielded + n_ready, buffer)
+            if self.slots == 0:  # nothing more can be needed: release what is held
+                break
             watermark = self._watermark()
             released, buffer = _release(buffer, watermark)
             held, fresh = sum(len(b["seq"]) for b in buffer), 0
@@ -348,11 +397,19 @@ class Sampler:
                 n_ready += len(released["seq"])
             window = math.floor(watermark / self.span_s)
             if n_ready and (n_ready >= batch_size or window > last_window):
-                merged = _concat(ready)
-                for lo in range(0, n_ready, batch_size):
-                    yield self._finish({k: v[lo : lo + batch_size] for k, v in merged.items()})
+                yield from self._batches(ready, batch_size)
+                n_yielded += n_ready
                 ready, n_ready = [], 0
                 last_window = window
+        released, _ = _release(buffer, math.inf)
+        yield from self._batches(ready + ([released] if released is not None else []), batch_size)
+
+    def _batches(self, ready: list[dict[str, np.ndarray]], batch_size: int) -> Iterator[dict[str, Any]]:
+        if not ready:
+            return
+        merged = _concat(ready)
+        for lo in range(0, len(merged["seq"]), batch_size):
+            yield self._finish({k: v[lo : lo + batch_size] for k, v in merged.items()})
 
     def _finish(self, part: dict[str, np.ndarray]) -> dict[str, Any]:
         time_us = self.start_us + np.round(part["t"] * 1e6).astype(np.int64)

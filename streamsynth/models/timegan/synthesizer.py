@@ -21,7 +21,7 @@ import torch
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Shard, Synthesizer, shard_entities
+from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.models.timegan.train import Windows, train
 from streamsynth.schema import Column, Role, Schema
@@ -210,6 +210,7 @@ class TimeGANSynthesizer(Synthesizer):
         batch_size: int,
         conditions: dict[str, Any],
         shard: Shard | None,
+        needed: Needed | None = None,
     ) -> Iterator[pl.DataFrame]:
         series = shard_entities(n_entities, shard)
         if len(series) == 0:
