@@ -339,10 +339,10 @@ class Sampler:
         the entities past it, and shrink the pool once half of it is empty for good."""
         if self.max_events is not None:
             wanted = self.max_events - released
-            held = _concat(buffer)["t"] if buffer else np.zeros(0)
             if wanted <= 0:  # all released: nothing more is needed
                 self.horizon = -math.inf
-            elif wanted <= len(held):
+            elif wanted <= sum(len(b["t"]) for b in buffer):
+                held = np.concatenate([b["t"] for b in buffer])
                 # Later events of entities *at* this time could still come first (ties are
                 # ordered by entity): only those past it leave.
                 self.horizon = min(self.horizon, float(np.partition(held, wanted - 1)[wanted - 1]))
