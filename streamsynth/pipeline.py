@@ -47,8 +47,13 @@ def open_source(
     batch_size: int = 10_000,
     shard: tuple[int, int] | None = None,
     conditions: dict[str, Any] | None = None,
+    span_default: bool = False,
 ) -> Source:
-    """Resolve ``source`` (model dir, rules/schema YAML, data file or dir, or ``"demo"``)."""
+    """Resolve ``source`` (model dir, rules/schema YAML, data file or dir, or ``"demo"``).
+
+    ``span_default``: with neither ``n_events`` nor ``end``, a model's stream ends after its
+    training span (as ``Synthesizer.sample``) instead of running forever.
+    """
     text = str(source)
     path = Path(text)
     if path.suffix.lower() in (".yaml", ".yml") and _is_scenario(path):
@@ -56,7 +61,12 @@ def open_source(
 
         run = open_scenario(path, open_source, seed=seed, start=start, end=end, n_entities=n_entities,
                             n_events=n_events, batch_size=batch_size, shard=shard)
-        return Source(run.stream, run.time, run.entity, run.description, run.model)
+        src = Source(run.stream, run.time, run.entity, run.description, run.model)
+        if span_default and src.model is not None and n_events is None and end is None:
+            end = src.model.default_end(start or src.model.default_start())
+            src.stream = until(src.stream, src.time, end)
+            src.description["end"] = end.isoformat()
+        return src
     if text == DEMO:
         model = demo_model(seed=0 if seed is None else seed)
         description = {"kind": "demo", "model": model.name}
@@ -76,14 +86,13 @@ def open_source(
             stream = take(stream, n_events)
         return Source(stream, time, entity, {"kind": "file", "path": str(path)})
 
+    if span_default and n_events is None and end is None:
+        end = model.default_end(start or model.default_start())
+        description["end"] = end.isoformat()
     stream = model.stream(
         start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
-        conditions=conditions, shard=shard,
+        conditions=conditions, shard=shard, n_events=n_events, end=end,
     )
-    if end is not None:
-        stream = until(stream, model.schema.time, end)
-    if n_events is not None:
-        stream = take(stream, n_events)
     description.update(
         seed=model.seed if seed is None else seed,
         n_entities=n_entities or model.fitted_entities,

@@ -82,6 +82,21 @@ def test_stream_to_stdout_as_json_lines(model_dir):
     assert {"event_id", "ts", "customer_id", "amount", "label"} <= set(first)
 
 
+def test_stream_without_limits_runs_past_the_training_span(model_dir, payments_small):
+    # `streamsynth stream model/ | head`: endless, unlike `sample`, which stops after the span.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen([sys.executable, "-m", "streamsynth", "stream", str(model_dir)],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env) as process:
+        try:
+            wanted = 3 * payments_small.height
+            lines = [process.stdout.readline() for _ in range(wanted)]
+        finally:
+            process.kill()
+    assert all(lines) and len(lines) == wanted
+    times = [json.loads(line)["ts"] for line in lines]
+    assert times == sorted(times)
+
+
 def test_inspect_prints_roles_and_sequences(payments_csv, tmp_path):
     done = run_cli("inspect", str(payments_csv), "--write-schema", str(tmp_path / "s.yaml"))
     assert done.returncode == 0, done.stderr

@@ -116,7 +116,8 @@ def stream(
 
     For paced delivery to Kafka, HTTP or rotating files, use `streamsynth replay`.
     """
-    src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition, batch_size=batch_size)
+    src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition, batch_size=batch_size,
+                       endless=True)
     written = 0
     try:
         if output == "-":
@@ -249,31 +250,24 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
 def open_for_cli(
     source: str, seed: int | None, start: str | None, end: str | None, entities: int | None,
     n_events: int | None, shard: str | None, condition: list[str] | None, batch_size: int = 10_000,
+    endless: bool = False,
 ) -> Any:
-    """Open a source; a model stream without --events or --end covers the training span."""
+    """Open a source; a model's stream without --events or --end covers the training span,
+    unless ``endless`` (``streamsynth stream``)."""
     from streamsynth.pipeline import open_source
 
-    end_time = parse_time(end, "--end") if end else None
-    src = open_source(
+    return open_source(
         source,
         seed=seed,
         start=parse_time(start, "--start") if start else None,
-        end=end_time,
+        end=parse_time(end, "--end") if end else None,
         n_entities=entities,
         n_events=n_events,
         batch_size=batch_size,
         shard=parse_shard(shard) if shard else None,
         conditions=parse_conditions(condition),
+        span_default=not endless,
     )
-    if src.model is not None and n_events is None and end_time is None:
-        from streamsynth.models.base import until
-
-        start_time = parse_time(start, "--start") if start else src.model.default_start()
-        span = src.model.fitted_span
-        if span is not None:
-            src.stream = until(src.stream, src.time, start_time + span)
-            src.description["end"] = (start_time + span).isoformat()
-    return src
 
 
 def _write(batches: Any, path: Path) -> int:

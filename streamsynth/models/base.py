@@ -105,39 +105,32 @@ class Synthesizer(ABC):
         batch_size: int = 10_000,
         conditions: dict[str, Any] | None = None,
         shard: Shard | None = None,
+        n_events: int | None = None,
+        end: datetime | None = None,
     ) -> Iterator[pl.DataFrame]:
-        """An endless, time-ordered stream of contract batches, in flat memory."""
-        return self._contract_stream(start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
-                                     conditions=conditions, shard=shard, needed=None)
-
-    def _contract_stream(
-        self,
-        *,
-        start: datetime | None,
-        n_entities: int | None,
-        seed: int | None,
-        batch_size: int,
-        conditions: dict[str, Any] | None,
-        shard: Shard | None,
-        needed: Needed | None,
-    ) -> Iterator[pl.DataFrame]:
+        """An endless, time-ordered stream of contract batches, in flat memory; with ``n_events``
+        or ``end``, its first ``n_events`` events or those before ``end``, and then it ends
+        (the model may stop generating early: the events are those of the endless stream)."""
         self._require_fitted()
         shard = _check_shard(shard)
         self._check_conditions(conditions)
         start = _as_utc(start) if start is not None else self.default_start()
-        n_entities = n_entities or self.fitted_entities
-        seed = self.seed if seed is None else seed
-        for batch in self._stream(
+        end = _as_utc(end) if end is not None else None
+        batches = self._stream(
             start=start,
-            n_entities=n_entities,
-            seed=seed,
+            n_entities=n_entities or self.fitted_entities,
+            seed=self.seed if seed is None else seed,
             batch_size=batch_size,
             conditions=conditions or {},
             shard=shard,
-            needed=needed,
-        ):
-            if batch.height:
-                yield self._finish(batch)
+            needed=Needed(n_events, end) if n_events is not None or end is not None else None,
+        )
+        batches = (self._finish(batch) for batch in batches if batch.height)
+        if end is not None:
+            batches = until(batches, self.schema.time, end)
+        if n_events is not None:
+            batches = take(batches, n_events)
+        return batches
 
     def sample(
         self,
@@ -158,19 +151,18 @@ class Synthesizer(ABC):
         self._require_fitted()
         start = _as_utc(start) if start is not None else self.default_start()
         if end is None and n_events is None:
-            end = start + (self.fitted_span or timedelta(days=1))
-        batches = self._contract_stream(
+            end = self.default_end(start)
+        parts = list(self.stream(
             start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
-            conditions=conditions, shard=shard, needed=Needed(n_events, _as_utc(end) if end else None),
-        )
-        if end is not None:
-            batches = until(batches, self.schema.time, _as_utc(end))
-        if n_events is not None:
-            batches = take(batches, n_events)
-        parts = list(batches)
+            conditions=conditions, shard=shard, n_events=n_events, end=end,
+        ))
         if not parts:
             return self._empty()
         return pl.concat(parts, how="vertical")
+
+    def default_end(self, start: datetime) -> datetime:
+        """Where a finite sample without limits ends: as long after ``start`` as training covered."""
+        return start + (self.fitted_span or timedelta(days=1))
 
     def default_start(self) -> datetime:
         """Where streams start by default: the start of the training data."""
