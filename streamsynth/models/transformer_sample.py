@@ -330,9 +330,12 @@ class Sampler:
     def _watermark(self) -> float:
         """No slot, and no entity not yet admitted, can emit an event before this time."""
         _, next_start = self._entity(np.array([self.next_index]))
-        live = self.ent >= 0
-        earliest = float(self.t[live].min()) if bool(live.any()) else math.inf
+        earliest = float(torch.where(self.ent >= 0, self.t, math.inf).min())  # one device sync
         return min(earliest, float(next_start[0]) if next_start[0] <= self.horizon else math.inf)
+
+    def _emptying(self) -> bool:
+        """True when no slot is generating (only ever near a horizon): time to release all."""
+        return self.horizon != math.inf and not bool((self.ent >= 0).any())
 
     def _narrow(self, released: int, buffer: list[dict[str, np.ndarray]]) -> None:
         """Lower the horizon to the time of the last event needed, once that many exist; drop
@@ -383,7 +386,7 @@ class Sampler:
                 fresh += len(buffer[-1]["seq"])
             # Release when the new rows are a fair share of those held, so that rows waiting
             # behind a slow entity are not re-scanned at every flush (linear total cost).
-            if step % FLUSH_EVERY or (4 * fresh < held and bool((self.ent >= 0).any())):
+            if step % FLUSH_EVERY or (4 * fresh < held and not self._emptying()):
                 continue
             with torch.inference_mode():
                 self._narrow(n_yielded + n_ready, buffer)
