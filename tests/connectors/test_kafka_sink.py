@@ -265,7 +265,9 @@ def test_paced_replay_to_kafka_keeps_the_rate(broker, make_events):
     result = replay(rebatch(iter([frame]), 1_000), sink, time_column="ts",
                     pacing=Pacing(rate=3_000))
     assert result.sent == 6_000
-    assert abs(result.send_seconds - 5_999 / 3_000) <= 0.04  # +-2%
+    # +-5% of a 2 s run: one pause of 100 ms (a full garbage collection after the suite's large
+    # tests) broke +-2% once in a full run. The issue's +-2% over 10 s is test_replay's test.
+    assert abs(result.send_seconds - 5_999 / 3_000) <= 0.1
 
 
 def test_secrets_come_from_the_environment_and_are_never_printed(broker, tmp_path, capsys,
