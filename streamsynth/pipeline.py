@@ -56,14 +56,15 @@ def open_source(
     """
     text = str(source)
     path = Path(text)
+    to_span = span_default and n_events is None and end is None
     if path.suffix.lower() in (".yaml", ".yml") and _is_scenario(path):
         from scenarios.source import open_scenario
 
         run = open_scenario(path, open_source, seed=seed, start=start, end=end, n_entities=n_entities,
                             n_events=n_events, batch_size=batch_size, shard=shard)
         src = Source(run.stream, run.time, run.entity, run.description, run.model)
-        if span_default and src.model is not None and n_events is None and end is None:
-            end = src.model.default_end(start or src.model.default_start())
+        if to_span and src.model is not None:
+            end = src.model.default_end(start)
             src.stream = until(src.stream, src.time, end)
             src.description["end"] = end.isoformat()
         return src
@@ -86,8 +87,8 @@ def open_source(
             stream = take(stream, n_events)
         return Source(stream, time, entity, {"kind": "file", "path": str(path)})
 
-    if span_default and n_events is None and end is None:
-        end = model.default_end(start or model.default_start())
+    if to_span:
+        end = model.default_end(start)
         description["end"] = end.isoformat()
     stream = model.stream(
         start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,

@@ -160,8 +160,10 @@ class Synthesizer(ABC):
             return self._empty()
         return pl.concat(parts, how="vertical")
 
-    def default_end(self, start: datetime) -> datetime:
-        """Where a finite sample without limits ends: as long after ``start`` as training covered."""
+    def default_end(self, start: datetime | None = None) -> datetime:
+        """Where a finite sample without limits ends: as long after ``start`` (default: the
+        default start) as training covered."""
+        start = _as_utc(start) if start is not None else self.default_start()
         return start + (self.fitted_span or timedelta(days=1))
 
     def default_start(self) -> datetime:

@@ -34,6 +34,7 @@ from streamsynth.models.transformer import (
 from streamsynth.models.transformer_codec import OFFSET_CLASSES, UNIFORM_OFFSET_KEY, EventCodec
 
 FLUSH_EVERY = 8  # steps between releases of finished events
+SLOT_STATE = ("ent", "wstart", "pos", "t", "last", "attrs", "hbase")  # per-slot tensors of the pool
 SORT_EVERY = 16  # steps between sorts of the slots by position (costs about one cache copy)
 
 # -- counter-based uniforms in torch, bit-identical to streamsynth.rng.uniform -------------------
@@ -266,8 +267,7 @@ class Sampler:
         """Sort the slots by position, longest first, so that the cache's row blocks each read
         only as many keys as their own longest row needs (most entities are short)."""
         perm = torch.argsort(self.pos, descending=True, stable=True)
-        for name in ("ent", "wstart", "pos", "t", "last", "attrs", "hbase"):
-            setattr(self, name, getattr(self, name)[perm])
+        self._take_state(perm)
         self.cache.reorder(perm)
 
     def _step(self) -> dict[str, torch.Tensor] | None:
@@ -327,11 +327,15 @@ class Sampler:
             "attrs": self.attrs[emit],
         }
 
+    def _next_start(self) -> float:
+        """Window start of the next entity to admit; infinite when it is past the horizon."""
+        _, start = self._entity(np.array([self.next_index]))
+        return float(start[0]) if start[0] <= self.horizon else math.inf
+
     def _watermark(self) -> float:
         """No slot, and no entity not yet admitted, can emit an event before this time."""
-        _, next_start = self._entity(np.array([self.next_index]))
         earliest = float(torch.where(self.ent >= 0, self.t, math.inf).min())  # one device sync
-        return min(earliest, float(next_start[0]) if next_start[0] <= self.horizon else math.inf)
+        return min(earliest, self._next_start())
 
     def _emptying(self) -> bool:
         """True when no slot is generating (only ever near a horizon): time to release all."""
@@ -352,15 +356,17 @@ class Sampler:
         if self.horizon == math.inf:
             return
         self.ent[(self.ent >= 0) & (self.t > self.horizon)] = -1
-        _, next_start = self._entity(np.array([self.next_index]))
         live = torch.nonzero(self.ent >= 0).squeeze(1)
-        if next_start[0] > self.horizon and live.numel() <= self.slots // 2:
+        if self._next_start() == math.inf and live.numel() <= self.slots // 2:
             self._keep_slots(live)
+
+    def _take_state(self, index: torch.Tensor) -> None:
+        for name in SLOT_STATE:
+            setattr(self, name, getattr(self, name)[index])
 
     def _keep_slots(self, keep: torch.Tensor) -> None:
         """Only the slots ``keep`` go on (the pool gets smaller; nothing else changes)."""
-        for name in ("ent", "wstart", "pos", "t", "last", "attrs", "hbase"):
-            setattr(self, name, getattr(self, name)[keep])
+        self._take_state(keep)
         self.slots = int(keep.numel())
         if self.use_cache:
             self.cache.keep_rows(keep)
