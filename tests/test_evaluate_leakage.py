@@ -47,6 +47,8 @@ def _with_columns() -> pl.DataFrame:
         pl.Series("flag", np.where(fraud & (rng.random(n) < 0.8), "set", "clear")),  # strong, not a giveaway
         pl.Series("risk", fraud * 6.0 + rng.normal(0, 1, n)),  # a threshold separates the classes
         pl.Series("code", np.where(fraud, rng.choice([1.0, 3.0], n), 2.0)),  # no threshold, a value map
+        # set on fraud rows only: its missing values give the label away
+        pl.when(pl.Series(fraud)).then(pl.Series(rng.uniform(10, 500, n))).otherwise(None).alias("chargeback"),
     )
 
 
@@ -54,7 +56,8 @@ def test_leaks_are_found_by_threshold_or_value_map_and_nothing_else() -> None:
     frame = _with_columns()
     schema = Schema.infer(frame, overrides={"ref": "categorical", "code": "numeric"})
     leaks = leaking_columns(prepare(frame, frame, schema))
-    assert [(leak.column, leak.how) for leak in leaks] == [("risk", "threshold"), ("code", "value map")]
+    found = [(leak.column, leak.how) for leak in leaks]
+    assert found == [("risk", "threshold"), ("code", "value map"), ("chargeback", "threshold")]
     assert all(leak.auc >= 0.99 for leak in leaks)
 
 
