@@ -160,10 +160,10 @@ class Privacy:
     nndr_holdout_median: float
     row_copies: float  # share of synthetic rows identical to some real row
     row_copies_baseline: float  # the same share for holdout real rows against the other rows
-    row_copies_excess: float
+    row_copies_excess: float  # copies beyond the holdout's share: row_copies - baseline, 0 when below
     sequence_copies: float | None = None  # share of synthetic sequences equal to a real one
     sequence_copies_baseline: float | None = None
-    sequence_copies_excess: float | None = None
+    sequence_copies_excess: float | None = None  # as for rows; the scorecard's keys are these names
 
 
 @dataclass
