@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from streamsynth.cli import app
+from streamsynth.errors import StreamsynthError
 
 EXIT_GATE_FAILED = 1
 
@@ -16,8 +17,8 @@ _FAIL_HELP = (
     "Lower is better for every key but fraud_auc_ratio, dcr_ratio and nndr. Keys: ks, "
     "wasserstein, tv, correlation, association, autocorrelation, inter_arrival, "
     "events_per_entity, hour_of_day, day_of_week, discriminative, predictive, predictive_ratio, "
-    "fraud_auc_ratio, dcr_ratio, row_copies, sequence_copies, nndr, mia_auc, attribute_advantage, "
-    "attribute_leakage, label_rate, and "
+    "fraud_auc_ratio, dcr_ratio, row_copies_excess, sequence_copies_excess, nndr, mia_auc, "
+    "attribute_advantage, attribute_leakage, label_rate, and "
     "ks.COLUMN / wasserstein.COLUMN / tv.COLUMN. "
     "`streamsynth evaluate --list-metrics` explains them."
 )
@@ -97,6 +98,9 @@ def evaluate(
     from streamsynth.evaluate import evaluate as run_evaluation
 
     gates = parse_gates(fail_under or [])
+    _check_counts(window=window, iterations=iterations, max_windows=max_windows)
+    for option, path in (("--report", report), ("--json", json_path)):
+        _check_output(option, path)
     real_frame, schema = _real_and_schema(real, schema_file, time)
     synth_frame = io.read(synth, time=schema.time if schema else time)
     options = SequenceOptions(
@@ -118,13 +122,22 @@ def evaluate(
         train=io.read(train, time=schema.time if schema else time) if train else None,
         sensitive=sensitive,
     )
-    if report:
-        write_report(result, report)
-        typer.echo(f"report: {report}", err=True)
-    if json_path:
-        result.write_json(json_path)
-        typer.echo(f"metrics: {json_path}", err=True)
+    for option, path, write in (
+        ("--report", report, lambda p: write_report(result, p)),
+        ("--json", json_path, result.write_json),
+    ):
+        if path:
+            try:
+                write(path)
+            except OSError as exc:
+                raise StreamsynthError(
+                    f"{option} {path}: cannot write it ({exc.strerror or exc})",
+                    hint="choose a writable path",
+                ) from None
+            typer.echo(f"{'report' if option == '--report' else 'metrics'}: {path}", err=True)
     _print_scorecard(result)
+    for note in result.utility.notes:
+        typer.echo(f"note: {note}", err=True)
     failed = result.failed_gates
     if failed:
         for check in failed:
@@ -136,6 +149,31 @@ def evaluate(
                 err=True,
             )
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _check_counts(*, window: int | None, iterations: int, max_windows: int) -> None:
+    """The GRU options are counts: a window needs 2 events, the GRUs a step and a window."""
+    for option, value, least, example in (
+        ("--window", window, 2, 8),
+        ("--iterations", iterations, 1, 1000),
+        ("--max-windows", max_windows, 10, 2000),
+    ):
+        if value is not None and value < least:
+            raise StreamsynthError(
+                f"{option} {value}: must be at least {least}", hint=f"e.g. {option} {example}"
+            )
+
+
+def _check_output(option: str, path: Path | None) -> None:
+    """Fail before minutes of evaluation when the report or JSON could not be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise StreamsynthError(f"{option} {path} is a directory", hint="give a file path")
+    if not path.parent.is_dir():
+        raise StreamsynthError(
+            f"{option} {path}: folder {path.parent} does not exist", hint="create it first"
+        )
 
 
 def _real_and_schema(path: Path, schema_file: Path | None, time: str | None) -> tuple[Any, Any]:

@@ -19,9 +19,9 @@ from streamsynth.evaluate.fraud import fraud_utility
 from streamsynth.evaluate.privacy import privacy
 from streamsynth.evaluate.report import render, write_report
 from streamsynth.evaluate.result import EvaluationResult, Utility
-from streamsynth.evaluate.scorecard import METRICS, build, parse_gates
+from streamsynth.evaluate.scorecard import METRICS, build, check_columns, parse_gates
 from streamsynth.evaluate.sequences import SequenceOptions, sequence_scores
-from streamsynth.evaluate.utility import discriminative_score, predictive_score
+from streamsynth.evaluate.utility import default_device, discriminative_score, predictive_score
 from streamsynth.schema import Schema
 
 __all__ = [
@@ -70,7 +70,9 @@ def evaluate(
         timings[name] = round(time.perf_counter() - start, 3)
         return out
 
+    default_device(device)  # a bad device fails here, not after minutes of work
     prep = timed("prepare", lambda: prepare(real, synth, schema))
+    check_columns(fail_under or {}, prep.numeric, prep.categorical)
     # the attacks first: their inputs (training table, sensitive column) fail fast when wrong
     train_rows = timed("prepare_train", lambda: prepare_train(prep, train)) if train is not None else None
     membership = None
@@ -88,6 +90,8 @@ def evaluate(
     else:
         util = Utility(notes=["GRU scores skipped (gru=False)"])
     util.fraud = timed("fraud", lambda: fraud_utility(prep, seed, device))
+    if util.fraud:
+        util.notes += [leak.describe(prep.label) for leak in util.fraud.dropped]
     if prep.label and util.fraud is None:
         util.notes.append(
             f"fraud utility skipped: label {prep.label!r} needs positive and negative rows "

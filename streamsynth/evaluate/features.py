@@ -7,6 +7,8 @@ the day of week are cyclic, and the inter-arrival time goes through its real CDF
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import polars as pl
 
@@ -18,7 +20,7 @@ CDF_SAMPLE = 100_000
 
 class FeatureEncoder:
     """Fitted on the real table (or on both sides with ``fit_both``); ``encode`` works on either
-    side (sorted as in ``prepare``)."""
+    side (sorted as in ``prepare``). Columns in ``exclude`` are left out."""
 
     def __init__(
         self,
@@ -28,14 +30,15 @@ class FeatureEncoder:
         time_features: bool = True,
         seed: int = 0,
         fit_both: bool = False,
+        exclude: Collection[str] = (),
     ) -> None:
         rng = np.random.default_rng(seed)
         real = prep.real
         # Distances between the two sides need one scale for both: a grid fitted on real values
         # alone puts real rows on its steps and synthetic rows between them.
         fit = pl.concat([real, prep.synth], how="diagonal_relaxed") if fit_both else real
-        self.numeric = list(prep.numeric)
-        self.categorical = list(prep.categorical)
+        self.numeric = [n for n in prep.numeric if n not in exclude]
+        self.categorical = [n for n in prep.categorical if n not in exclude]
         self.time = prep.time if time_features else None
         self.gap = time_features and GAP in real.columns
         self.grids: dict[str, np.ndarray] = {}

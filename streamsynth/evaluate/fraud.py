@@ -2,7 +2,9 @@
 
 Both are tested on the same held-out real entities; the score is the ratio of their ROC AUCs
 (1.0: the synthetic data is as good for training a detector as the real data). The
-classifier is a small torch MLP on the row features of ``features.py``.
+classifier is a small torch MLP on the row features of ``features.py``, less the columns that
+alone give the label away on real data (``leakage.py``): with them both AUCs are 1 and the ratio
+says nothing.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
+from streamsynth.evaluate.auc import roc_auc
 from streamsynth.evaluate.data import POSITIVE, SEQ, Prepared
 from streamsynth.evaluate.features import FeatureEncoder
+from streamsynth.evaluate.leakage import leaking_columns
 from streamsynth.evaluate.result import FraudUtility
 from streamsynth.evaluate.utility import default_device, small_model_threads
 
@@ -23,16 +26,6 @@ MAX_TEST_ROWS = 200_000
 TEST_ENTITY_SHARE = 0.3
 STEPS = 300
 BATCH = 4096
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) identity; ties count half."""
-    labels = labels.astype(bool)
-    pos, neg = int(labels.sum()), int((~labels).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def fraud_utility(prep: Prepared, seed: int = 0, device: str | None = None) -> FraudUtility | None:
@@ -50,7 +43,8 @@ def fraud_utility(prep: Prepared, seed: int = 0, device: str | None = None) -> F
     real_train, real_test = real.filter(pl.Series(~is_test)), real.filter(pl.Series(is_test))
     if not _both_classes(real_train) or not _both_classes(real_test):
         return None
-    encoder = FeatureEncoder(prep, seed=seed)
+    dropped = leaking_columns(prep, seed)
+    encoder = FeatureEncoder(prep, seed=seed, exclude={leak.column for leak in dropped})
     real_train = _cap(real_train, MAX_TRAIN_ROWS, seed)
     synth_train = _cap(synth, MAX_TRAIN_ROWS, seed + 1)
     real_test = _cap(real_test, MAX_TEST_ROWS, seed + 2)
@@ -73,6 +67,7 @@ def fraud_utility(prep: Prepared, seed: int = 0, device: str | None = None) -> F
         train_rows_synth=synth_train.height,
         test_rows=real_test.height,
         test_positives=int(y_test.sum()),
+        dropped=dropped,
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsynth.evaluate import plots
+from streamsynth.evaluate.privacy import HOLDOUT_SHARE, SEQUENCE_HOLDOUT_SHARE
 from streamsynth.evaluate.result import EvaluationResult
 
 CSS = """
@@ -25,6 +26,15 @@ text-align:right;font-size:13px}th{background:#edf2f7}td:first-child,th:first-ch
 .fig .frame{fill:none;stroke:#a0aec0}.fig .diag{stroke:#a0aec0;stroke-dasharray:4 3}
 .note{color:#718096;font-size:13px}.card td:last-child{text-align:left}
 """
+
+COPIES_NOTE = (
+    "Exact copies: real data repeats itself (the same purchase on two days), so even rows the "
+    "model never saw can equal a real row. The holdout column is that chance rate: the share of "
+    f"real rows ({HOLDOUT_SHARE:.0%} of them, held out; {SEQUENCE_HOLDOUT_SHARE:.0%} of sequences) "
+    "equal to one of the other real rows. 'Beyond the holdout's share' is the synthetic share "
+    "minus the holdout's (0 when below): the copying the model adds, which the scorecard's "
+    "row_copies_excess and sequence_copies_excess check."
+)
 
 RENDER_CHECK = """
 (function(){
@@ -312,6 +322,10 @@ def render(result: EvaluationResult) -> str:
             ["fraud ROC AUC, trained on real", fr.auc_real],
             ["fraud AUC ratio", fr.ratio],
             ["test rows (positives)", f"{fr.test_rows} ({fr.test_positives})"],
+            [
+                "columns left out (alone they give the label away)",
+                ", ".join(d.column for d in fr.dropped) or "none",
+            ],
         ]
     sections.append(_table(["metric", "value"], rows))
     for note in u.notes:
@@ -321,16 +335,22 @@ def render(result: EvaluationResult) -> str:
         sections.append("<h2>Privacy</h2>")
         sections.append(
             _table(
-                ["measure", "synthetic", "real holdout (baseline)"],
+                ["measure", "synthetic", "real holdout (baseline)", "beyond the holdout's share"],
                 [
-                    ["DCR median", p.dcr_synth_median, p.dcr_holdout_median],
-                    ["DCR 5th percentile", p.dcr_synth_p5, p.dcr_holdout_p5],
-                    ["NNDR median", p.nndr_synth_median, p.nndr_holdout_median],
-                    ["exact row copies (share)", p.row_copies, p.row_copies_baseline],
+                    ["DCR median", p.dcr_synth_median, p.dcr_holdout_median, ""],
+                    ["DCR 5th percentile", p.dcr_synth_p5, p.dcr_holdout_p5, ""],
+                    ["NNDR median", p.nndr_synth_median, p.nndr_holdout_median, ""],
                     [
-                        "exact sequence copies (share)",
+                        "exact copies of real rows (share of rows)",
+                        p.row_copies,
+                        p.row_copies_baseline,
+                        p.row_copies_excess,
+                    ],
+                    [
+                        "exact copies of real sequences (share of sequences)",
                         p.sequence_copies,
                         p.sequence_copies_baseline,
+                        p.sequence_copies_excess,
                     ],
                 ],
             )
@@ -340,6 +360,7 @@ def render(result: EvaluationResult) -> str:
             f"reference rows; {_num(p.closer_than_holdout_p5)} of synthetic rows are as close as "
             "the closest 5% of the holdout.</p>"
         )
+        sections.append(f'<p class="note">{escape(COPIES_NOTE)}</p>')
     if result.membership or result.attribute:
         sections.append("<h2>Privacy attacks</h2>")
         rows = []

@@ -97,6 +97,26 @@ class Fidelity:
 
 
 @dataclass
+class LeakingColumn:
+    """A feature column dropped from the fraud task because it alone predicts the label."""
+
+    column: str
+    auc: float  # ROC AUC on real rows of the one-column model
+    how: str  # "value map": its values map to label values; "threshold": its raw values rank
+
+    def describe(self, label: str) -> str:
+        how = (
+            "its values map to label values almost one to one"
+            if self.how == "value map"
+            else "a threshold on it almost separates the classes"
+        )
+        return (
+            f"fraud utility: column {self.column!r} dropped from the features: on real data it alone "
+            f"predicts {label!r} (AUC {self.auc:.3f}; {how}), so the task would be trivial"
+        )
+
+
+@dataclass
 class FraudUtility:
     """ROC AUC on held-out real rows of a classifier trained on synthetic vs on real rows."""
 
@@ -107,6 +127,7 @@ class FraudUtility:
     train_rows_synth: int
     test_rows: int
     test_positives: int
+    dropped: list[LeakingColumn] = field(default_factory=list)  # columns that gave the label away
 
 
 @dataclass
@@ -139,10 +160,10 @@ class Privacy:
     nndr_holdout_median: float
     row_copies: float  # share of synthetic rows identical to some real row
     row_copies_baseline: float  # the same share for holdout real rows against the other rows
-    row_copies_excess: float
+    row_copies_excess: float  # copies beyond the holdout's share: row_copies - baseline, 0 when below
     sequence_copies: float | None = None  # share of synthetic sequences equal to a real one
     sequence_copies_baseline: float | None = None
-    sequence_copies_excess: float | None = None
+    sequence_copies_excess: float | None = None  # as for rows; the scorecard's keys are these names
 
 
 @dataclass

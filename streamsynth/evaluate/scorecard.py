@@ -138,14 +138,15 @@ METRICS: dict[str, Metric] = {
         0.5,
         _priv(lambda p: p.dcr_ratio),
     ),
-    "row_copies": Metric(
-        "share of synthetic rows identical to a real row, beyond the real holdout's share",
+    "row_copies_excess": Metric(
+        "share of synthetic rows identical to a real row, beyond the real holdout's share "
+        "(the synthetic share minus the holdout's, 0 when below)",
         False,
         0.02,
         _priv(lambda p: p.row_copies_excess),
     ),
-    "sequence_copies": Metric(
-        "share of synthetic sequences identical to a real one, beyond the holdout's share",
+    "sequence_copies_excess": Metric(
+        "share of synthetic sequences identical to a real one, beyond the real holdout's share",
         False,
         0.01,
         _priv(lambda p: p.sequence_copies_excess),
@@ -182,6 +183,9 @@ METRICS: dict[str, Metric] = {
     ),
 }
 
+#: Keys renamed so that one name means one number in the scorecard, the JSON and the report.
+_RENAMED = {"row_copies": "row_copies_excess", "sequence_copies": "sequence_copies_excess"}
+
 _COLUMN_METRICS = {
     "ks": ("numeric", "ks", "KS statistic of column {}"),
     "wasserstein": ("numeric", "wasserstein_norm", "Wasserstein distance of column {} (real stds)"),
@@ -206,10 +210,16 @@ def parse_gates(specs: list[str]) -> dict[str, float]:
     for spec in specs:
         key, sep, raw = spec.partition("=")
         key = key.strip()
-        if not sep:
+        if not sep or not key:
             raise StreamsynthError(
                 f"--fail-under {spec!r} is not KEY=VALUE",
                 hint="e.g. --fail-under discriminative=0.2",
+            )
+        if key in _RENAMED:
+            raise StreamsynthError(
+                f"--fail-under {key!r} is now {_RENAMED[key]!r}",
+                hint=f"write --fail-under {_RENAMED[key]}={raw}: it gates the copies beyond the real "
+                f"holdout's share, while privacy.{key} in the JSON is the raw share",
             )
         base = key.split(".", 1)[0]
         if key not in METRICS and not (base in _COLUMN_METRICS and "." in key):
@@ -221,10 +231,32 @@ def parse_gates(specs: list[str]) -> dict[str, float]:
         try:
             gates[key] = float(raw)
         except ValueError:
+            gates[key] = math.nan
+        if not math.isfinite(gates[key]):
             raise StreamsynthError(
-                f"--fail-under {spec!r}: {raw!r} is not a number", hint="e.g. discriminative=0.2"
-            ) from None
+                f"--fail-under {spec!r}: {raw!r} is not a finite number",
+                hint="e.g. discriminative=0.2",
+            )
     return gates
+
+
+def check_columns(gates: dict[str, float], numeric: list[str], categorical: list[str]) -> None:
+    """Column gates (``ks.COLUMN`` ...) must name a column of the right kind in both tables."""
+    for key in gates:
+        base, _, column = key.partition(".")
+        if key in METRICS or base not in _COLUMN_METRICS:
+            continue
+        group = _COLUMN_METRICS[base][0]
+        names = numeric if group == "numeric" else categorical
+        if column not in names:
+            kind = "numeric" if group == "numeric" else "categorical or boolean"
+            hint = f"{kind} columns: {', '.join(names) or 'none'}"
+            if column in numeric + categorical:
+                other = "ks" if group != "numeric" else "tv"
+                hint = f"{column!r} is not {kind}: gate it with {other}.{column}"
+            raise StreamsynthError(
+                f"--fail-under {key!r}: {column!r} is not a {kind} column of the data", hint=hint
+            )
 
 
 def build(result: EvaluationResult, gates: dict[str, float] | None = None) -> list[Check]:

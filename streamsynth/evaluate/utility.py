@@ -23,9 +23,20 @@ TEST_FRACTION = 0.2
 
 def default_device(device: str | None = None) -> torch.device:
     """``device`` if given, else ``cuda`` when present, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise StreamsynthError(
+            f"device {device!r} is not a torch device", hint="e.g. cpu, cuda or cuda:1"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StreamsynthError(
+            f"device {device!r}: CUDA is not available on this machine",
+            hint="use --device cpu, or leave --device out to pick one",
+        )
+    return dev
 
 
 @contextmanager
