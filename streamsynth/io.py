@@ -439,6 +439,8 @@ def _numeric_date_formats(strings: pl.Series, name: str, source: str) -> tuple[s
     order decided by the data: a field above 12 is no month, one above 31 no day. When the data
     fit several orders the first of :data:`_LAYOUTS` is taken, with a warning naming the fix."""
     sample = strings.drop_nulls().head(100_000)
+    if not sample.head(100).str.contains(_NUMERIC_DATE).all():
+        return None  # most time columns (ISO, epochs, log formats) stop here
     fields = sample.str.extract_groups(_NUMERIC_DATE)
     if sample.len() == 0 or fields.struct.field("1").null_count():
         return None
