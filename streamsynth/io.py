@@ -158,17 +158,23 @@ def read(
 def iter_batches(path: str | Path, batch_size: int = 10_000, *, time: str | None = None) -> Iterator[pl.DataFrame]:
     """Stream a file or directory in batches without reading it whole (for replay).
 
-    The time column is chosen on the first batch and parsed the same way in every batch.
+    The time column (or columns) and its layout are chosen on the first batch and parsed the
+    same way in every batch; what the first batch's reading warned about is said once.
     """
     path = Path(path)
-    chosen = time
+    chosen: dict[str, str | None] = {}
     try:
         for batch in scan(path).collect_batches(chunk_size=batch_size):
             if batch.height == 0:
                 continue
-            batch = normalize_time(batch, time=chosen, source=str(path))
-            if chosen is None:
-                chosen = _time_name_after(batch)
+            if not chosen:
+                batch = normalize_time(batch, time=time, source=str(path), chosen=chosen)
+                chosen.setdefault("time", None)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DataWarning)
+                    batch = normalize_time(batch, time=chosen["time"], time_format=chosen.get("format"),
+                                           source=str(path))
             yield batch
     except pl.exceptions.PolarsError as exc:
         raise _read_error(path, exc) from None
@@ -235,7 +241,8 @@ class BatchFileWriter:
 
 # -- timestamps ----------------------------------------------------------------------------
 def normalize_time(
-    frame: pl.DataFrame, *, time: str | None = None, source: str = "data", time_format: str | None = None
+    frame: pl.DataFrame, *, time: str | None = None, source: str = "data", time_format: str | None = None,
+    chosen: dict[str, str | None] | None = None,
 ) -> pl.DataFrame:
     """Parse the event-time column into ``Datetime(us, UTC)`` in place.
 
@@ -243,13 +250,15 @@ def normalize_time(
     and time stored apart) is tried and the one parsing to the most distinct instants is kept;
     the parsed column keeps its name (``ts`` for a combination). Other text columns that parse
     as timestamps become timestamps too (the schema reports them as second time columns).
-    Frames without any time column come back unchanged.
+    Frames without any time column come back unchanged. ``chosen``, when given, receives the
+    time column(s) (``time``, as ``--time`` takes it) and the strftime layout (``format``) used.
     """
+    layout: dict[str, str | None] = {}
     if time:
         parts = [p.strip() for p in time.split("+")]
         _require_columns(frame, parts, source)
         expr = _combine(frame, parts)
-        parsed = _parse(frame, expr, parts, source=source, time_format=time_format, strict=True)
+        parsed = _parse(frame, expr, parts, source=source, time_format=time_format, strict=True, chosen=layout)
         if parsed is None or parsed.null_count() > 0:
             bad = _first_unparsed(frame, parts, parsed)
             raise StreamsynthError(
@@ -258,20 +267,28 @@ def normalize_time(
                 "as --time Date+Time, or give the layout as `time_format: '%d/%m/%Y %H:%M:%S'` in a "
                 "schema file (--schema)",
             )
+        if chosen is not None:
+            chosen.update(time=time, format=layout.get("format"))
         return _parse_other_times(_replace(frame, parts, parsed), source)
 
     if TIME_DTYPE in frame.schema.values():
+        if chosen is not None:
+            chosen.update(time=_time_name_after(frame), format=None)
         return frame
     best: tuple[int, list[str], pl.Series] | None = None
+    layouts: dict[str, str | None] = {}
     others: dict[str, pl.Series] = {}
     notes: dict[str, list[warnings.WarningMessage]] = {}  # said only for the columns kept
     for parts in _candidates(frame):
+        layout = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
-            parsed = _parse(frame, _combine(frame, parts), parts, source=source, time_format=time_format)
+            parsed = _parse(frame, _combine(frame, parts), parts, source=source, time_format=time_format,
+                            chosen=layout)
         if parsed is None or parsed.null_count() > 0.01 * frame.height:
             continue
         notes["+".join(parts)] = caught
+        layouts["+".join(parts)] = layout.get("format")
         text = len(parts) == 1 and frame.schema[parts[0]] == pl.String
         if text and parsed.null_count() == frame[parts[0]].null_count():
             others[parts[0]] = parsed
@@ -304,6 +321,8 @@ def normalize_time(
     for name in ["+".join(parts), *(s.name for s in extra)]:
         for note in notes.get(name, []):
             warnings.warn(note.message, note.category, stacklevel=2)
+    if chosen is not None:
+        chosen.update(time="+".join(parts), format=layouts.get("+".join(parts)))
     return out.with_columns(extra) if extra else out
 
 
@@ -376,7 +395,7 @@ def _month_names(frame: pl.DataFrame, parts: list[str]) -> bool:
 
 def _parse(
     frame: pl.DataFrame, expr: pl.Expr, parts: list[str], *, source: str = "data",
-    time_format: str | None = None, strict: bool = False,
+    time_format: str | None = None, strict: bool = False, chosen: dict[str, str | None] | None = None,
 ) -> pl.Series | None:
     """The column(s) as UTC timestamps, or None when they are not timestamps. Layouts that read
     as years outside 1900-2200 do not count; with ``strict`` they are an error naming the fix."""
@@ -402,7 +421,7 @@ def _parse(
         formats: tuple[str | None, ...] = (time_format,)
     else:
         formats = _numeric_date_formats(strings, name, source) or _STRING_FORMATS
-    best, implausible = None, None
+    best, best_format, implausible = None, None, None
     for fmt in formats:
         try:
             parsed = strings.str.to_datetime(format=fmt, strict=False, time_unit="us", time_zone="UTC")
@@ -415,7 +434,7 @@ def _parse(
             implausible = implausible or (fmt, parsed)
             continue
         if best is None or parsed.null_count() < best.null_count():
-            best = parsed
+            best, best_format = parsed, fmt
         if best.null_count() == strings.null_count():
             break
     if best is None and implausible is not None and strict:
@@ -431,6 +450,8 @@ def _parse(
         )
     if best is None:
         return None
+    if chosen is not None:
+        chosen["format"] = best_format
     return best.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
 

@@ -181,3 +181,18 @@ def test_a_mostly_numeric_column_is_read_as_numbers_with_a_warning(tmp_path, cap
     assert main(["inspect", str(path), "--schema", str(schema_file)]) == 0
     out = capsys.readouterr()
     assert "warning" not in out.err and "categorical" in out.out
+
+
+def test_batches_of_a_file_share_the_first_batchs_columns_and_layout(tmp_path, recwarn):
+    # The first batch cannot tell 05/06 from 06/05; a later one could, but must not change the reading.
+    days = ["05/06/17"] * 5 + ["25/06/17"] * 5
+    path = tmp_path / "spark.csv"
+    pl.DataFrame({"Date": days, "Time": [f"10:00:{i:02d}" for i in range(10)], "v": list(range(10))}).write_csv(path)
+    batches = list(io.iter_batches(path, batch_size=5, time="Date+Time"))
+    assert [b.height for b in batches] == [5, 5]
+    assert batches[0]["ts"][0] == datetime(2005, 6, 17, 10, tzinfo=UTC)  # yy/mm/dd, the log layout
+    assert batches[1]["ts"][0] == datetime(2025, 6, 17, 10, 0, 5, tzinfo=UTC)
+    assert len([w for w in recwarn if issubclass(w.category, io.DataWarning)]) == 1
+    # Found by name on the first batch, the combined Date+Time is parsed in every batch.
+    auto = list(io.iter_batches(path, batch_size=5))
+    assert all(b.schema["ts"] == pl.Datetime("us", "UTC") for b in auto)
