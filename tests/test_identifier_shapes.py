@@ -144,3 +144,33 @@ def test_a_full_counter_grows_a_digit_instead_of_repeating_a_real_id():
 def test_values_without_a_safe_shape_fall_back_to_the_kind(values):
     # Varying lengths, too few values, or a space so small that random draws would hit real ids.
     assert learn_shape(pl.Series(values)) is None
+
+
+def test_transformer_codec_keeps_shapes_and_loads_codecs_saved_before_them():
+    from streamsynth.models.transformer_codec import EventCodec
+
+    frame = transactions(600).sort("customer_id", "ts")
+    schema = Schema.infer(frame, overrides={"branch": "identifier"})
+    codec = EventCodec().fit(frame, schema, frame["ts"].min(), 7 * 86_400.0)
+    n = 400
+    entity_no, seq = np.arange(n) % 40, np.arange(n) // 40
+    tokens = {
+        "entity_no": entity_no, "seq": seq, "time_us": np.arange(n, dtype=np.int64) * 1_000_000 + 1_700_000_000_000_000,
+        "events": np.zeros((n, len(codec.event_sizes)), dtype=np.int64),
+        "attrs": np.zeros((n, len(codec.attr_sizes)), dtype=np.int64),
+    }
+    restored = EventCodec.from_json(json.loads(json.dumps(codec.to_json())))
+    out = restored.decode(**tokens, seed=2, exact={})
+    assert out.equals(codec.decode(**tokens, seed=2, exact={}))
+    for name, pattern in {"tx_id": r"TX\d{10}", "customer_id": r"C\d{6}", "reference": r"[0-9A-Z]{10}"}.items():
+        assert out[name].str.contains(f"^{pattern}$").all(), (name, out[name].head(3).to_list())
+        assert not out[name].is_in(frame[name].implode()).any(), name
+    assert out["tx_id"].n_unique() == n and out["customer_id"].n_unique() == 40
+    # A codec saved before shapes: no entity_shape, idents without a shape.
+    old = codec.to_json()
+    del old["entity_shape"]
+    for spec in old["idents"]:
+        del spec["shape"]
+    before = EventCodec.from_json(old).decode(**tokens, seed=2, exact={})
+    assert before["customer_id"].str.starts_with("CS").all()
+    assert before["tx_id"].str.contains(r"^[0-9A-Z]{10}$").all()
