@@ -3,12 +3,21 @@
 ``fake(kind, keys, seed)`` is a pure function of (kind, key, seed): vectorised numpy for the
 numeric kinds, cached seeded Faker pools combined with key-derived parts for the others.
 Nothing is ever copied from training data.
+
+Identifiers of no known kind (``TX0000000000``, ``C000825``, ``9QDIS33PIA``) get a learned
+:class:`Shape` (prefix, length, per-position characters, zero-padded counters) and
+:func:`generate` makes new values of that shape that never equal a real one.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import string
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -366,3 +375,185 @@ def fake(kind: str, keys: np.ndarray | pl.Series, seed: int, *, locale: str = "e
     if keys.shape[0] == 0:
         return pl.Series(kind, [], dtype=pl.String)
     return make(keys, child_seed(seed, "identifier", kind), locale).alias(kind)
+
+
+# -- learned shapes -------------------------------------------------------------------------------
+_MIN_SHAPE_VALUES = 5  # fewer distinct values say too little about a format
+_MAX_NUMBER_WIDTH = 18  # digits that fit an int64
+_MAX_CHARS_WIDTH = 64
+# A random-looking shape is kept only when its space dwarfs the real values, so that a generated
+# value equals a real one with probability below 1e-9 (no real value is stored to check against).
+_SPACE_PER_VALUE = 1e9
+_DENSE = 0.5  # numbers filling at least half of [min, max] are a counter
+_TAIL_SPACE = 1 << 62  # positions drawn as one bijection of the key; the rest are hashed
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The format of an identifier column, learned from its values (JSON-serialisable).
+
+    ``body`` is ``"number"`` (a decimal counter after ``prefix``, zero padded to ``width``
+    digits when ``width`` > 0) or ``"chars"`` (fixed length, ``alphabets[i]`` the characters
+    allowed at position i). Numbers come from the free range ``[low, low + size)``, which holds
+    no real value (``size`` 0: unbounded above), in order (``sequential``) or scrambled.
+    """
+
+    prefix: str
+    body: str
+    width: int = 0
+    low: int = 0
+    size: int = 0
+    order: str = "sequential"
+    alphabets: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["alphabets"] = list(self.alphabets)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Shape:
+        return cls(**{**data, "alphabets": tuple(data.get("alphabets", ()))})
+
+
+def learn_shape(values: pl.Series) -> Shape | None:
+    """The shape of an identifier column, or None when its values share no usable format."""
+    strings = values.drop_nulls().cast(pl.String).unique()
+    if strings.len() < _MIN_SHAPE_VALUES or not strings.str.contains(r"^[\x21-\x7e]+$").all():
+        return None
+    # The common prefix of a set is that of its least and greatest member; a counter's leading
+    # zeros belong to the number, not the prefix.
+    prefix = os.path.commonprefix([strings.min(), strings.max()]).rstrip(string.digits)
+    bodies = strings.str.slice(len(prefix))
+    lengths = bodies.str.len_chars()
+    if lengths.min() == 0:
+        return None
+    fixed = lengths.min() == lengths.max()
+    if bodies.str.contains(r"^\d+$").all():
+        return _number_shape(prefix, bodies, int(lengths.max()) if fixed else 0)
+    if not fixed or lengths.max() > _MAX_CHARS_WIDTH:
+        return None
+    return _chars_shape(prefix, bodies, int(lengths.max()), strings.len())
+
+
+def _number_shape(prefix: str, bodies: pl.Series, width: int) -> Shape | None:
+    if width > _MAX_NUMBER_WIDTH or (not width and bodies.str.len_chars().max() > _MAX_NUMBER_WIDTH):
+        return None
+    if not width and bodies.str.starts_with("0").any():
+        return None  # zeros in front but varying lengths: no format to keep
+    nums = bodies.cast(pl.Int64).sort().to_numpy()
+    lo, hi = int(nums[0]), int(nums[-1])
+    if not width:  # not padded: continue past the largest
+        return Shape(prefix, "number", 0, hi + 1, 0, "sequential")
+    top = 10**width
+    if hi - lo + 1 <= nums.size / _DENSE:
+        return Shape(prefix, "number", width, hi + 1, top - hi - 1, "sequential")
+    # Scattered numbers: the widest range holding none of them (below, between or above).
+    gaps = np.diff(nums) - 1
+    inner = int(np.argmax(gaps)) if gaps.size else 0
+    options = [(lo, 0), (top - hi - 1, hi + 1)]
+    if gaps.size:
+        options.append((int(gaps[inner]), int(nums[inner]) + 1))
+    size, low = max(options)
+    return Shape(prefix, "number", width, low, size, "scrambled")
+
+
+_CLASSES = (string.digits, string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _chars_shape(prefix: str, bodies: pl.Series, width: int, n_values: int) -> Shape | None:
+    letters = set("".join(bodies.head(10_000).to_list())) - set(string.digits)
+    hexlike = bool(letters) and (letters <= set("abcdef") or letters <= set("ABCDEF"))
+    classes = (string.digits, "ABCDEF", "abcdef") if hexlike else _CLASSES
+    alphabets = []
+    for i in range(width):
+        seen = set(bodies.str.slice(i, 1).unique().to_list())
+        if len(seen) == 1:
+            alphabets.append(seen.pop())  # the same character in every value: part of the format
+            continue
+        alpha = "".join(c for c in classes if seen & set(c))
+        alphabets.append(alpha + "".join(sorted(seen - set(alpha))))
+    space = math.prod(len(a) for a in alphabets)
+    if space < _SPACE_PER_VALUE * n_values:
+        return None
+    return Shape(prefix, "chars", alphabets=tuple(alphabets))
+
+
+def generate(
+    kind: str | None, keys: np.ndarray | pl.Series, seed: int, shape: Shape | dict[str, Any] | None = None
+) -> pl.Series:
+    """Identifier values per key: of the learned ``shape`` when there is one, else :func:`fake`.
+
+    Distinct keys below the shape's free range give distinct values; a numbered shape past
+    its free range grows a digit rather than repeat or meet a real value.
+    """
+    if shape is None:
+        return fake(kind or "code", keys, seed)
+    if isinstance(shape, dict):
+        shape = Shape.from_json(shape)
+    keys = np.asarray(keys.to_numpy() if isinstance(keys, pl.Series) else keys).astype(np.int64).view(np.uint64)
+    name = kind or "code"
+    if keys.shape[0] == 0:
+        return pl.Series(name, [], dtype=pl.String)
+    seed = child_seed(seed, "identifier", "shape")
+    if shape.body == "number":
+        body = _shaped_number(shape, keys, seed)
+    else:
+        body = _shaped_chars(shape, keys, seed)
+    return pl.select(pl.lit(shape.prefix) + body).to_series().alias(name)
+
+
+def _shaped_number(shape: Shape, keys: np.ndarray, seed: int) -> pl.Series:
+    if shape.order == "scrambled" and shape.size > 0:
+        inside = keys < _U(shape.size)
+        scrambled = _bijection(np.where(inside, keys, _U(0)), seed, shape.size) + _U(shape.low)
+        # Past the free range: one digit wider than any real value, still distinct per key.
+        numbers = np.where(inside, scrambled, keys + _U(10**shape.width))
+    else:
+        numbers = keys + _U(shape.low)
+    text = pl.Series(numbers.astype(np.int64)).cast(pl.String)
+    return text.str.zfill(shape.width) if shape.width else text
+
+
+def _bijection(keys: np.ndarray, seed: int, size: int) -> np.ndarray:
+    """A seeded permutation of ``[0, size)``: a Feistel network on the next square, cycle-walked."""
+    side = math.isqrt(size - 1) + 1
+    out = _permute(keys, seed, side, side)
+    outside = out >= _U(size)
+    while outside.any():  # a square barely larger than size: few values walk, and not far
+        out[outside] = _permute(out[outside], seed, side, side)
+        outside = out >= _U(size)
+    return out
+
+
+def _shaped_chars(shape: Shape, keys: np.ndarray, seed: int) -> pl.Series:
+    n = keys.shape[0]
+    radices = [len(a) for a in shape.alphabets]
+    # The last positions whose combined space fits 62 bits come from a bijection of the key
+    # (distinct keys, distinct values); earlier ones are hashed from the key.
+    split, tail_space = len(radices), 1
+    while split > 0 and tail_space * radices[split - 1] <= _TAIL_SPACE:
+        split -= 1
+        tail_space *= radices[split]
+    mat = np.empty((n, len(radices)), dtype=np.uint8)
+    value = _bijection(keys % _U(tail_space), seed, tail_space) if tail_space > 1 else np.zeros(n, _U)
+    for pos in range(len(radices) - 1, -1, -1):
+        alphabet = np.frombuffer(shape.alphabets[pos].encode(), dtype=np.uint8)
+        if pos >= split:
+            digit = value % _U(radices[pos])
+            value = value // _U(radices[pos])
+        else:
+            digit = hash64(seed, keys, pos) % _U(radices[pos])
+        mat[:, pos] = alphabet[digit.astype(np.intp)]
+    return _strings(mat, name="body")
+
+
+def event_key(entity_no: np.ndarray, seq: np.ndarray, n_entities: int | None = None) -> np.ndarray:
+    """One dense key per (entity, event): ``seq * n + entity`` for a known population, else
+    the Cantor pairing; keeps a counter-shaped per-event id in a small, gap-free range."""
+    e = np.asarray(entity_no).astype(np.int64)
+    s = np.asarray(seq).astype(np.int64)
+    if n_entities:
+        return s * int(n_entities) + e
+    total = e + s
+    return total * (total + 1) // 2 + s

@@ -2,10 +2,16 @@
 
 Reads are lazy (polars scans); timestamps in common shapes (ISO strings, epoch seconds or
 milliseconds, log formats, separate date and time columns) become ``Datetime(us, UTC)``.
+Numeric dates whose layout is ambiguous (``17/06/09``) are decided from the data, with a
+:class:`DataWarning` when the data cannot decide; years outside 1900-2200 are an error.
+Integer-looking columns with leading zeros (``00005``) stay strings; mostly-numeric text
+columns become numbers with nulls, with a warning.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -36,6 +42,24 @@ _STRING_FORMATS = (
     "%Y-%m-%d",
 )
 _DEFAULT_YEAR = 2000  # for logs whose dates carry no year (syslog "Dec 10 06:55:46"); a leap year
+_YEARS = (1900, 2200)  # event times outside these years come from a misread layout
+_INFER_ROWS = 10_000
+# Values that are timestamps whatever the column is called (flights' ``time_hour``).
+_TIME_VALUE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{1,2}:\d{2}\S*( ?[+-]\d{2}:?\d{2}|Z)?)?$"
+    r"|^\d{1,4}[/.-]\d{1,2}[/.-]\d{2,4}[ T]\d{1,2}:\d{2}"
+)
+# Day, month and year as numbers: 17/06/09, 09.06.2017, 6-9-17.
+_NUMERIC_DATE = r"^(\d{1,4})([/.-])(\d{1,2})[/.-](\d{1,4})"
+_LAYOUTS = {  # by preference when the data fit several: log layouts first, then the existing order
+    "ymd": ("year", "month", "day"), "dmy": ("day", "month", "year"), "mdy": ("month", "day", "year")
+}
+_CLOCKS = ("", " %H:%M:%S%.f", " %H:%M:%S", " %H:%M", "T%H:%M:%S%.f", "T%H:%M:%S", " %H:%M:%S%.f%z", "T%H:%M:%S%.f%z")
+_MIXED_SHARE = 0.5  # a text column whose values are mostly numbers is read as numbers
+
+
+class DataWarning(UserWarning):
+    """Something in the input was read in a way the user should know about (one line)."""
 
 
 def format_of(path: Path) -> str:
@@ -82,20 +106,40 @@ def scan(path: str | Path) -> pl.LazyFrame:
     fmt = format_of(files[0])
     sources = [str(p) for p in files]
     if fmt == "csv":
-        return pl.concat(
-            [pl.scan_csv(s, infer_schema_length=10_000, try_parse_dates=False) for s in sources],
-            how="diagonal_relaxed",
-        )
+        return pl.concat([_scan_csv(s) for s in sources], how="diagonal_relaxed")
     if fmt == "parquet":
         return pl.scan_parquet(sources)
     return pl.concat([pl.scan_ndjson(s, infer_schema_length=10_000) for s in sources], how="diagonal_relaxed")
 
 
-def read(path: str | Path, *, time: str | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+def _scan_csv(source: str) -> pl.LazyFrame:
+    """A CSV scan in which integer columns written with leading zeros (ids ``00005``, codes
+    ``0042``) stay strings, judged on the rows polars infers types from."""
+    frame = pl.scan_csv(source, infer_schema_length=_INFER_ROWS, try_parse_dates=False)
+    ints = [name for name, dtype in frame.collect_schema().items() if dtype.is_integer()]
+    if not ints:
+        return frame
+    head = pl.read_csv(source, n_rows=_INFER_ROWS, infer_schema=False, columns=ints)
+    padded = {name: pl.String for name in ints if head[name].str.contains(r"^[+-]?0\d").any()}
+    if not padded:
+        return frame
+    return pl.scan_csv(source, infer_schema_length=_INFER_ROWS, try_parse_dates=False, schema_overrides=padded)
+
+
+def read(
+    path: str | Path,
+    *,
+    time: str | None = None,
+    columns: list[str] | None = None,
+    time_format: str | None = None,
+    text_columns: Iterable[str] = (),
+) -> pl.DataFrame:
     """Read a file or directory and normalise its event-time column to ``Datetime(us, UTC)``.
 
     ``time`` names the time column, or several joined by ``+`` (``"Date+Time"``) when date
     and time of day are stored apart; by default the time column is found by name and type.
+    ``time_format`` (strftime, e.g. ``"%y/%m/%d %H:%M:%S"``) fixes how time strings are read.
+    ``text_columns`` stay text even when most of their values are numbers.
     """
     path = Path(path)
     try:
@@ -107,24 +151,30 @@ def read(path: str | Path, *, time: str | None = None, columns: list[str] | None
     if columns:
         _require_columns(frame, columns, str(path))
         frame = frame.select(columns)
-    _check_mixed_types(frame, str(path))
-    return normalize_time(frame, time=time, source=str(path))
+    frame = _numbers_from_mixed(frame, str(path), keep=set(text_columns))
+    return normalize_time(frame, time=time, source=str(path), time_format=time_format)
 
 
 def iter_batches(path: str | Path, batch_size: int = 10_000, *, time: str | None = None) -> Iterator[pl.DataFrame]:
     """Stream a file or directory in batches without reading it whole (for replay).
 
-    The time column is chosen on the first batch and parsed the same way in every batch.
+    The time column (or columns) and its layout are chosen on the first batch and parsed the
+    same way in every batch; what the first batch's reading warned about is said once.
     """
     path = Path(path)
-    chosen = time
+    chosen: dict[str, str | None] = {}
     try:
         for batch in scan(path).collect_batches(chunk_size=batch_size):
             if batch.height == 0:
                 continue
-            batch = normalize_time(batch, time=chosen, source=str(path))
-            if chosen is None:
-                chosen = _time_name_after(batch)
+            if not chosen:
+                batch = normalize_time(batch, time=time, source=str(path), chosen=chosen)
+                chosen.setdefault("time", None)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DataWarning)
+                    batch = normalize_time(batch, time=chosen["time"], time_format=chosen.get("format"),
+                                           source=str(path))
             yield batch
     except pl.exceptions.PolarsError as exc:
         raise _read_error(path, exc) from None
@@ -190,35 +240,58 @@ class BatchFileWriter:
 
 
 # -- timestamps ----------------------------------------------------------------------------
-def normalize_time(frame: pl.DataFrame, *, time: str | None = None, source: str = "data") -> pl.DataFrame:
+def normalize_time(
+    frame: pl.DataFrame, *, time: str | None = None, source: str = "data", time_format: str | None = None,
+    chosen: dict[str, str | None] | None = None,
+) -> pl.DataFrame:
     """Parse the event-time column into ``Datetime(us, UTC)`` in place.
 
-    With ``time=None`` every candidate (datetime-typed columns, time-like names, date and time
-    stored apart) is tried and the one parsing to the most distinct instants is kept; the
-    parsed column keeps its name (``ts`` for a combination). Other time-like columns stay as
-    they are. Frames without any time column come back unchanged.
+    With ``time=None`` every candidate (datetime-typed columns, time-like names or values, date
+    and time stored apart) is tried and the one parsing to the most distinct instants is kept;
+    the parsed column keeps its name (``ts`` for a combination). Other text columns that parse
+    as timestamps become timestamps too (the schema reports them as second time columns).
+    Frames without any time column come back unchanged. ``chosen``, when given, receives the
+    time column(s) (``time``, as ``--time`` takes it) and the strftime layout (``format``) used.
     """
+    layout: dict[str, str | None] = {}
     if time:
         parts = [p.strip() for p in time.split("+")]
         _require_columns(frame, parts, source)
         expr = _combine(frame, parts)
-        parsed = _parse(frame, expr, parts)
+        parsed = _parse(frame, expr, parts, source=source, time_format=time_format, strict=True, chosen=layout)
         if parsed is None or parsed.null_count() > 0:
             bad = _first_unparsed(frame, parts, parsed)
             raise StreamsynthError(
                 f"{source}: cannot parse column {time!r} as timestamps (e.g. {bad!r})",
-                hint="use ISO 8601, epoch seconds or milliseconds, or give date and time columns "
-                "as --time Date+Time",
+                hint="use ISO 8601, epoch seconds or milliseconds, give date and time columns "
+                "as --time Date+Time, or give the layout as `time_format: '%d/%m/%Y %H:%M:%S'` in a "
+                "schema file (--schema)",
             )
-        return _replace(frame, parts, parsed)
+        if chosen is not None:
+            chosen.update(time=time, format=layout.get("format"))
+        return _parse_other_times(_replace(frame, parts, parsed), source)
 
     if TIME_DTYPE in frame.schema.values():
+        if chosen is not None:
+            chosen.update(time=_time_name_after(frame), format=None)
         return frame
     best: tuple[int, list[str], pl.Series] | None = None
+    layouts: dict[str, str | None] = {}
+    others: dict[str, pl.Series] = {}
+    notes: dict[str, list[warnings.WarningMessage]] = {}  # said only for the columns kept
     for parts in _candidates(frame):
-        parsed = _parse(frame, _combine(frame, parts), parts)
+        layout = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            parsed = _parse(frame, _combine(frame, parts), parts, source=source, time_format=time_format,
+                            chosen=layout)
         if parsed is None or parsed.null_count() > 0.01 * frame.height:
             continue
+        notes["+".join(parts)] = caught
+        layouts["+".join(parts)] = layout.get("format")
+        text = len(parts) == 1 and frame.schema[parts[0]] == pl.String
+        if text and parsed.null_count() == frame[parts[0]].null_count():
+            others[parts[0]] = parsed
         score = parsed.n_unique()
         if best is None or score > best[0]:
             best = (score, parts, parsed)
@@ -226,7 +299,8 @@ def normalize_time(frame: pl.DataFrame, *, time: str | None = None, source: str 
         strings = [p for p in _candidates(frame) if frame.schema[p[0]] == pl.String or len(p) > 1]
         if strings:
             cand = strings[0]
-            parsed = _parse(frame, _combine(frame, cand), cand)
+            # strict: a layout that only parses to implausible years is reported as such
+            parsed = _parse(frame, _combine(frame, cand), cand, source=source, time_format=time_format, strict=True)
             failed = frame.height if parsed is None else parsed.null_count()
             raise StreamsynthError(
                 f"{source}: cannot parse column {'+'.join(cand)!r} as timestamps: {failed:,} of "
@@ -242,13 +316,39 @@ def normalize_time(frame: pl.DataFrame, *, time: str | None = None, source: str 
             f"(e.g. {_first_unparsed(frame, parts, parsed)!r})",
             hint="fix or drop those rows",
         )
-    return _replace(frame, parts, parsed)
+    out = _replace(frame, parts, parsed)
+    extra = [pl.Series(name, values) for name, values in others.items() if name in out.columns and name not in parts]
+    for name in ["+".join(parts), *(s.name for s in extra)]:
+        for note in notes.get(name, []):
+            warnings.warn(note.message, note.category, stacklevel=2)
+    if chosen is not None:
+        chosen.update(time="+".join(parts), format=layouts.get("+".join(parts)))
+    return out.with_columns(extra) if extra else out
+
+
+def _parse_other_times(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Text columns besides the event time whose every value is a timestamp, as timestamps."""
+    extra = []
+    for parts in _candidates(frame):
+        name = parts[0]
+        if len(parts) > 1 or frame.schema[name] != pl.String:
+            continue
+        parsed = _parse(frame, pl.col(name), parts, source=source)
+        if parsed is not None and parsed.null_count() == frame[name].null_count():
+            extra.append(parsed.alias(name))
+    return frame.with_columns(extra) if extra else frame
 
 
 def is_time_name(name: str) -> bool:
     """Whether a column's name says it holds a time or a date."""
     low = name.lower()
     return low in _TIME_NAMES or low.endswith(("_at", "_time", "_ts", "_timestamp", "_date"))
+
+
+def is_epoch(series: pl.Series) -> bool:
+    """Whether a numeric column's magnitudes are those of epoch seconds, ms, us or ns
+    (``air_time`` in minutes is not)."""
+    return series.dtype.is_numeric() and _parse_epoch(series.head(1000).cast(pl.Float64)) is not None
 
 
 def _candidates(frame: pl.DataFrame) -> Iterator[list[str]]:
@@ -263,6 +363,11 @@ def _candidates(frame: pl.DataFrame) -> Iterator[list[str]]:
         date_parts = [names[p] for p in ("year", "date", "month", "day") if p in names]
         if date_parts:
             yield [*date_parts, names["time"]]
+    for col, dtype in frame.schema.items():
+        if dtype == pl.String and not is_time_name(col):
+            head = frame[col].drop_nulls().head(100)
+            if head.len() and head.str.contains(_TIME_VALUE.pattern).all():
+                yield [col]
 
 
 def _combine(frame: pl.DataFrame, parts: list[str]) -> pl.Expr:
@@ -288,8 +393,14 @@ def _month_names(frame: pl.DataFrame, parts: list[str]) -> bool:
     }
 
 
-def _parse(frame: pl.DataFrame, expr: pl.Expr, parts: list[str]) -> pl.Series | None:
+def _parse(
+    frame: pl.DataFrame, expr: pl.Expr, parts: list[str], *, source: str = "data",
+    time_format: str | None = None, strict: bool = False, chosen: dict[str, str | None] | None = None,
+) -> pl.Series | None:
+    """The column(s) as UTC timestamps, or None when they are not timestamps. Layouts that read
+    as years outside 1900-2200 do not count; with ``strict`` they are an error naming the fix."""
     dtype = frame.schema[parts[0]] if len(parts) == 1 else pl.String
+    name = "+".join(parts)
     if dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
             expr = expr.dt.replace_time_zone("UTC")
@@ -301,21 +412,95 @@ def _parse(frame: pl.DataFrame, expr: pl.Expr, parts: list[str]) -> pl.Series | 
     if dtype != pl.String:
         return None
     strings = frame.select(expr.cast(pl.String).str.strip_chars()).to_series()
-    if len(parts) == 1 and strings.drop_nulls().head(100).str.contains(r"^\d{9,19}(\.\d+)?$").all():
+    head = strings.drop_nulls().head(100)
+    if len(parts) == 1 and time_format is None and head.str.contains(r"^\d{9,19}(\.\d+)?$").all():
         return _parse_epoch(strings.cast(pl.Float64, strict=False))
-    best = None
-    for fmt in _STRING_FORMATS:
+    if head.str.contains(r"\d:\d\d,\d").any():  # log4j's 18:01:47,978: a comma before the fraction
+        strings = strings.str.replace(r"(\d:\d\d),(\d)", "$1.$2")
+    if time_format is not None:
+        formats: tuple[str | None, ...] = (time_format,)
+    else:
+        formats = _numeric_date_formats(strings, name, source) or _STRING_FORMATS
+    best, best_format, implausible = None, None, None
+    for fmt in formats:
         try:
             parsed = strings.str.to_datetime(format=fmt, strict=False, time_unit="us", time_zone="UTC")
         except (pl.exceptions.PolarsError, ValueError):
             continue
+        if parsed.null_count() == parsed.len():
+            continue
+        years = parsed.dt.year()
+        if not _YEARS[0] <= years.min() <= years.max() <= _YEARS[1]:
+            implausible = implausible or (fmt, parsed)
+            continue
         if best is None or parsed.null_count() < best.null_count():
-            best = parsed
+            best, best_format = parsed, fmt
         if best.null_count() == strings.null_count():
             break
-    if best is None or best.null_count() == best.len():
+    if best is None and implausible is not None and strict:
+        fmt, parsed = implausible
+        years = parsed.dt.year()
+        odd = parsed.filter((years < _YEARS[0]) | (years > _YEARS[1]))[0]
+        value = strings.filter((years < _YEARS[0]) | (years > _YEARS[1]))[0]
+        raise StreamsynthError(
+            f"{source}: column {name!r} reads as year {odd.year} ({value!r} -> {odd:%Y-%m-%d %H:%M:%S}"
+            f"{f' with {fmt!r}' if fmt else ''}), outside {_YEARS[0]}-{_YEARS[1]}",
+            hint="give the layout as `time_format: '%y/%m/%d %H:%M:%S'` (strftime codes; %y is a two-digit "
+            "year) in a schema file (--schema)",
+        )
+    if best is None:
         return None
+    if chosen is not None:
+        chosen["format"] = best_format
     return best.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+
+
+def _numeric_date_formats(strings: pl.Series, name: str, source: str) -> tuple[str, ...] | None:
+    """Formats for dates written as three numbers (17/06/09, 09.06.2017), the day-month-year
+    order decided by the data: a field above 12 is no month, one above 31 no day. When the data
+    fit several orders the first of :data:`_LAYOUTS` is taken, with a warning naming the fix."""
+    sample = strings.drop_nulls().head(100_000)
+    if not sample.head(100).str.contains(_NUMERIC_DATE).all():
+        return None  # most time columns (ISO, epochs, log formats) stop here
+    fields = sample.str.extract_groups(_NUMERIC_DATE)
+    if sample.len() == 0 or fields.struct.field("1").null_count():
+        return None
+    first, sep, second, third = (fields.struct.field(k) for k in ("1", "2", "3", "4"))
+    if first.str.len_chars().max() == 4 or sep.n_unique() > 1:
+        return None  # year first in four digits: ISO and its cousins, read by the general formats
+    values = [f.cast(pl.Int64) for f in (first, second, third)]
+    lengths = [(f.str.len_chars().min(), f.str.len_chars().max()) for f in (first, second, third)]
+    wide = [high == 4 for _, high in lengths]
+    ranges = {"day": 31, "month": 12, "year": 10**4}
+
+    def fit(order: tuple[str, ...]) -> bool:
+        # A four-digit field is the year; a two-digit year is always written with two digits
+        # (6/9/17 is no 2006); days and months within their ranges.
+        for part, v, (low, high), w in zip(order, values, lengths, wide, strict=True):
+            if any(wide) and (part == "year") != w:
+                return False
+            if part == "year" and low != high:
+                return False
+            if v.min() < (0 if part == "year" else 1) or v.max() > ranges[part]:
+                return False
+        return True
+
+    fits = [layout for layout, order in _LAYOUTS.items() if fit(order)]
+    if not fits:
+        return None
+    codes = {"day": "%d", "month": "%m", "year": "%Y" if any(wide) else "%y"}
+    s = sep[0]
+    dates = {layout: s.join(codes[f] for f in _LAYOUTS[layout]) for layout in fits}
+    if len(fits) > 1:
+        chosen, other = dates[fits[0]], dates[fits[1]]
+        warnings.warn(
+            f"{source}: column {name!r}: dates such as {sample[0]!r} fit {' or '.join(dates.values())}; "
+            f"reading them as {chosen}. If that is wrong, give `time_format: '{other} %H:%M:%S'` "
+            "(or the layout that fits) in a schema file (--schema)",
+            DataWarning, stacklevel=2,
+        )
+    date = dates[fits[0]]
+    return tuple(date + clock for clock in _CLOCKS)
 
 
 def _parse_epoch(values: pl.Series) -> pl.Series | None:
@@ -369,27 +554,36 @@ def _require_columns(frame: pl.DataFrame, names: list[str], source: str) -> None
             )
 
 
-def _check_mixed_types(frame: pl.DataFrame, source: str) -> None:
-    """A text column whose values are nearly all numbers is a data error, not a category."""
+def _numbers_from_mixed(frame: pl.DataFrame, source: str, keep: set[str]) -> pl.DataFrame:
+    """Text columns whose values are mostly numbers, read as numbers: the rest become nulls,
+    with a warning naming the column, the share and examples of the other values, and the
+    schema override that keeps the column as text."""
+    converted = []
     for name, dtype in frame.schema.items():
-        if dtype != pl.String:
+        if dtype != pl.String or name in keep:
             continue
         values = frame[name].drop_nulls()
         if values.len() < 10:
             continue
+        head = values.head(1000)
+        if head.cast(pl.Float64, strict=False).null_count() > (1 - _MIXED_SHARE) * head.len():
+            continue  # cheap test on the first values: most text columns stop here
         numeric = values.cast(pl.Float64, strict=False)
-        n_numeric = numeric.len() - numeric.null_count()
-        if 0.9 * values.len() <= n_numeric < values.len():
-            bad = values.filter(numeric.is_null())
-            idx = frame.with_row_index("_row").filter(
-                pl.col(name).is_not_null() & pl.col(name).cast(pl.Float64, strict=False).is_null()
-            )["_row"][0]
-            raise StreamsynthError(
-                f"{source}: column {name!r} mixes numbers and text "
-                f"({n_numeric} numbers, {bad.len()} other values such as {bad[0]!r} at row {idx + 1})",
-                hint=f"fix those values, or declare the column's role in a schema file "
-                f"(e.g. `{name}: categorical`)",
-            )
+        n_other = numeric.null_count()
+        if n_other == 0 or n_other >= (1 - _MIXED_SHARE) * values.len():
+            continue
+        others = values.filter(numeric.is_null()).unique(maintain_order=True).head(3).to_list()
+        row = frame.with_row_index("_row").filter(
+            pl.col(name).is_not_null() & pl.col(name).cast(pl.Float64, strict=False).is_null()
+        )["_row"][0]
+        warnings.warn(
+            f"{source}: column {name!r} is numbers except {n_other / values.len():.1%} of its values "
+            f"(e.g. {', '.join(map(repr, others))}, first at row {row + 1}); reading it as numbers with those "
+            f"as nulls. To keep it as text, give `columns: {{{name}: categorical}}` in a schema file (--schema)",
+            DataWarning, stacklevel=3,
+        )
+        converted.append(pl.col(name).cast(pl.Float64, strict=False))
+    return frame.with_columns(converted) if converted else frame
 
 
 def _read_error(path: Path, exc: Exception) -> StreamsynthError:

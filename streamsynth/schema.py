@@ -8,6 +8,7 @@ is the ground-truth label. Models, scenarios and evaluation all read it.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 
 from streamsynth.contract import CONTRACT_COLUMNS, EVENT_ID, IS_ANOMALY, LABEL
 from streamsynth.errors import StreamsynthError
-from streamsynth.io import is_time_name
+from streamsynth.io import DataWarning, is_epoch, is_time_name
 from streamsynth.yamlfile import read_yaml
 
 
@@ -149,7 +150,7 @@ class Schema:
                 role, kind = Role.ENTITY, _identifier_kind(series)
             elif name in CONTRACT_COLUMNS:
                 role, kind = Role.CONTRACT, None
-            elif time and (series.dtype.is_temporal() or is_time_name(name)):
+            elif time and _is_second_time(series):
                 role, kind = Role.IGNORE, "second time column"
             columns.append(
                 Column(
@@ -161,8 +162,16 @@ class Schema:
                     nulls=series.null_count(),
                 )
             )
-        schema = cls(columns=columns, entity=entity, time=time, label=label)
-        return schema.with_overrides(overrides or {})
+        schema = cls(columns=columns, entity=entity, time=time, label=label).with_overrides(overrides or {})
+        dropped = [c.name for c in schema.columns if c.kind == "second time column" and c.role is Role.IGNORE]
+        if dropped:
+            warnings.warn(
+                f"{', '.join(map(repr, dropped))} {'hold' if len(dropped) > 1 else 'holds'} timestamps besides "
+                f"the event time {time!r}; models leave {'them' if len(dropped) > 1 else 'it'} out. To use one "
+                "as the event time, give --time NAME (or `time:` in a schema file)",
+                DataWarning, stacklevel=2,
+            )
+        return schema
 
     def with_overrides(self, overrides: dict[str, str | dict[str, Any]]) -> Schema:
         """A copy with columns' roles (or ``{role, kind}``) set explicitly."""
@@ -286,17 +295,35 @@ class Schema:
 
 
 def overrides_from_yaml(path: str | Path) -> dict[str, Any]:
-    """Read an overrides file: ``{entity:, time:, label:, columns: {name: role | {role, kind}}}``."""
+    """Read an overrides file: ``{entity:, time:, time_format:, label:, columns: {name: role | {role, kind}}}``.
+
+    ``time_format`` (strftime) says how the time column's text is laid out (``"%y/%m/%d %H:%M:%S"``).
+    """
     data = read_yaml(path, what="schema file") or {}
     if not isinstance(data, dict):
         raise StreamsynthError(f"schema file {path}: expected a mapping at the top level")
-    unknown = set(data) - {"entity", "time", "label", "columns", "extra"}
+    unknown = set(data) - {"entity", "time", "time_format", "label", "columns", "extra"}
     if unknown:
         raise StreamsynthError(
             f"schema file {path}: unknown keys {sorted(unknown)}",
-            hint="a schema file has the keys entity, time, label, columns",
+            hint="a schema file has the keys entity, time, time_format, label, columns",
+        )
+    if data.get("time_format") is not None and not isinstance(data["time_format"], str):
+        raise StreamsynthError(
+            f"schema file {path}: time_format is {data['time_format']!r}",
+            hint="give a strftime layout in quotes, e.g. time_format: '%y/%m/%d %H:%M:%S'",
         )
     return data
+
+
+def text_overrides(spec: dict[str, Any]) -> list[str]:
+    """Columns a schema file declares as something other than numbers: read them as text."""
+    out = []
+    for name, value in (spec.get("columns") or {}).items():
+        role = value.get("role") if isinstance(value, dict) else value
+        if role is not None and str(role) not in (Role.NUMERIC, Role.TIME, Role.BOOLEAN, Role.IGNORE):
+            out.append(name)
+    return out
 
 
 # -- inference helpers ---------------------------------------------------------------------
@@ -308,6 +335,16 @@ def _parse_role(value: Any, where: str) -> Role:
             f"{where} is {value!r}",
             hint=f"roles are: {', '.join(r.value for r in Role)}",
         ) from None
+
+
+def _is_second_time(series: pl.Series) -> bool:
+    """Timestamps, epoch numbers or unparsed text in a time-named column; a duration such as
+    ``air_time`` (minutes in the air) is a number, not a second time."""
+    if series.dtype.is_temporal():
+        return True
+    if not is_time_name(series.name):
+        return False
+    return is_epoch(series) if series.dtype.is_numeric() else series.dtype == pl.String
 
 
 def _infer_time(frame: pl.DataFrame) -> str | None:

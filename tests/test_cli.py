@@ -136,7 +136,6 @@ def _bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
         "misnamed column": (["fit", str(tmp / "ts.csv"), "-o", str(tmp / "x"), "--time", "timestmp"],
                             "no column 'timestmp' (did you mean 'timestamp'?)"),
         "unparseable timestamps": (["inspect", str(tmp / "ts.csv")], "'yesterday'"),
-        "mixed types": (["inspect", str(tmp / "mixed.csv")], "'amount' mixes numbers and text"),
         "no data files": (["inspect", str(tmp / "nodata")], "holds no data files"),
         "other version": (["sample", str(old), "-n", "5", "-o", str(tmp / "o.parquet")], "model format 0"),
         "corrupt weights": (["sample", str(corrupt), "-n", "5", "-o", str(tmp / "o.parquet")], "corrupt"),

@@ -23,6 +23,7 @@ from streamsynth import rng
 from streamsynth.contract import event_ids
 from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
 from streamsynth.errors import StreamsynthError
+from streamsynth.identifiers import event_key
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
 from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
@@ -56,6 +57,7 @@ class ColumnPlan:
     kind: str | None = None
     palette_sizes: list[float] | None = None  # quantiles of distinct values per entity
     parent: str | None = None  # a categorical column this one's distribution depends on
+    shape: dict[str, Any] | None = None  # an identifier's learned format (None: the kind's generator)
 
 
 class BaselineSynthesizer(Synthesizer):
@@ -145,13 +147,16 @@ class BaselineSynthesizer(Synthesizer):
             self.plans.append(ColumnPlan(name, role.value, dtype, "event", "text"))
             return
         if role is Role.IDENTIFIER:
+            shape = _learn_shape(values, kind)
             if values.n_unique() == values.len() and multi.height > 0:
                 # A per-event key (transaction id): every generated event gets a fresh one.
-                self.plans.append(ColumnPlan(name, role.value, dtype, "event", "unique", kind or "code"))
+                self.plans.append(
+                    ColumnPlan(name, role.value, dtype, "event", "unique", kind or "code", shape=shape))
                 return
             level = "entity" if constant or multi.height == 0 else "event"
             sizes = None if level == "entity" else _quantiles(per_entity["d"].to_numpy())
-            self.plans.append(ColumnPlan(name, role.value, dtype, level, "identifier", kind or "code", sizes))
+            self.plans.append(
+                ColumnPlan(name, role.value, dtype, level, "identifier", kind or "code", sizes, shape=shape))
             return
         if role is Role.NUMERIC:
             self.encoders[name] = QuantileEncoder().fit(values)
@@ -311,7 +316,7 @@ class BaselineSynthesizer(Synthesizer):
             times = self.profile.unwarp(np.concatenate(w_parts))
             order = np.lexsort((ev_seq, numbers[idx], times))
             idx, ev_seq, times = idx[order], ev_seq[order], times[order]
-            yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions)
+            yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions, n_entities)
 
     def _first_gaps(self, seed: int, numbers: np.ndarray) -> np.ndarray:
         """Normalised warped gap that each entity's window start falls into."""
@@ -359,7 +364,7 @@ class BaselineSynthesizer(Synthesizer):
                 state[plan.name] = enc.decode(code)
                 state[f"{plan.name}.code"] = code
             elif plan.level == "entity" and plan.method == "identifier":
-                state[plan.name] = _fake(plan.kind, numbers, col_seed)
+                state[plan.name] = _fake(plan.kind, numbers, col_seed, plan.shape)
             elif plan.palette_sizes is not None:
                 size = np.interp(rng.uniform(col_seed, numbers, _SIZE), _QGRID, plan.palette_sizes)
                 size = np.clip(np.round(size), 1, _PALETTE_MAX).astype(np.int64)
@@ -374,8 +379,8 @@ class BaselineSynthesizer(Synthesizer):
 
     def _entity_ids(self, numbers: np.ndarray, seed: int) -> pl.Series:
         fmt = self.entity_format
-        if fmt.get("kind"):
-            return _fake(fmt["kind"], numbers, rng.child_seed(seed, "entity"))
+        if fmt.get("kind") or fmt.get("shape"):
+            return _fake(fmt.get("kind"), numbers, rng.child_seed(seed, "entity"), fmt.get("shape"))
         prefix, width = fmt.get("prefix", "E"), fmt.get("width", 6)
         # The "S" marks generated ids, so they never equal a real entity's id.
         digits = pl.Series(numbers).cast(pl.String).str.zfill(width)
@@ -391,6 +396,7 @@ class BaselineSynthesizer(Synthesizer):
         seed: int,
         namespace: str,
         conditions: dict[str, Any],
+        n_entities: int,
     ) -> pl.DataFrame:
         schema = self.schema
         columns: dict[str, pl.Series] = {"event_id": event_ids(namespace, numbers, seq)}
@@ -407,10 +413,12 @@ class BaselineSynthesizer(Synthesizer):
                 if f"{plan.name}.code" in entities:
                     codes[plan.name] = entities[f"{plan.name}.code"][idx]
             elif plan.method == "unique":
-                series = _fake(plan.kind, (numbers << 32) + seq, col_seed)
+                # A learned counter shape keeps its ids in a dense range past the real ones.
+                keys = event_key(numbers, seq, n_entities) if plan.shape else (numbers << 32) + seq
+                series = _fake(plan.kind, keys, col_seed, plan.shape)
             elif plan.method == "identifier":
                 slot = rng.integers(col_seed, entities[f"{plan.name}.size"][idx], numbers, seq, _SLOT)
-                series = _fake(plan.kind, numbers * _PALETTE_MAX + slot, col_seed)
+                series = _fake(plan.kind, numbers * _PALETTE_MAX + slot, col_seed, plan.shape)
             elif plan.method == "text":
                 u = rng.uniform(col_seed, numbers[:, None], seq[:, None], np.arange(MAX_TOKENS)[None, :], _TEXT)
                 series = self.chains[plan.name].sample(u, (numbers << 32) + seq, col_seed)
@@ -659,6 +667,9 @@ def _length_biased(values: np.ndarray, points: int = 4096) -> np.ndarray:
 def _entity_format(ids: pl.Series, kind: str | None) -> dict[str, Any]:
     if kind and kind != "code":
         return {"kind": kind}
+    shape = _learn_shape(ids, kind)
+    if shape is not None:
+        return {"shape": shape}
     strings = ids.cast(pl.String).drop_nulls().head(1000)
     prefix = strings.str.extract(r"^(\D*)", 1).mode().to_list()
     digits = strings.str.extract(r"(\d+)$", 1).str.len_chars()
@@ -666,10 +677,18 @@ def _entity_format(ids: pl.Series, kind: str | None) -> dict[str, Any]:
     return {"prefix": (prefix[0] if prefix else "") or "E", "width": max(width, 4)}
 
 
-def _fake(kind: str | None, keys: np.ndarray, seed: int) -> pl.Series:
-    from streamsynth.identifiers import fake
+def _learn_shape(values: pl.Series, kind: str | None) -> dict[str, Any] | None:
+    """The format of a column of ids of no known kind (models saved before shapes have none)."""
+    from streamsynth.identifiers import learn_shape
 
-    return fake(kind or "code", np.asarray(keys, dtype=np.int64), seed)
+    shape = learn_shape(values) if kind in (None, "code") else None
+    return shape.to_json() if shape is not None else None
+
+
+def _fake(kind: str | None, keys: np.ndarray, seed: int, shape: dict[str, Any] | None = None) -> pl.Series:
+    from streamsynth.identifiers import generate
+
+    return generate(kind or "code", np.asarray(keys, dtype=np.int64), seed, shape)
 
 
 def _dtype(name: str) -> pl.DataType:

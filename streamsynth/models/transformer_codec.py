@@ -59,6 +59,7 @@ class IdentSpec:
     mode: str  # "entity" | "event" | "pool"
     per_entity: int = 1  # pool: distinct values an entity typically uses
     cardinality: int = 1  # pool: distinct values in the whole training table
+    shape: dict[str, Any] | None = None  # the learned format (None: the kind's generator, as before shapes)
 
 
 def offset_class(offset: np.ndarray) -> np.ndarray:
@@ -83,6 +84,7 @@ class EventCodec:
         self.texts: list[str] = []
         self.entity: str = ""
         self.entity_kind: str | None = None
+        self.entity_shape: dict[str, Any] | None = None
         self.entity_prefix: str = ""
         self.entity_width: int = 6
         self.time: str = ""
@@ -154,6 +156,7 @@ class EventCodec:
         from streamsynth.identifiers import KINDS
 
         self.entity_kind = kind if kind in KINDS else None
+        self.entity_shape = _learned_shape(ids, kind)
         text = ids.cast(pl.String).drop_nulls()
         prefix = text.str.extract(r"^([^0-9]*)", 1).mode().sort()
         self.entity_prefix = prefix[0] if prefix.len() else ""
@@ -329,28 +332,32 @@ class EventCodec:
         return pl.DataFrame([cols[c] for c in order])
 
     def entity_ids(self, entity_no: np.ndarray, seed: int) -> pl.Series:
-        """New ids: faked for identifier kinds, else the training prefix, 'S' and the number."""
-        if self.entity_kind is not None:
-            from streamsynth.identifiers import fake
+        """New ids: of the learned shape, faked for identifier kinds, else the training prefix, 'S'
+        and the number."""
+        if self.entity_kind is not None or self.entity_shape is not None:
+            from streamsynth.identifiers import generate
 
-            return fake(self.entity_kind, entity_no, child_seed(seed, "entity")).alias(self.entity)
+            ids = generate(self.entity_kind, entity_no, child_seed(seed, "entity"), self.entity_shape)
+            return ids.alias(self.entity)
         nums = pl.Series(entity_no.astype(np.int64)).cast(pl.String).str.zfill(self.entity_width)
         ids = pl.select(pl.concat_str([pl.lit(self.entity_prefix + "S"), nums])).to_series()
         return ids.alias(self.entity)
 
     def _fake(self, spec: IdentSpec, entity_no: np.ndarray, seq: np.ndarray, seed: int) -> pl.Series:
-        from streamsynth.identifiers import fake
+        from streamsynth.identifiers import event_key, generate
 
         col_seed = child_seed(seed, "identifier", spec.name)
         e = entity_no.astype(np.uint64)
         if spec.mode == "entity":
             keys = entity_no
+        elif spec.mode == "event" and spec.shape is not None:
+            keys = event_key(entity_no, seq)  # dense, so a counter shape stays near the real range
         elif spec.mode == "event":
             keys = (e << np.uint64(24)) + seq.astype(np.uint64)
         else:  # an entity's few favourite values, drawn from a shared pool of the training size
             slot = hash64(col_seed, entity_no, seq, IDENT_KEY) % np.uint64(max(spec.per_entity, 1))
             keys = hash64(col_seed, entity_no, slot) % np.uint64(max(spec.cardinality, 1))
-        return fake(spec.kind, keys.astype(np.int64), col_seed).alias(spec.name)
+        return generate(spec.kind, keys.astype(np.int64), col_seed, spec.shape).alias(spec.name)
 
     # -- persistence ----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -361,6 +368,7 @@ class EventCodec:
             "texts": self.texts,
             "entity": self.entity,
             "entity_kind": self.entity_kind,
+            "entity_shape": self.entity_shape,
             "entity_prefix": self.entity_prefix,
             "entity_width": self.entity_width,
             "time": self.time,
@@ -379,6 +387,7 @@ class EventCodec:
         for key in ("texts", "entity", "entity_kind", "entity_prefix", "entity_width", "time",
                     "resolution_us", "label", "label_dtype", "output_order"):
             setattr(codec, key, data[key])
+        codec.entity_shape = data.get("entity_shape")  # absent in models saved before shapes
         codec._sizes()
         return codec
 
@@ -433,14 +442,24 @@ def _ident_spec(frame: pl.DataFrame, multi: pl.DataFrame, entity: str, name: str
     from streamsynth.identifiers import KINDS
 
     kind = kind if kind in KINDS else "code"
+    shape = _learned_shape(frame[name], kind)
     if _entity_constant(multi, entity, name):
-        return IdentSpec(name=name, kind=kind, mode="entity")
+        return IdentSpec(name=name, kind=kind, mode="entity", shape=shape)
     uniques = frame[name].n_unique()
     if uniques >= 0.98 * frame.height:
-        return IdentSpec(name=name, kind=kind, mode="event")
+        return IdentSpec(name=name, kind=kind, mode="event", shape=shape)
     per = multi.group_by(entity).agg(pl.col(name).n_unique().alias("n"))["n"] if multi.height else None
     typical = int(per.median()) if per is not None and per.len() else 1
-    return IdentSpec(name=name, kind=kind, mode="pool", per_entity=max(typical, 1), cardinality=uniques)
+    return IdentSpec(
+        name=name, kind=kind, mode="pool", per_entity=max(typical, 1), cardinality=uniques, shape=shape)
+
+
+def _learned_shape(values: pl.Series, kind: str | None) -> dict[str, Any] | None:
+    """The format of ids of no known kind; known kinds (cards, IPs, emails) keep their generators."""
+    from streamsynth.identifiers import learn_shape
+
+    shape = learn_shape(values) if kind in (None, "code") else None
+    return shape.to_json() if shape is not None else None
 
 
 def _resolution_us(times: pl.Series) -> int:
