@@ -316,10 +316,7 @@ class KafkaSink(Sink):
 
     def _reopen(self, deadline: float) -> None:
         """Replace a producer that cannot go on; retried while the broker is unreachable."""
-        try:
-            self._producer.close(timeout=0)
-        except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped anyway
-            pass
+        _drop(self._producer)
         while True:
             try:
                 self._producer = self._new_producer()
@@ -368,13 +365,14 @@ class KafkaSink(Sink):
         futures = self._futures
         done = sum(1 for f in futures if f.is_done)
         while done < len(futures):
+            began = time.monotonic()
             try:
                 self._producer.flush(timeout=max(min(self.wait_left(deadline), 1.0), 0.01))
             except KafkaTimeoutError:
                 pass
             now_done = sum(1 for f in futures if f.is_done)
             if now_done == done and now_done < len(futures):
-                self.metrics.error(self.scheme, "no_acknowledgement")
+                self.metrics.error(self.scheme, "no_acknowledgement", since=began)
             done = now_done
             if self.past(deadline):
                 return
@@ -401,11 +399,13 @@ class KafkaSink(Sink):
     def close(self) -> None:
         try:
             self.flush()
-        finally:
-            self._producer.close(timeout=5)
+        except BaseException:
+            _drop(self._producer)
+            raise
+        self._producer.close(timeout=5)
 
     def abort(self) -> None:
-        self._producer.close(timeout=0)
+        _drop(self._producer)
 
     @classmethod
     def read_back(cls, url: SinkURL, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:
@@ -467,6 +467,24 @@ class KafkaSink(Sink):
                 yield _parse(values, header_labels, avro)
         finally:
             consumer.close()
+
+
+def _drop(producer) -> None:
+    """Close a kafka-python producer at once, whatever it still holds.
+
+    Its ``close`` flushes first and raises when records are pending (a broker that is down),
+    leaving the sender thread running and the producer open, to fail again, with a traceback,
+    when it is collected at exit; so the sender is stopped here and the producer marked closed.
+    """
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=0)
+    except (KafkaError, OSError, ValueError):
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True
 
 
 def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -107,16 +107,18 @@ class ReplayMetrics:
         for label, count in labels.items():
             self.dead_lettered.labels(sink, label).inc(count)
 
-    def error(self, sink: str, kind: str, outage: bool = True) -> None:
-        """A failed attempt; ``outage=False`` for one no retry can cure (a refused message)."""
+    def error(self, sink: str, kind: str, outage: bool = True, since: float | None = None) -> None:
+        """A failed attempt; ``outage=False`` for one no retry can cure (a refused message);
+        ``since`` (``time.monotonic()``) when the failure began, if before now (a stall)."""
         self.send_errors.labels(sink, kind).inc()
         if not outage:
             return
         with self._lock:
             if self._open_outage is None:
-                self._open_outage = Outage(sink=sink, started_at=datetime.now(UTC).isoformat(),
-                                           first_error=kind)
-                self._outage_began = time.monotonic()
+                now = time.monotonic()
+                self._outage_began = now if since is None else min(since, now)
+                began = datetime.now(UTC) - timedelta(seconds=now - self._outage_began)
+                self._open_outage = Outage(sink=sink, started_at=began.isoformat(), first_error=kind)
                 self.in_outage.labels(sink).set(1)
             self._open_outage.errors += 1
 
