@@ -106,7 +106,7 @@ class _Clock:
         worst = max(spent, key=spent.get)
         shares = ", ".join(f"{STAGES[k]} {spent[k] / total:.0%}" for k in STAGES)
         message = (f"achieved {achieved:,.0f} events/s of the {self.target:,.0f} asked for over "
-                   f"{now - began:.0f} s into {self.where}; time went to {shares}: "
+                   f"{now - began:.1f} s into {self.where}; time went to {shares}: "
                    f"{STAGES[worst]} is the bottleneck")
         self.warnings.append(message)
         self.warn(message)

@@ -117,6 +117,7 @@ class _Progress:
     def __init__(self, position: int, counter: ManifestCounter | None) -> None:
         self.position = position
         self.counter = counter or ManifestCounter(time=None)
+        self.repeated = 0  # events a resumed file sink writes a second time (see FileSink)
 
 
 def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: dict[str, Any],
@@ -157,8 +158,12 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
                 state.sink_state = sink.state()
                 state.save(checkpoint)
 
+        progress.repeated = getattr(sink, "repeated", 0)
         if skip:
-            typer.echo(f"resuming after {skip:,} acknowledged events ({checkpoint})", err=True)
+            typer.echo(f"resuming after {skip:,} acknowledged events ({checkpoint})"
+                       + (f"; {progress.repeated:,} events after it were already written (a crash "
+                          "after the last rotation): they are written again, as duplicates"
+                          if progress.repeated else ""), err=True)
         with _ProgressBar(n_events, skip) as bar:
             signals.phase = "running"
             result = replay(src.stream, sink, time_column=src.time, pacing=pacing, metrics=metrics,
@@ -236,6 +241,7 @@ def _replay_manifest(args: dict[str, Any], sink_url: SinkURL, pacing: Pacing, pr
         "unacknowledged": result.unacknowledged if result else None,
         "timings_s": result.timings if result else None,
         "warnings": result.warnings if result else [],
+        "repeated_on_resume": progress.repeated,
     }
     extra = {"source_args": args, "sink": sink_url.redacted(),
              "sent": {"from": 0, "to": position}, "complete": ended == "complete",
@@ -274,6 +280,11 @@ def verify_command(
                    + (f", {report.header_mismatch:,} with headers disagreeing"
                       if report.header_mismatch else ""))
         for kind, ids in report.examples.items():
+            if kind == "missing" and report.missing_ranges:
+                more = report.missing_ranges_total - len(report.missing_ranges)
+                typer.echo(f"  missing: {', '.join(report.missing_ranges)}"
+                           + (f" and {more:,} more ranges" if more else ""))
+                continue
             typer.echo(f"  {kind}: {', '.join(ids)}")
     if not report.ok:
         raise typer.Exit(EXIT_LOSS)
