@@ -140,3 +140,24 @@ def test_two_replays_cannot_share_a_checkpoint_and_a_killed_ones_lock_does_not_l
     third = start(source, str(out), "--checkpoint", str(checkpoint))
     _, err = third.communicate(timeout=60)
     assert third.returncode == 0 and "resuming after" in err, err
+
+
+def test_an_endpoint_failing_at_shutdown_does_not_hold_it_past_the_timeout(receiver, source, tmp_path):
+    """HTTP: retries with backoff would go on for minutes; the stop bounds them too."""
+    checkpoint, manifest = tmp_path / "ckpt.json", tmp_path / "m.json"
+    url = receiver.url(batch=200, retries=10_000, backoff="50ms", max_backoff="200ms")
+    process = start(source, url, "--rate", "4000", "--checkpoint", str(checkpoint), "--manifest",
+                    str(manifest), "--flush-every", "0.2", "--shutdown-timeout", "1")
+    wait_for_position(checkpoint, above=1_000)
+    receiver.fail_always = 503
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 1, err
+    assert time.monotonic() - signalled < 6
+    no_traceback(err)
+    record = json.loads(manifest.read_text())
+    assert record["replay"]["unacknowledged"] > 0
+    assert record["sent"]["to"] == json.loads(checkpoint.read_text())["position"]
+    assert len(set(receiver.ids())) >= record["sent"]["to"]  # everything acknowledged arrived
