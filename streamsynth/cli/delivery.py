@@ -85,7 +85,8 @@ def replay_command(
 
     With --checkpoint, a replay started again with the same arguments resumes after the last
     acknowledged event (at-least-once: only events after the last checkpoint are sent again).
-    Every run that gets past its checks writes a manifest, however it ends. Exit codes: 0 done
+    Every run that gets going writes a manifest, however it ends (a signal during start-up
+    included; a sink or source that cannot be opened leaves an earlier one alone). Exit codes: 0 done
     or stopped with everything acknowledged; 1 stopped with events unacknowledged; 2 an error;
     130 stopped at once by a second signal.
     """
@@ -179,17 +180,15 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
         failure = exc
         raise
     finally:
+        # A source or sink that cannot be opened (bad option, unreachable) is an input error, not
+        # a run: it leaves the manifest of an earlier run alone. Every other ending writes one.
+        began = signals.phase != "starting" or not isinstance(failure, StreamsynthError)
         signals.phase = "finishing"
         metrics.close()
-        record = _replay_manifest(args, sink_url, pacing, progress, result, failure, metrics,
-                                  src.description if src is not None else None)
-        try:
-            manifest_file.parent.mkdir(parents=True, exist_ok=True)
-            manifest_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        except OSError as exc:
-            if failure is None:  # otherwise the error that ended the run is the one to report
-                raise StreamsynthError(f"cannot write the manifest {manifest_file}: {exc.strerror}",
-                                       hint="choose a writable path with --manifest") from None
+        if began:
+            _write_manifest(manifest_file, failure, _replay_manifest(
+                args, sink_url, pacing, progress, result, failure, metrics,
+                src.description if src is not None else None))
         if isinstance(failure, _Interrupted):
             failure.details = (f": position {progress.position:,} acknowledged"
                                + (f" (checkpoint {checkpoint})" if checkpoint else "")
@@ -197,6 +196,16 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
     _summary(result, sink_url, manifest_file, checkpoint, shutdown_timeout, metrics)
     if result.unacknowledged:
         raise typer.Exit(EXIT_LOSS)
+
+
+def _write_manifest(path: Path, failure: BaseException | None, record: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as exc:
+        if failure is None:  # otherwise the error that ended the run is the one to report
+            raise StreamsynthError(f"cannot write the manifest {path}: {exc.strerror}",
+                                   hint="choose a writable path with --manifest") from None
 
 
 def _summary(result: ReplayResult, sink_url: SinkURL, manifest_file: Path, checkpoint: Path | None,

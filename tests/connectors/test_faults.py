@@ -135,3 +135,14 @@ def test_verify_names_the_missing_ranges(tmp_path, make_events, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["missing"] == 101 and report["missing_ranges"] == ["ev-[100..199]", "ev-500"]
     assert report["missing_ranges_total"] == 2
+
+
+def test_a_sink_that_cannot_be_opened_leaves_an_earlier_manifest_alone(tmp_path, make_events, free_port):
+    source = tmp_path / "events.parquet"
+    make_events(100).write_parquet(source)
+    manifest = tmp_path / "m.json"
+    assert main(["replay", str(source), "--to", str(tmp_path / "a.jsonl"), "--manifest", str(manifest)]) == 0
+    before = manifest.read_text()
+    assert main(["replay", str(source), "--to", f"http://127.0.0.1:{free_port()}/x",
+                 "--manifest", str(manifest)]) == 2
+    assert manifest.read_text() == before

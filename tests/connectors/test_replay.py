@@ -184,11 +184,10 @@ def test_unreachable_and_unwritable_sinks_fail_clearly(tmp_path, make_events, ca
     source = tmp_path / "events.parquet"
     make_events(10).write_parquet(source)
     port = free_port()
-    manifest = ["--manifest", str(tmp_path / "m.json")]  # a failed run writes one too
-    assert main(["replay", str(source), "--to", f"http://127.0.0.1:{port}/in", *manifest]) == 2
+    assert main(["replay", str(source), "--to", f"http://127.0.0.1:{port}/in"]) == 2
     assert f"cannot reach http://127.0.0.1:{port}/in" in capsys.readouterr().err
     assert main(["replay", str(source), "--to",
-                 f"kafka://127.0.0.1:{port}/events?connect_timeout=1s", *manifest]) == 2
+                 f"kafka://127.0.0.1:{port}/events?connect_timeout=1s"]) == 2
     assert "cannot reach the Kafka broker" in capsys.readouterr().err
     (tmp_path / "f").write_text("")
     assert main(["replay", str(source), "--to", f"file://{tmp_path}/f/out.jsonl"]) == 2
