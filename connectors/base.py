@@ -279,6 +279,9 @@ class Sink:
         # Set (a time.monotonic() value) once a stop is asked for: from then on no wait on the
         # endpoint may go past it, so a broker that is down cannot hold a shutdown for long.
         self.cutoff: float | None = None
+        # Seconds spent inside write/poll waiting for the endpoint to take more (backpressure),
+        # so the replay loop can put them down to the endpoint rather than the sink.
+        self.blocked = 0.0
 
     def past(self, deadline: float) -> bool:
         """Whether a wait that must end by ``deadline`` (or by the shutdown cutoff) is over."""

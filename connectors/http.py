@@ -183,7 +183,10 @@ class HttpSink(Sink):
 
     def _submit(self, chunk: pl.DataFrame, labels: dict[str, int]) -> None:
         # At most 2 x concurrency batches in flight: the caller blocks here when the endpoint is slow.
-        self._slots.acquire()
+        if not self._slots.acquire(blocking=False):
+            waiting = time.monotonic()
+            self._slots.acquire()
+            self.blocked += time.monotonic() - waiting
         try:
             future = self._pool.submit(self._deliver, chunk, labels)
         except BaseException:

@@ -73,8 +73,10 @@ class ReplayResult:
 class _Clock:
     """Seconds spent per stage, and the once-only warning of a rate that stays below target."""
 
-    def __init__(self, target: float | None, window: float, tolerance: float, where: str,
+    def __init__(self, sink: Sink, target: float | None, window: float, tolerance: float,
                  warn: Callable[[str], None]) -> None:
+        self.sink, self._blocked = sink, sink.blocked
+        where = sink.describe()
         self.spent = dict.fromkeys(STAGES, 0.0)
         self.target, self.window, self.tolerance = target, window, tolerance
         self.where, self.warn = where, warn
@@ -82,8 +84,12 @@ class _Clock:
         self._start: tuple[float, int, dict[str, float]] | None = None
 
     def add(self, stage: str, since: float) -> float:
+        """Count the time since ``since`` to ``stage``; what the sink spent in it waiting for its
+        endpoint to take more (``Sink.blocked`` grows only inside its calls) goes to the endpoint."""
         now = time.monotonic()
-        self.spent[stage] += now - since
+        blocked, self._blocked = self.sink.blocked - self._blocked, self.sink.blocked
+        self.spent[stage] += now - since - blocked
+        self.spent["acks"] += blocked
         return now
 
     def check(self, handed: int) -> None:
@@ -209,7 +215,7 @@ def replay(
     pacing = pacing or Pacing()
     metrics = metrics or sink.metrics
     stop = stop or threading.Event()
-    clock = _Clock(pacing.rate, rate_window, rate_tolerance, sink.describe(), on_warning or log.warning)
+    clock = _Clock(sink, pacing.rate, rate_window, rate_tolerance, on_warning or log.warning)
     schedule = Schedule(pacing, time_column)
     ledger = _Ledger(done=counter or ManifestCounter(time=time_column), time_column=time_column)
     batches: queue.Queue = queue.Queue(maxsize=queue_size)

@@ -73,7 +73,8 @@ def test_a_slow_endpoint_is_named_as_the_bottleneck(receiver, make_events):
                     open_sink(receiver.url(batch=100, concurrency=1)), time_column="ts",
                     pacing=Pacing(rate=5_000), rate_window=0.5, on_warning=said.append)
     assert result.sent == 3_000 and len(said) == 1
-    assert "the source (generation) is the bottleneck" not in said[0]
+    # The sink's write blocked on the endpoint (backpressure): that time is the endpoint's.
+    assert said[0].endswith("the endpoint (waiting for acknowledgements) is the bottleneck"), said[0]
 
 
 def test_a_rate_kept_gives_no_warning_and_the_achieved_rate_is_reported(tmp_path, make_events, capsys):
@@ -146,3 +147,23 @@ def test_a_sink_that_cannot_be_opened_leaves_an_earlier_manifest_alone(tmp_path,
     assert main(["replay", str(source), "--to", f"http://127.0.0.1:{free_port()}/x",
                  "--manifest", str(manifest)]) == 2
     assert manifest.read_text() == before
+
+
+def test_a_part_finished_after_the_last_checkpoint_is_counted_as_repeated(tmp_path, make_events):
+    """A crash between a rotation's rename and the next checkpoint: the resumed sink cannot cut
+    a finished part back, so it says how many events it will write a second time."""
+    frame = make_events(150)
+    url = f"file://{tmp_path}/e.jsonl?rotate_size=1GB"
+    first = open_sink(url, time="ts", durable=True)
+    first.write(frame.head(100))
+    first.flush()
+    state = first.state()  # what the checkpoint holds
+    assert state["part"]["rows"] == 100 and first.acked == 100
+    first.write(frame.slice(100))
+    first.close()  # the rename happens; the crash comes before the checkpoint records it
+    resumed = open_sink(url, time="ts", append=True, state=state, durable=True)
+    assert resumed.repeated == 50
+    resumed.write(frame.slice(100))
+    resumed.close()
+    got = read_ids(tmp_path / "e.jsonl")
+    assert sorted(set(got)) == sorted(frame["event_id"]) and len(got) == 200
