@@ -4,6 +4,7 @@ start-up (a manifest all the same), and two replays on one checkpoint (the secon
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -54,11 +55,13 @@ def source(tmp_path, make_events) -> Path:
     return path
 
 
-def replay_into_outage(proxied_broker, source: Path, tmp_path: Path, *extra: str):
+def replay_into_outage(proxied_broker, source: Path, tmp_path: Path, *extra: str,
+                       client: str = "kafka-python"):
     """A paced replay through the proxy, cut once the checkpoint shows progress."""
     _broker, proxy = proxied_broker
     checkpoint, manifest = tmp_path / "ckpt.json", tmp_path / "m.json"
-    process = start(source, f"kafka://{proxy.address}/t-{uuid.uuid4().hex[:8]}", "--rate", "4000",
+    to = f"kafka://{proxy.address}/t-{uuid.uuid4().hex[:8]}?client={client}"
+    process = start(source, to, "--rate", "4000",
                     "--checkpoint", str(checkpoint), "--manifest", str(manifest),
                     "--flush-every", "0.2", *extra)
     wait_for_position(checkpoint, above=1_000)
@@ -67,10 +70,15 @@ def replay_into_outage(proxied_broker, source: Path, tmp_path: Path, *extra: str
     return process, checkpoint, manifest
 
 
+@pytest.mark.parametrize("client", [
+    "kafka-python",
+    pytest.param("confluent", marks=pytest.mark.skipif(
+        importlib.util.find_spec("confluent_kafka") is None, reason="confluent-kafka is not installed")),
+])
 def test_broker_down_at_shutdown_the_first_signal_flushes_for_the_timeout_then_exits(
-        proxied_broker, source, tmp_path):
+        proxied_broker, source, tmp_path, client):
     process, checkpoint, manifest = replay_into_outage(proxied_broker, source, tmp_path,
-                                                       "--shutdown-timeout", "2")
+                                                       "--shutdown-timeout", "2", client=client)
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
