@@ -185,20 +185,21 @@ class FileSink(Sink):
         self.rotate_every = url.duration("rotate_every", None)
         self.fsync = url.boolean("fsync", True)
         url.finish(OPTIONS)
-        rotating = self.rotate_size is not None or self.rotate_every is not None
+        # Checkpointed Parquet closes a part at each flush point (see the module's docstring).
+        in_parts = (self.rotate_size is not None or self.rotate_every is not None
+                    or (self.durable and self.fmt == "parquet"))
         existing = _parts(self.target)
         if self.append:
             self._next_part = existing[-1][0] + 1 if existing else (1 if self.target.exists() else 0)
             self._use_parts = True
-        elif rotating and existing:
+        elif in_parts and existing:
             raise StreamsynthError(
                 f"{self.target.parent}: holds parts of an earlier output ({existing[0][1].name}, ...)",
                 hint="remove them or write to a new name; a replay that resumes adds parts itself",
             )
         else:
             self._next_part = 0
-            # Checkpointed Parquet closes a part at each flush point (see the module's docstring).
-            self._use_parts = rotating or (self.durable and self.fmt == "parquet")
+            self._use_parts = in_parts
         self.files: list[Path] = []  # finished files, in order
         self._writer: TextPart | ParquetPart | None = None
         self._final: Path | None = None
@@ -347,7 +348,7 @@ class FileSink(Sink):
         """Drop the unfinished part's unacknowledged events (a resumed replay sends them again).
 
         A text part whose head was acknowledged at a flush point is cut back to that point and
-        kept where the checkpoint says it is, so the resumed replay continues it."""
+        finished, so what was acknowledged is in the output (a resumed replay goes on after it)."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             try:
@@ -357,9 +358,11 @@ class FileSink(Sink):
             if self._durable_part is not None:
                 try:
                     os.truncate(self._tmp, self._durable_part["bytes"])
+                    os.replace(self._tmp, self._final)
+                    self.files.append(self._final)
                     return
                 except OSError:
-                    pass  # the resumed replay finds the part short and writes those events again
+                    return  # left as it is: a resumed replay cuts it back itself
             self._tmp.unlink(missing_ok=True)
 
     @classmethod

@@ -167,3 +167,25 @@ def test_a_part_finished_after_the_last_checkpoint_is_counted_as_repeated(tmp_pa
     resumed.close()
     got = read_ids(tmp_path / "e.jsonl")
     assert sorted(set(got)) == sorted(frame["event_id"]) and len(got) == 200
+
+
+def test_a_failing_file_replay_keeps_what_it_acknowledged(tmp_path, make_events):
+    """The loop aborts the sink on an error: the acknowledged head of the open part is kept in the
+    output (cut back to the flush point), the rest dropped."""
+    frame = make_events(3_000)
+
+    def failing() -> Iterator[pl.DataFrame]:
+        yield from rebatch(iter([frame.head(2_000)]), 500)
+        time.sleep(0.15)  # the next batch meets a flush point
+        yield frame.slice(2_000, 500)
+        yield frame.slice(2_500, 500)  # written, never flushed
+        raise RuntimeError("the source broke")
+
+    target = tmp_path / "out.jsonl"
+    positions: list[int] = []
+    with pytest.raises(RuntimeError, match="the source broke"):
+        replay(failing(), open_sink(f"file://{target}", time="ts", durable=True), time_column="ts",
+               flush_every=0.1, on_checkpoint=lambda position, _counter: positions.append(position))
+    assert positions[-1] == 2_500
+    assert read_ids(target) == frame["event_id"].head(2_500).to_list()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
