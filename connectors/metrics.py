@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -79,6 +79,8 @@ class ReplayMetrics:
         self.outages: list[Outage] = []  # the first MAX_LOGGED_OUTAGES, in order
         self.outage_totals = {"count": 0, "seconds": 0.0, "retries": 0}
         self._open_outage: Outage | None = None
+        #: called (on any thread) as an outage begins (``over`` False) and ends: a live log
+        self.on_outage: Callable[[Outage, bool], None] | None = None
         self._outage_began = 0.0
         self._window: deque[tuple[float, int]] = deque()
         self._window_events = 0  # the sum of the counts in _window, kept as they come and go
@@ -114,13 +116,17 @@ class ReplayMetrics:
         if not outage:
             return
         with self._lock:
-            if self._open_outage is None:
+            begins = self._open_outage is None
+            if begins:
                 now = time.monotonic()
                 self._outage_began = now if since is None else min(since, now)
                 began = datetime.now(UTC) - timedelta(seconds=now - self._outage_began)
                 self._open_outage = Outage(sink=sink, started_at=began.isoformat(), first_error=kind)
                 self.in_outage.labels(sink).set(1)
-            self._open_outage.errors += 1
+            outage = self._open_outage
+            outage.errors += 1
+        if begins and self.on_outage is not None:
+            self.on_outage(outage, False)
 
     def retry(self, sink: str) -> None:
         self.retries.labels(sink).inc()
@@ -145,6 +151,8 @@ class ReplayMetrics:
         self.outage_count.labels(outage.sink).inc()
         self.outage_time.labels(outage.sink).inc(outage.seconds)
         self.in_outage.labels(outage.sink).set(0)
+        if self.on_outage is not None:
+            self.on_outage(outage, True)
         return outage
 
     def outage_report(self) -> dict:

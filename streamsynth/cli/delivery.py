@@ -21,7 +21,7 @@ from connectors import open_sink, read_back
 from connectors.base import SinkURL
 from connectors.checkpoint import Checkpoint, CheckpointLock
 from connectors.file import target_path
-from connectors.metrics import ReplayMetrics
+from connectors.metrics import Outage, ReplayMetrics
 from connectors.pacing import Pacing
 from connectors.replay import ReplayResult, replay
 from connectors.verify import reconcile
@@ -140,6 +140,7 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
     manifest_file = manifest or _default_manifest(sink_url)
     progress = _Progress(skip, counter)
     metrics = ReplayMetrics()
+    metrics.on_outage = _tell_outage
     result: ReplayResult | None = None
     failure: BaseException | None = None
     src = None
@@ -196,6 +197,16 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
     _summary(result, sink_url, manifest_file, checkpoint, shutdown_timeout, metrics)
     if result.unacknowledged:
         raise typer.Exit(EXIT_LOSS)
+
+
+def _tell_outage(outage: Outage, over: bool) -> None:
+    """The live log of outages, on stderr: when one begins and when it is over."""
+    if not over:
+        typer.echo(f"outage: {outage.sink} failing since {outage.started_at[11:19]} UTC "
+                   f"({outage.first_error}); retrying", err=True)
+    else:
+        typer.echo(f"outage {'over' if outage.ended else 'still on at the end'}: {outage.sink}, "
+                   f"{outage.seconds:.1f} s, {outage.retries} retries", err=True)
 
 
 def _write_manifest(path: Path, failure: BaseException | None, record: dict[str, Any]) -> None:

@@ -189,3 +189,23 @@ def test_a_failing_file_replay_keeps_what_it_acknowledged(tmp_path, make_events)
     assert positions[-1] == 2_500
     assert read_ids(target) == frame["event_id"].head(2_500).to_list()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_http_outage_is_logged_with_its_retries(receiver, make_events):
+    from prometheus_client import generate_latest
+
+    from connectors.metrics import ReplayMetrics
+
+    receiver.faults = [503] * 6  # the first requests fail, then the endpoint is back
+    metrics = ReplayMetrics()
+    told: list[tuple[bool, float]] = []
+    metrics.on_outage = lambda outage, over: told.append((over, outage.seconds))
+    result = replay(rebatch(iter([make_events(1_000)]), 250),
+                    open_sink(receiver.url(batch=250, concurrency=1, backoff="20ms"), metrics=metrics),
+                    time_column="ts", metrics=metrics)
+    assert result.sent == 1_000 and len(set(receiver.ids())) == 1_000
+    report = metrics.outage_report()
+    assert report["count"] == 1 and report["retries"] == 6 and report["log"][0]["first_error"] == "503"
+    assert [over for over, _ in told] == [False, True] and told[1][1] > 0
+    text = generate_latest(metrics.registry).decode()
+    assert 'streamsynth_outages_total{sink="http"} 1.0' in text
