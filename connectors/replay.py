@@ -76,10 +76,9 @@ class _Clock:
     def __init__(self, sink: Sink, target: float | None, window: float, tolerance: float,
                  warn: Callable[[str], None]) -> None:
         self.sink, self._blocked = sink, sink.blocked
-        where = sink.describe()
         self.spent = dict.fromkeys(STAGES, 0.0)
         self.target, self.window, self.tolerance = target, window, tolerance
-        self.where, self.warn = where, warn
+        self.where, self.warn = sink.describe(), warn
         self.warnings: list[str] = []
         self._start: tuple[float, int, dict[str, float]] | None = None
 
@@ -305,20 +304,16 @@ def replay(
         closing = time.monotonic()
         sink.close()
         clock.add("acks", closing)
-    except ShutdownTimeout:
-        if not stop.is_set():
-            raise
-        # Stopping, and the endpoint did not answer in time: keep what it acknowledged, count the
-        # rest (a resumed replay sends it again) and end like any other stop.
-        reader_stop.set()
-        sink.abort()
-        unacknowledged = sink.written - sink.acked
-    except BaseException:
+    except BaseException as exc:
         reader_stop.set()
         # What was acknowledged before the failure stays checkpointed; the rest is resent later.
         sink.abort()
-        checkpoint()
-        raise
+        if not (isinstance(exc, ShutdownTimeout) and stop.is_set()):
+            checkpoint()
+            raise
+        # Stopping, and the endpoint did not answer in time: keep what it acknowledged, count the
+        # rest (a resumed replay sends it again) and end like any other stop.
+        unacknowledged = sink.written - sink.acked
     finally:
         finished.set()
         metrics.end_outage(ended=False)  # an outage still open when the run ends is logged too
