@@ -2,10 +2,17 @@
 
 A resumed replay skips that many events of the (deterministic) source, so nothing acknowledged
 is sent twice and nothing unacknowledged is lost; only events after the last checkpoint repeat.
+``sink_state`` is what the sink needs to continue exactly there (a file sink: the open part and
+its durable length).
+
+One replay at a time owns a checkpoint: :class:`CheckpointLock` holds an ``flock`` on
+``<checkpoint>.lock`` for the whole run. The kernel drops it when the process ends however it
+ends (``kill -9`` included), so a stale lock never blocks; the empty lock file stays behind.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -27,6 +34,7 @@ class Checkpoint:
     position: int = 0
     done: bool = False
     counts: dict[str, Any] = field(default_factory=dict)
+    sink_state: dict[str, Any] = field(default_factory=dict)
     updated_at: str = ""
     version: int = VERSION
 
@@ -41,7 +49,10 @@ class Checkpoint:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except OSError as exc:
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # interrupted or failed: the previous checkpoint stands
+            if not isinstance(exc, OSError):
+                raise
             raise StreamsynthError(f"cannot write checkpoint {path}: {exc.strerror}",
                                    hint="choose a writable path for --checkpoint") from None
 
@@ -72,3 +83,45 @@ class Checkpoint:
                 f"checkpoint {path} belongs to sink {self.sink!r}, not {sink!r}",
                 hint="give the same --to URL, or another --checkpoint file",
             )
+
+
+class CheckpointLock:
+    """An exclusive, non-blocking lock on a checkpoint for one replay; a second one fails clearly."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.checkpoint = Path(path)
+        self.path = self.checkpoint.with_name(self.checkpoint.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> CheckpointLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StreamsynthError(f"cannot lock checkpoint {self.checkpoint}: {exc.strerror}",
+                                   hint="choose a writable path for --checkpoint") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise StreamsynthError(
+                f"checkpoint {self.checkpoint} is in use by another replay"
+                + (f" (process {holder})" if holder else ""),
+                hint="wait for it to finish or stop it, or give this replay its own --checkpoint",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the message above
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def __enter__(self) -> CheckpointLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -3,6 +3,21 @@
 Each output file is written under a hidden temporary name and renamed into place when complete,
 so a reader never sees half a file. Without rotation the output is the named file; with rotation,
 or when a replay resumes, it is parts ``stem-00000.ext``, ``stem-00001.ext``, ... beside it.
+
+What is acknowledged (and so checkpointed) is what is durably on disk, per format:
+
+* JSON Lines and CSV are appendable: every flush point (``--flush-every``) flushes and fsyncs
+  the open part and acknowledges everything written; :meth:`FileSink.state` records the part
+  and its byte length there. A replay resumed after a crash (``kill -9``) truncates the
+  temporary part back to that length and goes on appending to it, so nothing acknowledged is
+  lost and nothing is written twice. Only a crash between a rotation's rename and the next
+  checkpoint leaves events in a finished part that the checkpoint does not cover: they are
+  written again, and counted (:attr:`FileSink.repeated`).
+* A Parquet file cannot be appended to after a crash (no footer, no file), and its row groups
+  are unreadable until the footer is written. When the replay checkpoints (``durable``), each
+  flush point therefore closes the open part (fsync, rename) and the next events start a new
+  one: parts are at least ``--flush-every`` long. Without a checkpoint nothing can resume, so
+  the output stays one file (or the rotation's parts) and is acknowledged when closed.
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ import polars as pl
 from connectors.base import Sink, SinkURL
 from connectors.records import label_counts
 from streamsynth.errors import StreamsynthError
-from streamsynth.io import BatchFileWriter, format_of
+from streamsynth.io import format_of
 
 OPTIONS = "rotate_size (e.g. 64MB), rotate_every (e.g. 10m), fsync (true/false)"
 
@@ -120,6 +135,43 @@ class ParquetPart:
             self._raise()
 
 
+class TextPart:
+    """One JSON Lines or CSV file, appended batch by batch; :meth:`sync` makes it durable and
+    returns its length, and a part can be reopened at that length after a crash."""
+
+    def __init__(self, path: Path, fmt: str, *, resume_at: int | None = None, rows: int = 0) -> None:
+        self.path, self.fmt, self.rows = path, fmt, rows
+        if resume_at is None:
+            self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        else:
+            self._fh = open(path, "r+b")  # noqa: SIM115
+            self._fh.truncate(resume_at)  # drop what was written after the last checkpoint
+            self._fh.seek(resume_at)
+
+    def write(self, batch: pl.DataFrame) -> None:
+        if self.fmt == "csv":
+            batch.write_csv(self._fh, include_header=self.rows == 0)
+        else:
+            batch.write_ndjson(self._fh)
+        self.rows += batch.height
+
+    def sync(self, fsync: bool) -> int:
+        self._fh.flush()
+        if fsync:
+            os.fsync(self._fh.fileno())
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    """Events in a finished JSON Lines or CSV part (for counting what a resume repeats)."""
+    with path.open("rb") as fh:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    return max(lines - 1, 0) if fmt == "csv" else lines
+
+
 class FileSink(Sink):
     """Writes batches to the current part; rotation and close finalise it (fsync, then rename)."""
 
@@ -133,27 +185,67 @@ class FileSink(Sink):
         self.rotate_every = url.duration("rotate_every", None)
         self.fsync = url.boolean("fsync", True)
         url.finish(OPTIONS)
-        rotating = self.rotate_size is not None or self.rotate_every is not None
+        # Checkpointed Parquet closes a part at each flush point (see the module's docstring).
+        in_parts = (self.rotate_size is not None or self.rotate_every is not None
+                    or (self.durable and self.fmt == "parquet"))
         existing = _parts(self.target)
         if self.append:
             self._next_part = existing[-1][0] + 1 if existing else (1 if self.target.exists() else 0)
             self._use_parts = True
-        elif rotating and existing:
+        elif in_parts and existing:
             raise StreamsynthError(
                 f"{self.target.parent}: holds parts of an earlier output ({existing[0][1].name}, ...)",
                 hint="remove them or write to a new name; a replay that resumes adds parts itself",
             )
         else:
             self._next_part = 0
-            self._use_parts = rotating
+            self._use_parts = in_parts
         self.files: list[Path] = []  # finished files, in order
-        self._writer: BatchFileWriter | ParquetPart | None = None
+        self._writer: TextPart | ParquetPart | None = None
         self._final: Path | None = None
         self._tmp: Path | None = None
         self._opened_at = 0.0
         self._rows = 0
         self._bytes_seen = 0
+        self._durable_part: dict | None = None  # the open part at the last flush point
+        #: events the checkpoint did not cover but a finished part already held: written again
+        self.repeated = 0
         self._check_writable()
+        if self.append:
+            self._resume_part(self.resume_state.get("part"))
+
+    def _resume_part(self, part: dict | None) -> None:
+        """Continue the part that was open at the checkpoint, and drop the debris of a crash."""
+        keep = None
+        if part and self.fmt != "parquet":
+            tmp, final = Path(part["tmp"]), Path(part["final"])
+            if tmp.is_file() and tmp.stat().st_size >= part["bytes"]:
+                self._writer = TextPart(tmp, self.fmt, resume_at=part["bytes"], rows=part["rows"])
+                self._final, self._tmp, keep = final, tmp, tmp
+                self._rows, self._bytes_seen = part["rows"], part["bytes"]
+                self._opened_at = time.monotonic()
+                self._durable_part = dict(part)
+            elif tmp.is_file():
+                raise StreamsynthError(
+                    f"{tmp} is shorter than the checkpoint says ({tmp.stat().st_size} of "
+                    f"{part['bytes']} bytes): events it acknowledged are gone",
+                    hint="written with ?fsync=false before a power loss? remove the checkpoint and "
+                    "the output to replay from the start")
+            elif final.is_file():
+                # Finished (renamed) after the checkpoint: what it holds beyond it comes again.
+                self.repeated = max(_count_rows(final, self.fmt) - part["rows"], 0)
+            number = re.search(r"-(\d{5,})" + re.escape(self.target.suffix) + "$", final.name)
+            if number and final.stem.startswith(self.target.stem):
+                self._next_part = max(self._next_part, int(number.group(1)) + 1)
+        # Temporary files of this output left by a crashed run hold only unacknowledged events.
+        stale = re.compile(r"\." + re.escape(self.target.stem) + r"(-\d{5,})?" + re.escape(self.target.suffix)
+                           + r"\.tmp-\d+$")
+        for p in self.target.parent.iterdir():
+            if p != keep and stale.match(p.name):
+                p.unlink(missing_ok=True)
+
+    def state(self) -> dict:
+        return {"part": self._durable_part} if self._durable_part else {}
 
     def _check_writable(self) -> None:
         parent = self.target.parent
@@ -181,7 +273,7 @@ class FileSink(Sink):
                 limit = self.rotate_size // 2 if self.rotate_size else 32 * 2**20
                 self._writer = ParquetPart(tmp, max_buffer=limit)
             else:
-                self._writer = BatchFileWriter(tmp, self.fmt)
+                self._writer = TextPart(tmp, self.fmt)
         except OSError as exc:
             raise StreamsynthError(f"cannot write {tmp}: {exc.strerror}",
                                    hint="choose a writable path") from None
@@ -235,26 +327,42 @@ class FileSink(Sink):
                 os.close(fd)
         os.replace(tmp, final)
         self.files.append(final)
-        self.acked += self._rows
+        self._durable_part = None
+        self.acked = self.written  # every event written is in this part or an earlier one
 
     def flush(self) -> None:
-        # A file is acknowledged when it is finalised; flushing only pushes bytes to the OS.
-        fh = getattr(self._writer, "_fh", None)
-        if fh is not None:
-            fh.flush()
+        """Make what was written durable and acknowledge it (see the module's docstring)."""
+        if isinstance(self._writer, TextPart):
+            size = self._writer.sync(self.fsync)
+            self._durable_part = {"final": str(self._final), "tmp": str(self._tmp), "bytes": size,
+                                  "rows": self._writer.rows}
+            self.acked = self.written
+        elif self._writer is not None and self.durable:
+            self._finish_part()
 
     def close(self) -> None:
         if self._writer is not None:
             self._finish_part()
 
     def abort(self) -> None:
-        """Drop the unfinished part (its events are not acknowledged and will be sent again)."""
+        """Drop the unfinished part's unacknowledged events (a resumed replay sends them again).
+
+        A text part whose head was acknowledged at a flush point is cut back to that point and
+        finished, so what was acknowledged is in the output (a resumed replay goes on after it)."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             try:
                 writer.close()
             except (OSError, StreamsynthError):
                 pass  # the part is dropped anyway; the error that led here is the one to report
+            if self._durable_part is not None:
+                try:
+                    os.truncate(self._tmp, self._durable_part["bytes"])
+                    os.replace(self._tmp, self._final)
+                    self.files.append(self._final)
+                    return
+                except OSError:
+                    return  # left as it is: a resumed replay cuts it back itself
             self._tmp.unlink(missing_ok=True)
 
     @classmethod

@@ -81,7 +81,7 @@ class HttpSink(Sink):
             raise StreamsynthError(f"sink URL {url.redacted()!r}: timeout must be above 0",
                                    hint="e.g. ?timeout=10s")
         self.secure = url.scheme == "https"
-        if "@" in url.netloc:
+        if url.userinfo is not None:
             raise StreamsynthError(
                 f"sink URL {url.redacted()!r} carries credentials",
                 hint="put the Authorization header value in an environment variable and name it "
@@ -183,7 +183,10 @@ class HttpSink(Sink):
 
     def _submit(self, chunk: pl.DataFrame, labels: dict[str, int]) -> None:
         # At most 2 x concurrency batches in flight: the caller blocks here when the endpoint is slow.
-        self._slots.acquire()
+        if not self._slots.acquire(blocking=False):
+            waiting = time.monotonic()
+            self._slots.acquire()
+            self.blocked += time.monotonic() - waiting
         try:
             future = self._pool.submit(self._deliver, chunk, labels)
         except BaseException:
@@ -196,12 +199,22 @@ class HttpSink(Sink):
         self._submit_buffer()
         futures, self._futures = self._futures, []
         for future in futures:
-            future.result()
+            while True:
+                try:
+                    future.result(timeout=0.25)
+                    break
+                except TimeoutError:  # waited in slices, so a shutdown cutoff is noticed
+                    cut = self.cut_short(self.written - self.acked)
+                    if cut is not None:
+                        raise cut from None
         self._publish()
         with self._lock:
             failures, self._failures = self._failures, []
             undelivered, self._undelivered = self._undelivered, 0
         if failures:
+            cut = self.cut_short(self.written - self.acked)
+            if cut is not None:
+                raise cut
             raise StreamsynthError(
                 f"{undelivered} events could not be delivered to {self.url.without_options()} "
                 f"({failures[-1]})",
@@ -268,13 +281,18 @@ class HttpSink(Sink):
                     return
                 kind, last = str(status), f"HTTP {status}"
                 if not _retryable(status):
-                    self.metrics.error(self.scheme, kind)
+                    self.metrics.error(self.scheme, kind, outage=False)
                     raise _Failed(f"{last}, not retried")
                 retry_after = retry_after_seconds(retry_header)
             self.metrics.error(self.scheme, kind)
             if attempt >= self.retries:
                 raise _Failed(f"{last} after {attempt + 1} attempts")
-            time.sleep(self._delay(attempt, retry_after))
+            # Backoff in slices: once a stop is asked for, no retry may outlast the shutdown timeout.
+            end = time.monotonic() + self._delay(attempt, retry_after)
+            while (left := end - time.monotonic()) > 0:
+                if self.cutoff is not None and time.monotonic() > self.cutoff:
+                    raise _Failed(f"{last}; retries stopped at shutdown")
+                time.sleep(min(left, 0.1))
             self.metrics.retry(self.scheme)
             attempt += 1
 

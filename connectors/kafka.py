@@ -79,7 +79,7 @@ class KafkaSettings:
         if not url.netloc:
             raise StreamsynthError(f"sink URL {url.redacted()!r} names no broker",
                                    hint="write kafka://host:9092/topic")
-        if "@" in url.netloc:
+        if url.userinfo is not None:
             raise StreamsynthError(
                 f"sink URL {url.redacted()!r} carries credentials",
                 hint="set STREAMSYNTH_KAFKA_SECURITY_PROTOCOL, _SASL_MECHANISM, _SASL_USERNAME and "
@@ -300,7 +300,7 @@ class KafkaSink(Sink):
                     # Buffer full or no metadata: the broker is away. Wait it out, up to give_up.
                     self.metrics.error(self.scheme, "buffer_timeout")
                 except MessageSizeTooLargeError:
-                    self.metrics.error(self.scheme, "MessageSizeTooLargeError")
+                    self.metrics.error(self.scheme, "MessageSizeTooLargeError", outage=False)
                     size = len(values[i]) + len(keys_[i] or b"")
                     raise too_large(self.settings, size, by_broker=False) from None
                 except KafkaError as exc:
@@ -308,7 +308,7 @@ class KafkaSink(Sink):
                     self.metrics.error(self.scheme, type(exc).__name__)
                     self._reopen(deadline)
                     send = self._producer.send
-                if time.monotonic() > deadline:
+                if self.past(deadline):
                     raise self._gave_up(len(values) - i) from None
         self._values += values
         self._keys += keys_
@@ -316,29 +316,23 @@ class KafkaSink(Sink):
 
     def _reopen(self, deadline: float) -> None:
         """Replace a producer that cannot go on; retried while the broker is unreachable."""
-        try:
-            self._producer.close(timeout=0)
-        except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped anyway
-            pass
+        _drop(self._producer)
         while True:
             try:
                 self._producer = self._new_producer()
                 return
             except StreamsynthError:
-                if time.monotonic() > deadline:
-                    raise
+                if self.past(deadline):
+                    raise self._gave_up(len(self._values)) from None
                 time.sleep(0.5)
 
     def flush(self) -> None:
-        from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RetriableError
+        from kafka.errors import MessageSizeTooLargeError, RetriableError
 
         deadline = time.monotonic() + self.settings.give_up
         delay = 0.2
         while self._futures:
-            try:
-                self._producer.flush(timeout=max(deadline - time.monotonic(), 1.0))
-            except KafkaTimeoutError:
-                pass
+            self._wait_for_acks(deadline)
             failed = [i for i, f in enumerate(self._futures) if not f.is_done or f.failed()]
             errors = [self._futures[i].exception for i in failed if self._futures[i].is_done]
             resend = ([self._values[i] for i in failed], [self._keys[i] for i in failed],
@@ -352,7 +346,7 @@ class KafkaSink(Sink):
                 self.metrics.error(self.scheme, kind)
             if too_big:  # the broker's limit: no retry can help
                 raise too_large(self.settings, max(too_big), by_broker=True)
-            if time.monotonic() > deadline:
+            if self.past(deadline):
                 raise self._gave_up(len(failed))
             if any(not isinstance(e, RetriableError) for e in errors):
                 self._reopen(deadline)
@@ -361,6 +355,27 @@ class KafkaSink(Sink):
             self.metrics.retry(self.scheme)
             self._send_all(*resend)
         self._acknowledge()
+
+    def _wait_for_acks(self, deadline: float) -> None:
+        """Wait (in slices, so a shutdown cutoff is noticed) until every future is done or the
+        wait is over. A slice in which nothing at all is acknowledged counts as an outage: the
+        client retries a lost connection by itself, so no error may ever reach this sink."""
+        from kafka.errors import KafkaTimeoutError
+
+        futures = self._futures
+        done = sum(1 for f in futures if f.is_done)
+        while done < len(futures):
+            began = time.monotonic()
+            try:
+                self._producer.flush(timeout=max(min(self.wait_left(deadline), 1.0), 0.01))
+            except KafkaTimeoutError:
+                pass
+            now_done = sum(1 for f in futures if f.is_done)
+            if now_done == done and now_done < len(futures):
+                self.metrics.error(self.scheme, "no_acknowledgement", since=began)
+            done = now_done
+            if self.past(deadline):
+                return
 
     def _acknowledge(self) -> None:
         if self._window_start is not None:
@@ -372,6 +387,9 @@ class KafkaSink(Sink):
         self.acked = self.written
 
     def _gave_up(self, n: int) -> StreamsynthError:
+        cut = self.cut_short(self.written - self.acked)
+        if cut is not None:
+            return cut
         return StreamsynthError(
             f"{n} events not acknowledged by the Kafka broker at {','.join(self.settings.servers)} "
             f"within {self.settings.give_up:.0f} s",
@@ -381,11 +399,13 @@ class KafkaSink(Sink):
     def close(self) -> None:
         try:
             self.flush()
-        finally:
-            self._producer.close(timeout=5)
+        except BaseException:
+            _drop(self._producer)
+            raise
+        self._producer.close(timeout=5)
 
     def abort(self) -> None:
-        self._producer.close(timeout=0)
+        _drop(self._producer)
 
     @classmethod
     def read_back(cls, url: SinkURL, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:
@@ -447,6 +467,24 @@ class KafkaSink(Sink):
                 yield _parse(values, header_labels, avro)
         finally:
             consumer.close()
+
+
+def _drop(producer) -> None:
+    """Close a kafka-python producer at once, whatever it still holds.
+
+    Its ``close`` flushes first and raises when records are pending (a broker that is down),
+    leaving the sender thread running and the producer open, to fail again, with a traceback,
+    when it is collected at exit; so the sender is stopped here and the producer marked closed.
+    """
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=0)
+    except (KafkaError, OSError, ValueError):
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True
 
 
 def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:

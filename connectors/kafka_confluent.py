@@ -150,7 +150,7 @@ class ConfluentKafkaSink(KafkaSink):
     def _check_size(self, exc: Exception, value: bytes, key: bytes | None) -> None:
         """An event over the client's size limit: no new producer can send it, so stop clearly."""
         if _is_too_large(exc):
-            self.metrics.error(self.scheme, "MSG_SIZE_TOO_LARGE")
+            self.metrics.error(self.scheme, "MSG_SIZE_TOO_LARGE", outage=False)
             raise too_large(self.settings, len(value) + len(key or b""), by_broker=False) from None
 
     def _produce_when_room(self, value: bytes, key: bytes | None, headers: list, deadline: float) -> bool:
@@ -159,7 +159,7 @@ class ConfluentKafkaSink(KafkaSink):
         from confluent_kafka import KafkaException
 
         while True:
-            if time.monotonic() > deadline:
+            if self.past(deadline):
                 raise self._gave_up(len(self._producer)) from None
             try:
                 self._producer.poll(0.05)
@@ -203,7 +203,7 @@ class ConfluentKafkaSink(KafkaSink):
             self._errors = set()
             if self._too_big:  # the broker's limit: no retry can help
                 raise too_large(self.settings, max(self._too_big), by_broker=True)
-            if time.monotonic() > deadline:
+            if self.past(deadline):
                 raise self._gave_up(remaining + len(failed))
             if failed:
                 time.sleep(delay)
@@ -223,7 +223,7 @@ class ConfluentKafkaSink(KafkaSink):
     def _recover(self, deadline: float) -> None:
         """A fatal producer error (librdkafka surfaces them as exceptions, e.g. a restarted broker
         that forgot this idempotent producer): new producer, whole window produced again."""
-        if time.monotonic() > deadline:
+        if self.past(deadline):
             raise self._gave_up(len(self._values))
         self.metrics.error(self.scheme, "fatal")
         self.metrics.retry(self.scheme)

@@ -1,4 +1,9 @@
-"""Prometheus metrics of a replay: events and bytes sent, errors, retries, dead letters, latency, lag.
+"""Prometheus metrics of a replay: events and bytes sent, errors, retries, dead letters, latency, lag,
+and outages.
+
+An outage starts at the first failed attempt (an error a retry may cure) and ends at the next
+delivery; each one is logged with its duration and retries, so a run that rode one out says so in
+its summary and manifest instead of ending as if nothing happened.
 
 Each :class:`ReplayMetrics` has its own registry, so several replays (or tests) in one process do
 not share counters; :meth:`ReplayMetrics.serve` exposes it on an HTTP port for scraping.
@@ -9,11 +14,30 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from streamsynth.errors import StreamsynthError
+
+#: outages kept one by one in the log (the totals count all of them)
+MAX_LOGGED_OUTAGES = 50
+
+
+@dataclass
+class Outage:
+    """One stretch of failed attempts against a sink's endpoint."""
+
+    sink: str
+    started_at: str  # wall clock, ISO 8601 UTC
+    seconds: float = 0.0
+    errors: int = 0
+    retries: int = 0
+    first_error: str = ""
+    ended: bool = False
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -45,7 +69,19 @@ class ReplayMetrics:
         self.position = Gauge("streamsynth_replay_position",
                               "Events of the source acknowledged so far (the checkpoint position)",
                               registry=reg)
+        self.outage_count = Counter("streamsynth_outages", "Outages: stretches of failed attempts "
+                                    "ended by a delivery", ["sink"], registry=reg)
+        self.outage_time = Counter("streamsynth_outage_seconds", "Time spent in outages",
+                                   ["sink"], registry=reg)
+        self.in_outage = Gauge("streamsynth_outage_active", "1 while the sink's endpoint is failing",
+                               ["sink"], registry=reg)
         self._lock = threading.Lock()
+        self.outages: list[Outage] = []  # the first MAX_LOGGED_OUTAGES, in order
+        self.outage_totals = {"count": 0, "seconds": 0.0, "retries": 0}
+        self._open_outage: Outage | None = None
+        #: called (on any thread) as an outage begins (``over`` False) and ends: a live log
+        self.on_outage: Callable[[Outage, bool], None] | None = None
+        self._outage_began = 0.0
         self._window: deque[tuple[float, int]] = deque()
         self._window_events = 0  # the sum of the counts in _window, kept as they come and go
         self._sent_children: dict[tuple[str, str | None], object] = {}  # (sink, label) -> counter
@@ -66,16 +102,66 @@ class ReplayMetrics:
             child = children.setdefault((sink, None), self.bytes_sent.labels(sink))
         child.inc(nbytes)
         self._observe_rate(total)
+        if self._open_outage is not None:
+            self.end_outage()
 
     def dead_letter(self, sink: str, labels: Mapping[str, int]) -> None:
         for label, count in labels.items():
             self.dead_lettered.labels(sink, label).inc(count)
 
-    def error(self, sink: str, kind: str) -> None:
+    def error(self, sink: str, kind: str, outage: bool = True, since: float | None = None) -> None:
+        """A failed attempt; ``outage=False`` for one no retry can cure (a refused message);
+        ``since`` (``time.monotonic()``) when the failure began, if before now (a stall)."""
         self.send_errors.labels(sink, kind).inc()
+        if not outage:
+            return
+        with self._lock:
+            begins = self._open_outage is None
+            if begins:
+                now = time.monotonic()
+                self._outage_began = now if since is None else min(since, now)
+                began = datetime.now(UTC) - timedelta(seconds=now - self._outage_began)
+                self._open_outage = Outage(sink=sink, started_at=began.isoformat(), first_error=kind)
+                self.in_outage.labels(sink).set(1)
+            outage = self._open_outage
+            outage.errors += 1
+        if begins and self.on_outage is not None:
+            self.on_outage(outage, False)
 
     def retry(self, sink: str) -> None:
         self.retries.labels(sink).inc()
+        with self._lock:
+            if self._open_outage is not None:
+                self._open_outage.retries += 1
+
+    def end_outage(self, ended: bool = True) -> Outage | None:
+        """Close the open outage (at a delivery, or ``ended=False`` when the run stops inside
+        one) and log it."""
+        with self._lock:
+            outage, self._open_outage = self._open_outage, None
+            if outage is None:
+                return None
+            outage.seconds = round(time.monotonic() - self._outage_began, 3)
+            outage.ended = ended
+            self.outage_totals["count"] += 1
+            self.outage_totals["seconds"] += outage.seconds
+            self.outage_totals["retries"] += outage.retries
+            if len(self.outages) < MAX_LOGGED_OUTAGES:
+                self.outages.append(outage)
+        self.outage_count.labels(outage.sink).inc()
+        self.outage_time.labels(outage.sink).inc(outage.seconds)
+        self.in_outage.labels(outage.sink).set(0)
+        if self.on_outage is not None:
+            self.on_outage(outage, True)
+        return outage
+
+    def outage_report(self) -> dict:
+        """The outages so far, for the manifest: totals and the first ones one by one."""
+        with self._lock:
+            totals = dict(self.outage_totals)
+            logged = [asdict(o) for o in self.outages]
+        totals["seconds"] = round(totals["seconds"], 3)
+        return totals | {"log": logged}
 
     def latency(self, sink: str, seconds: float) -> None:
         self.batch_latency.labels(sink).observe(seconds)

@@ -37,10 +37,12 @@ def sink_class(url: SinkURL) -> type[Sink]:
 
 
 def open_sink(url: str, *, time: str | None = None, entity: str | None = None,
-              metrics: ReplayMetrics | None = None, append: bool = False) -> Sink:
+              metrics: ReplayMetrics | None = None, append: bool = False, state: dict | None = None,
+              durable: bool = False) -> Sink:
     """Open the sink a URL names (``kafka://``, ``http(s)://``, ``file://``, ``-``)."""
     parsed = SinkURL.parse(url)
-    return sink_class(parsed)(parsed, time=time, entity=entity, metrics=metrics, append=append)
+    return sink_class(parsed)(parsed, time=time, entity=entity, metrics=metrics, append=append,
+                              state=state, durable=durable)
 
 
 def read_back(url: str, *, timeout: float = 10.0) -> Iterator[pl.DataFrame]:

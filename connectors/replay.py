@@ -3,27 +3,39 @@
 The source is read on a background thread into a small bounded queue, so a slow sink holds the
 source back (flat memory) instead of events piling up. A stop event (set by SIGINT/SIGTERM in the
 CLI) ends the loop between slices; the sink is then flushed and closed, and the final checkpoint
-names exactly the events acknowledged.
+names exactly the events acknowledged. From the moment of the stop the sink's waits are cut off
+after ``shutdown_timeout`` seconds: a broker that is down cannot hold the shutdown, and the events
+it did not acknowledge are counted in the result (a resumed replay sends them again).
+
+The loop also keeps account of where its time goes: waiting for the source (generation), in the
+sink's ``write``/``poll`` (serialising and handing over) and in ``flush`` (waiting for the
+endpoint's acknowledgements). When a ``--rate`` replay stays below its target for a whole
+``rate_window``, it warns once with both rates and that breakdown, naming the bottleneck.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from connectors.base import Sink
+from connectors.base import ShutdownTimeout, Sink
 from connectors.metrics import ReplayMetrics
 from connectors.pacing import Pacing, Schedule
 from streamsynth.manifest import ManifestCounter
 
 _END = object()
 _TICK = 0.002  # send events due within this many seconds together (no per-event sleeping)
+log = logging.getLogger(__name__)
+#: where the loop's time goes, as named in the timings and the slow-rate warning
+STAGES = {"source": "the source (generation)", "sink": "the sink (serialising, handing over)",
+          "acks": "the endpoint (waiting for acknowledgements)"}
 
 
 @dataclass
@@ -39,11 +51,70 @@ class ReplayResult:
     max_lag: float = 0.0
     send_seconds: float = 0.0  # from the first event handed to the sink to the last
     first_send_at: float = 0.0  # time.monotonic() when the first event was handed over
-
+    #: events handed to the sink but never acknowledged (a stop cut the wait for them short)
+    unacknowledged: int = 0
+    target_rate: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per STAGES key
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def achieved_rate(self) -> float:
+        """Events handed over per second while sending (what pacing achieved)."""
+        handed = self.sent + self.unacknowledged
+        if handed < 2 or self.send_seconds <= 0:
+            return self.rate
+        return (handed - 1) / self.send_seconds
+
+
+class _Clock:
+    """Seconds spent per stage, and the once-only warning of a rate that stays below target."""
+
+    def __init__(self, sink: Sink, target: float | None, window: float, tolerance: float,
+                 warn: Callable[[str], None]) -> None:
+        self.sink, self._blocked = sink, sink.blocked
+        self.spent = dict.fromkeys(STAGES, 0.0)
+        self.target, self.window, self.tolerance = target, window, tolerance
+        self.where, self.warn = sink.describe(), warn
+        self.warnings: list[str] = []
+        self._start: tuple[float, int, dict[str, float]] | None = None
+
+    def add(self, stage: str, since: float) -> float:
+        """Count the time since ``since`` to ``stage``; what the sink spent in it waiting for its
+        endpoint to take more (``Sink.blocked`` grows only inside its calls) goes to the endpoint."""
+        now = time.monotonic()
+        blocked, self._blocked = self.sink.blocked - self._blocked, self.sink.blocked
+        self.spent[stage] += now - since - blocked
+        self.spent["acks"] += blocked
+        return now
+
+    def check(self, handed: int) -> None:
+        """Called as events are handed over: compare each full window's rate with the target."""
+        if self.target is None or self.warnings:
+            return
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (now, handed, dict(self.spent))
+            return
+        began, handed_then, spent_then = self._start
+        if now - began < self.window:
+            return
+        achieved = (handed - handed_then) / (now - began)
+        self._start = (now, handed, dict(self.spent))
+        if achieved >= self.target * (1 - self.tolerance):
+            return
+        spent = {k: self.spent[k] - spent_then[k] for k in STAGES}
+        total = sum(spent.values()) or 1.0
+        worst = max(spent, key=spent.get)
+        shares = ", ".join(f"{STAGES[k]} {spent[k] / total:.0%}" for k in STAGES)
+        message = (f"achieved {achieved:,.0f} events/s of the {self.target:,.0f} asked for over "
+                   f"{now - began:.1f} s into {self.where}; time went to {shares}: "
+                   f"{STAGES[worst]} is the bottleneck")
+        self.warnings.append(message)
+        self.warn(message)
 
 
 @dataclass
@@ -125,16 +196,25 @@ def replay(
     on_progress: Callable[[int], None] | None = None,
     flush_every: float = 1.0,
     queue_size: int = 2,
+    shutdown_timeout: float = 30.0,
+    rate_window: float = 10.0,
+    rate_tolerance: float = 0.05,
+    on_warning: Callable[[str], None] | None = None,
 ) -> ReplayResult:
     """Deliver ``stream`` to ``sink`` (which it closes), starting after ``skip`` events.
 
     ``on_checkpoint(position, counter)`` is called whenever the acknowledged position advances
     and at the end; ``position`` counts source events from the very start (``skip`` included),
     ``counter`` the labels of exactly those events (continuing ``counter`` when resuming).
+    Once ``stop`` is set, the sink gets ``shutdown_timeout`` seconds to acknowledge what it
+    holds; what it does not is left out of the position and counted in ``unacknowledged``.
+    ``on_warning`` gets the slow-rate warning (``rate_window`` seconds more than
+    ``rate_tolerance`` below ``pacing.rate``); by default it is logged.
     """
     pacing = pacing or Pacing()
     metrics = metrics or sink.metrics
     stop = stop or threading.Event()
+    clock = _Clock(sink, pacing.rate, rate_window, rate_tolerance, on_warning or log.warning)
     schedule = Schedule(pacing, time_column)
     ledger = _Ledger(done=counter or ManifestCounter(time=time_column), time_column=time_column)
     batches: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -146,6 +226,17 @@ def replay(
     last_acked = -1
     max_lag = 0.0
     first_send = last_send = 0.0
+    unacknowledged = 0
+    finished = threading.Event()
+
+    def arm_cutoff() -> None:
+        # A stop ends generation at once and bounds every wait of the sink from then on; this
+        # runs beside the loop because the loop itself may be blocked in the sink when it comes.
+        while not finished.is_set():
+            if stop.wait(0.05):
+                sink.cutoff = time.monotonic() + shutdown_timeout
+                reader_stop.set()
+                return
 
     def checkpoint() -> None:
         nonlocal last_acked
@@ -156,14 +247,20 @@ def replay(
             last_acked = sink.acked
 
     reader.start()
+    threading.Thread(target=arm_cutoff, name="replay-cutoff", daemon=True).start()
     try:
         while not stop.is_set():
+            waited = time.monotonic()
             try:
                 item = batches.get(timeout=0.05)
             except queue.Empty:
+                waited = clock.add("source", waited)
                 sink.poll()
+                clock.add("sink", waited)
                 ledger.settle(sink.acked, sink.written)
+                clock.check(sink.written)
                 continue
+            clock.add("source", waited)
             if item is _END:
                 break
             if isinstance(item, BaseException):
@@ -179,6 +276,7 @@ def replay(
                     j = int(np.searchsorted(due, now + _TICK, side="right"))
                     if j <= i:
                         sink.poll()
+                        clock.add("sink", now)
                         ledger.settle(sink.acked, sink.written)
                         stop.wait(min(due[i] - now, 0.05))
                         continue
@@ -186,8 +284,9 @@ def replay(
                     max_lag = max(max_lag, lag)
                     metrics.schedule_lag.set(lag)
                 part = batch.slice(i, j - i) if (i or j < n) else batch
+                handing = time.monotonic()
                 sink.write(part)
-                last_send = time.monotonic()
+                last_send = clock.add("sink", handing)
                 first_send = first_send or last_send
                 # Settle at once: a sink acknowledges only at the end of a write, poll or flush.
                 ledger.add(part)
@@ -195,18 +294,29 @@ def replay(
                 i = j
                 if on_progress is not None:
                     on_progress(skip + sink.written)
+                clock.check(sink.written)
                 if time.monotonic() - last_flush >= flush_every:
+                    flushing = time.monotonic()
                     sink.flush()
+                    last_flush = clock.add("acks", flushing)
                     checkpoint()
-                    last_flush = time.monotonic()
         reader_stop.set()
+        closing = time.monotonic()
         sink.close()
-    except BaseException:
+        clock.add("acks", closing)
+    except BaseException as exc:
         reader_stop.set()
         # What was acknowledged before the failure stays checkpointed; the rest is resent later.
         sink.abort()
-        checkpoint()
-        raise
+        if not (isinstance(exc, ShutdownTimeout) and stop.is_set()):
+            checkpoint()
+            raise
+        # Stopping, and the endpoint did not answer in time: keep what it acknowledged, count the
+        # rest (a resumed replay sends it again) and end like any other stop.
+        unacknowledged = sink.written - sink.acked
+    finally:
+        finished.set()
+        metrics.end_outage(ended=False)  # an outage still open when the run ends is logged too
     checkpoint()
     reader.join(timeout=5)
     return ReplayResult(
@@ -219,4 +329,8 @@ def replay(
         max_lag=max_lag,
         send_seconds=last_send - first_send,
         first_send_at=first_send,
+        unacknowledged=unacknowledged,
+        target_rate=pacing.rate,
+        timings={k: round(v, 3) for k, v in clock.spent.items()},
+        warnings=clock.warnings,
     )

@@ -2,6 +2,10 @@
 
 Both sides are streams of ``(event_id, label)`` frames; the received side may also carry
 ``header_label`` (Kafka headers), which must agree with the label in the value.
+
+Missing events are also told as compact id ranges per entity: ids end in the event's number
+(``{namespace}-{entity}-{n}``, or ``{namespace}-{row}`` for a recorded file), so an outage that
+lost a stretch reads ``pay-17-[120..345]`` instead of a list of a few examples.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class VerifyReport:
     unexpected: int  # event ids received that were never sent
     header_mismatch: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    #: the missing ids as ranges per entity, at most MAX_RANGES (``missing_ranges_total`` counts all)
+    missing_ranges: list[str] = field(default_factory=list)
+    missing_ranges_total: int = 0
 
     @property
     def lost(self) -> bool:
@@ -38,6 +45,32 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"ok": self.ok}
+
+
+MAX_RANGES = 20
+
+
+def id_ranges(ids: pl.Series, limit: int = MAX_RANGES) -> tuple[list[str], int]:
+    """Event ids as ranges of consecutive numbers per prefix (``ev-[3..9]``), the largest first,
+    at most ``limit``; and how many ranges there are in all."""
+    if ids.len() == 0:
+        return [], 0
+    parts = pl.DataFrame({"id": ids}).with_columns(
+        prefix=pl.col("id").str.extract(r"^(.*)-\d+$"),
+        n=pl.col("id").str.extract(r"-(\d+)$").cast(pl.Int64, strict=False),
+    )
+    numbered = parts.filter(pl.col("n").is_not_null() & pl.col("prefix").is_not_null())
+    runs = (numbered.sort("prefix", "n")
+            .with_columns(run=((pl.col("n").diff() != 1) | (pl.col("prefix") != pl.col("prefix").shift()))
+                          .fill_null(True).cum_sum())
+            .group_by("run").agg(pl.col("prefix").first(), pl.col("n").min().alias("lo"),
+                                 pl.col("n").max().alias("hi"), pl.len().alias("count"))
+            .sort(["count", "prefix", "lo"], descending=[True, False, False]))
+    shown = [f"{p}-{lo}" if lo == hi else f"{p}-[{lo}..{hi}]"
+             for p, lo, hi in runs.select("prefix", "lo", "hi").head(limit).iter_rows()]
+    loose = parts.filter(pl.col("n").is_null() | pl.col("prefix").is_null())["id"]
+    shown += loose.head(max(limit - len(shown), 0)).to_list()
+    return shown, runs.height + loose.len()
 
 
 def _frames(frames: Iterable[pl.DataFrame], columns: list[str]) -> pl.DataFrame:
@@ -72,6 +105,8 @@ def reconcile(expected: Iterable[pl.DataFrame], received: Iterable[pl.DataFrame]
     def ids(frame: pl.DataFrame) -> list[str]:
         return frame[EVENT_ID].head(n_examples).to_list()
 
+    ranges, n_ranges = id_ranges(missing[EVENT_ID])
+
     return VerifyReport(
         expected=want.height,
         received=got.height,
@@ -83,4 +118,6 @@ def reconcile(expected: Iterable[pl.DataFrame], received: Iterable[pl.DataFrame]
         examples={name: ids(frame) for name, frame in (
             ("missing", missing), ("duplicated", duplicated), ("mislabelled", mislabelled),
             ("unexpected", unexpected), ("header_mismatch", header)) if frame.height},
+        missing_ranges=ranges,
+        missing_ranges_total=n_ranges,
     )

@@ -8,6 +8,7 @@ is the ``connectors`` package. The manifest of a replay records the source's arg
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -18,9 +19,9 @@ import typer
 
 from connectors import open_sink, read_back
 from connectors.base import SinkURL
-from connectors.checkpoint import Checkpoint
+from connectors.checkpoint import Checkpoint, CheckpointLock
 from connectors.file import target_path
-from connectors.metrics import ReplayMetrics
+from connectors.metrics import Outage, ReplayMetrics
 from connectors.pacing import Pacing
 from connectors.replay import ReplayResult, replay
 from connectors.verify import reconcile
@@ -41,6 +42,8 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest
 
 EXIT_LOSS = 1
+EXIT_ABORTED = 130
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 DEFAULT_MANIFEST = "replay.manifest.json"
 
 
@@ -71,17 +74,57 @@ def replay_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Events per source batch.")] = 10_000,
     flush_every: Annotated[float, typer.Option("--flush-every", help="Seconds between "
                                                "acknowledgement checkpoints.")] = 1.0,
+    shutdown_timeout: Annotated[float, typer.Option(
+        "--shutdown-timeout", min=0,
+        help="On SIGINT/SIGTERM, how many seconds to wait for the sink to acknowledge what it "
+        "holds before giving up on it (the events left are counted in the manifest and sent "
+        "again on resume).")] = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> None:
     """Replay a source in real time, at a rate, or flat out, to a sink; Ctrl-C or SIGTERM stop it
-    cleanly after a flush.
+    cleanly after a flush (bounded by --shutdown-timeout); a second one stops it at once.
 
     With --checkpoint, a replay started again with the same arguments resumes after the last
     acknowledged event (at-least-once: only events after the last checkpoint are sent again).
+    Every run that gets going writes a manifest, however it ends (a signal during start-up
+    included; a sink or source that cannot be opened leaves an earlier one alone). Exit codes: 0 done
+    or stopped with everything acknowledged; 1 stopped with events unacknowledged; 2 an error;
+    130 stopped at once by a second signal.
     """
-    pacing = Pacing(speed=speed, rate=rate)
-    sink_url = SinkURL.parse(to)
-    args = {"source": source, "seed": seed, "start": start, "end": end, "entities": entities,
-            "n_events": n_events, "shard": shard, "condition": condition, "batch_size": batch_size}
+    # The handlers come first: a signal during start-up (loading a model, connecting) must not
+    # kill the process without its manifest.
+    try:
+        with _signals() as signals:
+            pacing = Pacing(speed=speed, rate=rate)
+            sink_url = SinkURL.parse(to)
+            args = {"source": source, "seed": seed, "start": start, "end": end, "entities": entities,
+                    "n_events": n_events, "shard": shard, "condition": condition,
+                    "batch_size": batch_size}
+            lock = CheckpointLock(checkpoint).acquire() if checkpoint is not None else None
+            try:
+                _replay_locked(signals, pacing, sink_url, args, checkpoint, manifest, metrics_port,
+                               metrics_host, n_events, flush_every, shutdown_timeout)
+            finally:
+                if lock is not None:
+                    lock.release()
+    except _Interrupted as exc:
+        typer.echo(f"{exc}{exc.details}", err=True)
+        raise typer.Exit(EXIT_ABORTED) from None
+
+
+class _Progress:
+    """What a run has acknowledged so far: kept up to date by the checkpoint callback, so the
+    manifest can be written on every exit path, with or without a result."""
+
+    def __init__(self, position: int, counter: ManifestCounter | None) -> None:
+        self.position = position
+        self.counter = counter or ManifestCounter(time=None)
+        self.repeated = 0  # events a resumed file sink writes a second time (see FileSink)
+
+
+def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: dict[str, Any],
+                   checkpoint: Path | None, manifest: Path | None, metrics_port: int | None,
+                   metrics_host: str, n_events: int | None, flush_every: float,
+                   shutdown_timeout: float) -> None:
     skip, counter, state = 0, None, None
     if checkpoint is not None:
         state = Checkpoint.load(checkpoint)
@@ -94,48 +137,139 @@ def replay_command(
             skip, counter = state.position, _counter_from(state.counts)
         else:
             state = Checkpoint(source=args, sink=sink_url.redacted())
-    src = open_source_args(args)
     manifest_file = manifest or _default_manifest(sink_url)
+    progress = _Progress(skip, counter)
     metrics = ReplayMetrics()
-    if metrics_port is not None:
-        port = metrics.serve(metrics_port, metrics_host)
-        typer.echo(f"metrics on http://{metrics_host}:{port}/metrics", err=True)
-    stop = threading.Event()
+    metrics.on_outage = _tell_outage
     result: ReplayResult | None = None
+    failure: BaseException | None = None
+    src = None
     try:
-        sink = open_sink(to, time=src.time, entity=src.entity, metrics=metrics, append=skip > 0)
+        if metrics_port is not None:
+            port = metrics.serve(metrics_port, metrics_host)
+            typer.echo(f"metrics on http://{metrics_host}:{port}/metrics", err=True)
+        src = open_source_args(args)
+        sink = open_sink(sink_url.raw, time=src.time, entity=src.entity, metrics=metrics,
+                         append=skip > 0, state=state.sink_state if state is not None else None,
+                         durable=checkpoint is not None)
 
         def save(position: int, done_counter: ManifestCounter) -> None:
+            progress.position, progress.counter = position, done_counter
             if checkpoint is not None:
                 state.position, state.counts = position, done_counter.to_dict()
+                state.sink_state = sink.state()
                 state.save(checkpoint)
 
+        progress.repeated = getattr(sink, "repeated", 0)
         if skip:
-            typer.echo(f"resuming after {skip:,} acknowledged events ({checkpoint})", err=True)
-        with _signals(stop), _ProgressBar(n_events, skip) as bar:
+            typer.echo(f"resuming after {skip:,} acknowledged events ({checkpoint})"
+                       + (f"; {progress.repeated:,} events after it were already written (a crash "
+                          "after the last rotation): they are written again, as duplicates"
+                          if progress.repeated else ""), err=True)
+        with _ProgressBar(n_events, skip) as bar:
+            signals.phase = "running"
             result = replay(src.stream, sink, time_column=src.time, pacing=pacing, metrics=metrics,
-                            skip=skip, counter=counter, stop=stop, on_checkpoint=save,
-                            on_progress=bar.update, flush_every=flush_every)
+                            skip=skip, counter=counter, stop=signals.stop, on_checkpoint=save,
+                            on_progress=bar.update, flush_every=flush_every,
+                            shutdown_timeout=shutdown_timeout,
+                            on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
+        signals.phase = "finishing"
+        if checkpoint is not None and not result.stopped:
+            state.done = True
+            state.save(checkpoint)
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
+        # A source or sink that cannot be opened (bad option, unreachable) is an input error, not
+        # a run: it leaves the manifest of an earlier run alone. Every other ending writes one.
+        began = signals.phase != "starting" or not isinstance(failure, StreamsynthError)
+        signals.phase = "finishing"
         metrics.close()
-    if checkpoint is not None and not result.stopped:
-        state.done = True
-        state.save(checkpoint)
-    record = build_manifest(
-        counter=result.counter, output=sink_url.redacted(), model=src.description, seed=seed,
-        extra={"source_args": args, "sink": sink_url.redacted(),
-               "sent": {"from": 0, "to": result.position}, "complete": not result.stopped,
-               "replay": pacing.describe() | {"dead_lettered": result.dead_lettered}},
-    )
-    manifest_file.parent.mkdir(parents=True, exist_ok=True)
-    manifest_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        if began:
+            _write_manifest(manifest_file, failure, _replay_manifest(
+                args, sink_url, pacing, progress, result, failure, metrics,
+                src.description if src is not None else None))
+        if isinstance(failure, _Interrupted):
+            failure.details = (f": position {progress.position:,} acknowledged"
+                               + (f" (checkpoint {checkpoint})" if checkpoint else "")
+                               + f"; manifest {manifest_file}")
+    _summary(result, sink_url, manifest_file, checkpoint, shutdown_timeout, metrics)
+    if result.unacknowledged:
+        raise typer.Exit(EXIT_LOSS)
+
+
+def _tell_outage(outage: Outage, over: bool) -> None:
+    """The live log of outages, on stderr: when one begins and when it is over."""
+    if not over:
+        typer.echo(f"outage: {outage.sink} failing since {outage.started_at[11:19]} UTC "
+                   f"({outage.first_error}); retrying", err=True)
+    else:
+        typer.echo(f"outage {'over' if outage.ended else 'still on at the end'}: {outage.sink}, "
+                   f"{outage.seconds:.1f} s, {outage.retries} retries", err=True)
+
+
+def _write_manifest(path: Path, failure: BaseException | None, record: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    except OSError as exc:
+        if failure is None:  # otherwise the error that ended the run is the one to report
+            raise StreamsynthError(f"cannot write the manifest {path}: {exc.strerror}",
+                                   hint="choose a writable path with --manifest") from None
+
+
+def _summary(result: ReplayResult, sink_url: SinkURL, manifest_file: Path, checkpoint: Path | None,
+             shutdown_timeout: float, metrics: ReplayMetrics) -> None:
     how = "stopped" if result.stopped else "replayed"
-    typer.echo(f"{how}: {result.sent:,} events acknowledged by {sink_url.redacted()} in "
-               f"{result.seconds:.1f} s ({result.rate:,.0f} events/s); position {result.position:,}"
-               + (f"; {result.dead_lettered:,} dead-lettered" if result.dead_lettered else "")
-               + f"; manifest {manifest_file}", err=True)
+    outages = _outage_words(metrics.outage_report())
+    line = (f"{how}: {result.sent:,} events acknowledged by {sink_url.redacted()} in "
+            f"{result.seconds:.1f} s ({result.achieved_rate:,.0f} events/s"
+            + (f" of {result.target_rate:,.0f} asked for" if result.target_rate else "")
+            + f"); position {result.position:,}"
+            + (f"; {result.dead_lettered:,} dead-lettered" if result.dead_lettered else "")
+            + (f"; {result.unacknowledged:,} not acknowledged within the {shutdown_timeout:g} s "
+               "shutdown timeout" if result.unacknowledged else "")
+            + (f"; {outages}" if outages else "")
+            + f"; manifest {manifest_file}")
     if result.stopped and checkpoint is not None:
-        typer.echo(f"resume with the same command (checkpoint {checkpoint})", err=True)
+        line += f"; resume with the same command (checkpoint {checkpoint})"
+    typer.echo(line, err=True)
+
+
+def _outage_words(totals: dict[str, Any]) -> str:
+    if not totals.get("count"):
+        return ""
+    n = totals["count"]
+    return (f"{n} outage{'s' if n != 1 else ''} ({totals['seconds']:.1f} s in all, "
+            f"{totals['retries']} retries)")
+
+
+def _replay_manifest(args: dict[str, Any], sink_url: SinkURL, pacing: Pacing, progress: _Progress,
+                     result: ReplayResult | None, failure: BaseException | None,
+                     metrics: ReplayMetrics, src_description: Any) -> dict[str, Any]:
+    """The manifest of a replay, however it ended: what was acknowledged, and why it stopped."""
+    if result is not None:
+        position, counter = result.position, result.counter
+        ended = "stopped" if result.stopped else "complete"
+    else:
+        position, counter = progress.position, progress.counter
+        ended = "aborted" if isinstance(failure, _Interrupted) else "failed"
+    replay_info: dict[str, Any] = pacing.describe() | {
+        "dead_lettered": result.dead_lettered if result else 0,
+        "achieved_rate": round(result.achieved_rate, 1) if result else None,
+        "unacknowledged": result.unacknowledged if result else None,
+        "timings_s": result.timings if result else None,
+        "warnings": result.warnings if result else [],
+        "repeated_on_resume": progress.repeated,
+    }
+    extra = {"source_args": args, "sink": sink_url.redacted(),
+             "sent": {"from": 0, "to": position}, "complete": ended == "complete",
+             "ended": ended, "replay": replay_info, "outages": metrics.outage_report()}
+    if failure is not None:
+        extra["error"] = sink_url.scrub(str(getattr(failure, "message", None) or failure))
+    return build_manifest(counter=counter, output=sink_url.redacted(), model=src_description,
+                          seed=args.get("seed"), extra=extra)
 
 
 @app.command("verify")
@@ -166,6 +300,11 @@ def verify_command(
                    + (f", {report.header_mismatch:,} with headers disagreeing"
                       if report.header_mismatch else ""))
         for kind, ids in report.examples.items():
+            if kind == "missing" and report.missing_ranges:
+                more = report.missing_ranges_total - len(report.missing_ranges)
+                typer.echo(f"  missing: {', '.join(report.missing_ranges)}"
+                           + (f" and {more:,} more ranges" if more else ""))
+                continue
             typer.echo(f"  {kind}: {', '.join(ids)}")
     if not report.ok:
         raise typer.Exit(EXIT_LOSS)
@@ -214,19 +353,51 @@ def _counter_from(counts: dict[str, Any]) -> ManifestCounter:
     return counter
 
 
-class _signals:
-    """SIGINT/SIGTERM set ``stop`` (flush and exit cleanly); a second one aborts at once."""
+class _Interrupted(BaseException):
+    """A signal that ends the run at once: a second one, or one before the replay began.
 
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it.
+    """
+
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.details = ""
+
+
+class _signals:
+    """SIGINT/SIGTERM for the whole replay command, installed before any work.
+
+    ``phase`` says what a signal does: ``starting`` (nothing sent yet, nothing to flush) ends the
+    run at once; ``running``: the first sets ``stop`` (flush within the shutdown timeout, then
+    exit), a second ends it at once; ``finishing`` (the checkpoint and manifest are being
+    written, which takes moments) lets that finish. Ending at once raises :class:`_Interrupted`,
+    which the command turns into one line and exit code 130; should cleaning up hang, a watchdog
+    exits the process a few seconds later (the checkpoint is replaced atomically, so it stays
+    whole).
+    """
+
+    WATCHDOG_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.phase = "starting"
         self.previous: dict[int, Any] = {}
+        self._interrupted = False
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        if self._interrupted or self.phase == "finishing":
+            return
+        if self.phase == "running" and not self.stop.is_set():
+            self.stop.set()
+            typer.echo(f"\n{name}: stopping; flushing what was sent (again to stop at once)", err=True)
+            return
+        self._interrupted = True
+        watchdog = threading.Timer(self.WATCHDOG_SECONDS, os._exit, args=(EXIT_ABORTED,))
+        watchdog.daemon = True
+        watchdog.start()
         self.stop.set()
-        typer.echo(f"\n{signal.Signals(signum).name}: flushing and stopping "
-                   "(again to abort at once)", err=True)
+        raise _Interrupted(f"stopped at once by {'a second ' if self.phase == 'running' else ''}{name}")
 
     def __enter__(self) -> _signals:
         if threading.current_thread() is threading.main_thread():

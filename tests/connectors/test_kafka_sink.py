@@ -7,6 +7,7 @@ import gc
 import importlib.util
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -141,6 +142,10 @@ def test_outage_in_the_middle_of_a_replay_loses_nothing(proxied_broker, client, 
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert position < 16_000 and "position 16,000" in err
+    # The outage is told, not hidden: in the summary, the manifest and the metrics.
+    assert re.search(r"1 outage \((\d+\.\d) s in all, \d+ retries\)", err), err
+    outages = json.loads(manifest.read_text())["outages"]
+    assert outages["count"] == 1 and outages["seconds"] >= 1.5 and outages["log"][0]["ended"]
     assert main(["verify", "--from", f"kafka://{proxy.address}/{topic}",
                  "--manifest", str(manifest)]) == 0
 
