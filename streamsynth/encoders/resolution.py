@@ -118,6 +118,7 @@ class Grid:
                 levels.append((step, at, s))
         if not levels:
             return None
+        levels = _prune(levels)
         levels.reverse()
         steps = [float(s) if chance == 0 else int(s) for s, _, _ in levels]
         phases = [a for _, a, _ in levels]
@@ -209,6 +210,30 @@ class TimeSnapper:
         self.pending = {k: v[~ready] for k, v in rows.items()} if not ready.all() else None
         if ready.any():
             yield _without_raw({k: v[ready] for k, v in rows.items()})
+
+    def flush(self) -> Iterator[dict[str, np.ndarray]]:
+        """The rows still held, once the stream has ended."""
+        if self.pending is not None:
+            rows, self.pending = self.pending, None
+            yield _without_raw(rows)
+
+
+def _prune(levels: list[tuple[Any, Any, float]]) -> list[tuple[Any, Any, float]]:
+    """Drop middle levels (fine to coarse) whose share the levels either side explain: whole
+    dollars among cents put 0.1, 0.05 ... above the cents' chance, but not above what dollars
+    plus cents put there."""
+    levels = list(levels)
+    while len(levels) > 2:
+        excess = []
+        for i in range(1, len(levels) - 1):
+            (fine, _, fine_share), (step, _, share), (_, _, coarse_share) = levels[i - 1 : i + 2]
+            predicted = coarse_share + (fine_share - coarse_share) * fine / step
+            excess.append((share - max(predicted + _MIN_SHARE, _EXCESS * predicted), i))
+        worst, i = min(excess)
+        if worst >= 0:
+            break
+        del levels[i]
+    return levels
 
 
 def _without_raw(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
