@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from streamsynth.cli import main
 from streamsynth.contract import EVENT_ID, check_stream
 from streamsynth.encoders.resolution import Grid
 from streamsynth.models import create, load_model
@@ -83,6 +84,19 @@ def test_grids_are_learned_from_the_values():
     grid = Grid.learn_times(local_midnights)
     assert grid.steps == [DAY_US] and grid.phases == [22 * 3_600_000_000] and grid.always
     assert Grid.learn_times(r.integers(0, 10**15, 500)) is None
+    # Bursts of whole-second events stay on seconds: not put onto one minute's instant.
+    seconds = Grid.learn_times(10**15 + np.cumsum(r.integers(1, 20, 500)) * 1_000_000)
+    assert seconds.steps == [1_000_000] and seconds.always
+
+
+def test_cli_fit_and_sample_keep_a_file_of_dates_on_dates(tmp_path):
+    frame = purchases(n=1000).drop("departure").with_columns(pl.col("ts").dt.strftime("%Y-%m-%d"))
+    frame.write_csv(tmp_path / "purchases.csv")
+    assert main(["fit", str(tmp_path / "purchases.csv"), "--model", "baseline", "-o", str(tmp_path / "m")]) == 0
+    assert main(["sample", str(tmp_path / "m"), "-n", "2000", "-o", str(tmp_path / "out.parquet")]) == 0
+    sample = pl.read_parquet(tmp_path / "out.parquet")
+    assert sample.height == 2000 and (_micros(sample, "ts") % DAY_US == 0).all()
+    assert _on_cents(sample["amount"]) == 1.0 and (sample["qty"] % 5 == 0).all()
 
 
 def test_baseline_samples_whole_cents_fives_and_midnights(baseline):
