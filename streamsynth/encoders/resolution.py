@@ -120,14 +120,15 @@ class Grid:
             return None
         levels = _prune(levels)
         levels.reverse()
-        steps = [float(s) if chance == 0 else int(s) for s, _, _ in levels]
+        steps = [s for s, _, _ in levels]
         phases = [a for _, a, _ in levels]
         shares = [s for _, _, s in levels]
         return cls(steps, phases, _weights(steps, shares, chance), shares)
 
     # -- applying ------------------------------------------------------------------------------
     def levels(self, u: np.ndarray | None, n: int) -> np.ndarray:
-        """Each value's level (an index into ``steps``; ``len(steps)``: left as generated)."""
+        """Each value's level (an index into ``steps``; ``len(steps)``: left as generated), from
+        one uniform per value (``None`` only for a grid every value goes to)."""
         if self.always or u is None:
             return np.zeros(n, dtype=np.int64)
         return np.searchsorted(np.cumsum(self.weights), u, side="right")
