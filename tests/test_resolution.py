@@ -163,6 +163,9 @@ def test_transformer_samples_on_the_learned_grids():
     sample = daily.sample(n_entities=60, n_events=3000, start=START)
     assert (_micros(sample, "ts") % DAY_US == 0).all() and sample["ts"].is_sorted()
     assert _on_cents(sample["amount"]) == 1.0 and (sample["qty"].drop_nulls() % 5 == 0).all()
+    # Times snap down: events generated just after an end can land before it, and must be there.
+    end = START + timedelta(days=4, hours=12)
+    assert_frame_equal(daily.sample(n_entities=60, start=START, end=end), sample.filter(pl.col("ts") < end))
     timetable = create("transformer", seed=1, **tiny).fit(_schedule(frame))
     stream = pl.concat(list(check_stream(timetable.stream(n_entities=60, n_events=6000, batch_size=101), time="ts")))
     assert (_micros(stream, "ts") % FIVE_MIN_US == 0).mean() == pytest.approx(0.75, abs=0.05)
