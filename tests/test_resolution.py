@@ -156,7 +156,7 @@ def test_a_model_saved_before_resolutions_samples_as_it_did(tmp_path):
 
 
 @pytest.mark.slow
-def test_transformer_samples_on_the_learned_grids():
+def test_transformer_samples_on_the_learned_grids(tmp_path):
     frame = purchases(n=1500)
     tiny = {"n_layer": 1, "n_head": 2, "n_embd": 32, "epochs": 2, "batch_size": 8, "progress": False}
     daily = create("transformer", seed=1, **tiny).fit(frame.drop("departure"))
@@ -166,6 +166,15 @@ def test_transformer_samples_on_the_learned_grids():
     # Times snap down: events generated just after an end can land before it, and must be there.
     end = START + timedelta(days=4, hours=12)
     assert_frame_equal(daily.sample(n_entities=60, start=START, end=end), sample.filter(pl.col("ts") < end))
+    # A codec saved before resolutions decodes as it did: times and values as generated.
+    daily.save(tmp_path / "m")
+    encoders = json.loads((tmp_path / "m" / "encoders.json").read_text())
+    del encoders["resolution"]
+    (tmp_path / "m" / "encoders.json").write_text(json.dumps(encoders))
+    before = load_model(tmp_path / "m")
+    assert before.codec.time_grid is None and before.codec.grids == {}
+    daily.codec.time_grid, daily.codec.grids = None, {}
+    assert_frame_equal(before.sample(n_entities=60, n_events=500), daily.sample(n_entities=60, n_events=500))
     timetable = create("transformer", seed=1, **tiny).fit(_schedule(frame))
     stream = pl.concat(list(check_stream(timetable.stream(n_entities=60, n_events=6000, batch_size=101), time="ts")))
     assert (_micros(stream, "ts") % FIVE_MIN_US == 0).mean() == pytest.approx(0.75, abs=0.05)
