@@ -22,6 +22,7 @@ from scipy.special import ndtr, ndtri
 from streamsynth import rng
 from streamsynth.contract import event_ids
 from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
+from streamsynth.encoders.resolution import Grid, TimeSnapper
 from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import event_key
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
@@ -30,7 +31,7 @@ from streamsynth.models.textchain import MAX_TOKENS, TokenChain
 from streamsynth.schema import Role
 
 # Sub-stream tags for rng keys, so draws for different purposes never coincide.
-_RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND = range(11)
+_RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND, _GRID = range(12)
 _PALETTE_MAX = 32
 _ENTITY_CACHE = 2  # populations whose per-entity state is kept between streams
 _ENTITY_CACHE_MAX = 200_000  # larger populations are recomputed rather than held after a stream
@@ -81,6 +82,9 @@ class BaselineSynthesizer(Synthesizer):
         self.first_gap: QuantileEncoder | None = None  # None in models saved before it existed
         self.zero_gap_rate = 0.0
         self.entity_format: dict[str, Any] = {}
+        # Learned resolutions (None in models saved before them: values and times as generated).
+        self.grids: dict[str, Grid] = {}
+        self.time_grid: Grid | None = None
         self._entity_cache: dict[tuple, dict[str, Any]] = {}
 
     # -- fit ---------------------------------------------------------------------------------
@@ -94,6 +98,7 @@ class BaselineSynthesizer(Synthesizer):
         codes = frame.select(pl.col(entity).rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
         n_per_entity = np.bincount(codes)
         times = to_micros(frame[time])
+        self.time_grid = Grid.learn_times(times)
 
         self.profile = WeeklyProfile.fit(times)
         warped = self.profile.warp(times)
@@ -121,7 +126,7 @@ class BaselineSynthesizer(Synthesizer):
             pl.Series("first_gap", _length_biased(positive)))
 
         self.entity_format = _entity_format(frame[entity], schema[entity].kind if schema.entity else None)
-        self.plans, self.encoders, self.chains = [], {}, {}
+        self.plans, self.encoders, self.chains, self.grids = [], {}, {}, {}
         for col in schema.data_columns:
             self._plan_column(frame, col.name, col.role, col.kind, entity, codes, n_per_entity)
         self._fit_parents(frame)
@@ -160,6 +165,9 @@ class BaselineSynthesizer(Synthesizer):
             return
         if role is Role.NUMERIC:
             self.encoders[name] = QuantileEncoder().fit(values)
+            grid = Grid.learn_numeric(values.drop_nulls().cast(pl.Float64).to_numpy(), values.dtype.is_integer())
+            if grid is not None:
+                self.grids[name] = grid
             self.plans.append(ColumnPlan(name, role.value, dtype, "event", "copula"))
             return
         # categorical and boolean
@@ -297,6 +305,9 @@ class BaselineSynthesizer(Synthesizer):
         window = max(batch_size / max(rate.sum(), 1e-12), 1e-6)
         cursor = start_w
         namespace = f"b{seed}"
+        snapper = None
+        if self.time_grid is not None:
+            snapper = TimeSnapper(self.time_grid, int(start.timestamp() * 1_000_000), "time", ("number", "seq"))
         while True:
             end = cursor + window
             idx_parts, seq_parts, w_parts = [], [], []
@@ -316,7 +327,15 @@ class BaselineSynthesizer(Synthesizer):
             times = self.profile.unwarp(np.concatenate(w_parts))
             order = np.lexsort((ev_seq, numbers[idx], times))
             idx, ev_seq, times = idx[order], ev_seq[order], times[order]
-            yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions, n_entities)
+            if snapper is None:
+                yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions,
+                                   n_entities)
+                continue
+            u = None if self.time_grid.always else rng.uniform(seed, numbers[idx], ev_seq, _GRID)
+            rows = {"idx": idx, "number": numbers[idx], "seq": ev_seq, "time": times}
+            for ready in snapper.push(rows, u):
+                yield self._events(ready["idx"], ready["number"], ready["seq"], ready["time"], entities, seed,
+                                   namespace, conditions, n_entities)
 
     def _first_gaps(self, seed: int, numbers: np.ndarray) -> np.ndarray:
         """Normalised warped gap that each entity's window start falls into."""
@@ -494,6 +513,10 @@ class BaselineSynthesizer(Synthesizer):
                     mask = parent_codes == code
                     if mask.any():
                         values[mask] = sub.ppf(u[mask])
+            grid = self.grids.get(plan.name)
+            if grid is not None:
+                u_grid = None if grid.always else rng.uniform(col_seed, numbers, seq, _GRID)
+                values = grid.snap_values(values, u_grid, *_range(enc))
             series = pl.Series(plan.name, values)
             if enc.null_rate > 0:
                 null = rng.uniform(col_seed, numbers, seq, _NULL) < enc.null_rate
@@ -566,6 +589,10 @@ class BaselineSynthesizer(Synthesizer):
             "first_gap": self.first_gap.to_json(),
             "text": {name: chain.to_json() for name, chain in self.chains.items()},
             "conditional": conditional,
+            "resolution": {
+                "time": self.time_grid.to_json() if self.time_grid is not None else None,
+                "columns": {name: grid.to_json() for name, grid in self.grids.items()},
+            },
         }
         return config, tensors, encoders
 
@@ -579,6 +606,9 @@ class BaselineSynthesizer(Synthesizer):
         self.rate = encoder_from_json(encoders["rate"])
         self.gap = encoder_from_json(encoders["gap"])
         self.first_gap = encoder_from_json(encoders["first_gap"]) if "first_gap" in encoders else None
+        resolution = encoders.get("resolution", {})  # absent in models saved before resolutions
+        self.time_grid = Grid.from_json(resolution.get("time"))
+        self.grids = {name: Grid.from_json(g) for name, g in resolution.get("columns", {}).items()}
         self.chains = {
             name: TokenChain.restore(data, tensors, f"text.{name}") for name, data in encoders["text"].items()
         }
@@ -604,6 +634,12 @@ _QGRID = np.linspace(0.0, 1.0, 21)
 
 def _quantiles(values: np.ndarray) -> list[float]:
     return np.quantile(values.astype(np.float64), _QGRID).tolist() if values.size else [1.0] * 21
+
+
+def _range(enc: QuantileEncoder) -> tuple[float, float]:
+    """The smallest and largest training value of a numeric column."""
+    ends = enc.knots[[0, -1]]
+    return tuple(np.exp(ends) if enc.log else ends)
 
 
 def _draw_codes(enc: CategoricalEncoder, u: np.ndarray) -> np.ndarray:

@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamsynth.encoders.resolution import TimeSnapper
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Needed, Shard, Synthesizer
+from streamsynth.rng import uniform
 
 N_TIME = 5  # time-of-day sin/cos, day-of-week sin/cos, fraction of the window elapsed
 # time_features adds two integer-valued columns after those: hour of day and day of week, which
@@ -441,19 +443,35 @@ class TransformerSynthesizer(Synthesizer):
         shard: Shard | None,
         needed: Needed | None = None,
     ) -> Iterator[pl.DataFrame]:
+        from streamsynth.models.transformer_codec import GRID_KEY
         from streamsynth.models.transformer_sample import Sampler
 
         forced_events, forced_attrs, exact = self.codec.forced(conditions)
         needed = needed or Needed()
+        grid = self.codec.time_grid
+        max_events, end_s = needed.events, (needed.end - start).total_seconds() if needed.end is not None else None
+        if grid is not None:
+            # Times snap down by less than the coarsest step; when only a share snap, the first
+            # events after snapping need not be the first generated: generate without a count.
+            end_s = end_s + grid.steps[0] / 1e6 if end_s is not None else None
+            max_events = max_events if grid.always else None
         sampler = Sampler(
             self.model, self.codec, start=start, span_s=self.span_s, n_entities=n_entities,
             seed=seed, shard=shard or (0, 1), forced_events=forced_events,
-            forced_attrs=forced_attrs, max_events=needed.events,
-            end_s=(needed.end - start).total_seconds() if needed.end is not None else None,
+            forced_attrs=forced_attrs, max_events=max_events, end_s=end_s,
             **self.sampling,
         )
+        if grid is None:
+            for chunk in sampler.chunks(batch_size):
+                yield self.codec.decode(**chunk, seed=seed, exact=exact)
+            return
+        snapper = TimeSnapper(grid, int(round(start.timestamp() * 1e6)), "time_us", ("entity_no", "seq"))
         for chunk in sampler.chunks(batch_size):
-            yield self.codec.decode(**chunk, seed=seed, exact=exact)
+            u = None if grid.always else uniform(seed, chunk["entity_no"], chunk["seq"], GRID_KEY)
+            for ready in snapper.push(chunk, u):
+                yield self.codec.decode(**ready, seed=seed, exact=exact)
+        for ready in snapper.flush():
+            yield self.codec.decode(**ready, seed=seed, exact=exact)
 
     # -- persistence ----------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:

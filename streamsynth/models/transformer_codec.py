@@ -22,6 +22,7 @@ from streamsynth.encoders import (
     encoder_from_json,
 )
 from streamsynth.encoders.interarrival import gaps_seconds
+from streamsynth.encoders.resolution import Grid
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import label_expressions
 from streamsynth.rng import child_seed, hash64, uniform
@@ -32,6 +33,7 @@ LABEL_ATTR = "_label"  # entity attribute: the entity's most frequent non-normal
 GAP = "_gap"
 UNIFORM_OFFSET_KEY = 100  # rng key offset for the position inside an offset class
 IDENT_KEY = 200
+GRID_KEY = 300  # rng key offset for which grid level a numeric value (or, at GRID_KEY, a time) goes to
 _DTYPES = {
     "Int8": pl.Int8(), "Int16": pl.Int16(), "Int32": pl.Int32(), "Int64": pl.Int64(),
     "UInt8": pl.UInt8(), "UInt16": pl.UInt16(), "UInt32": pl.UInt32(), "UInt64": pl.UInt64(),
@@ -89,6 +91,9 @@ class EventCodec:
         self.entity_width: int = 6
         self.time: str = ""
         self.resolution_us: int = 1
+        # Learned resolutions (None / empty in codecs saved before them: values as decoded).
+        self.time_grid: Grid | None = None
+        self.grids: dict[str, Grid] = {}
         self.label: str | None = None
         self.label_dtype: str = "String"
         self.event_sizes: list[int] = []
@@ -107,6 +112,8 @@ class EventCodec:
             )
         self._fit_entity_ids(frame[self.entity], schema[self.entity].kind)
         self.resolution_us = _resolution_us(frame[self.time])
+        self.time_grid = Grid.learn_times(frame[self.time].dt.epoch("us").drop_nulls().to_numpy())
+        self.grids = {}
         multi = frame.filter(pl.len().over(self.entity) > 1)
         learned = [c for c in schema.data_columns if c.role in (Role.CATEGORICAL, Role.BOOLEAN, Role.NUMERIC)]
         attrs = {c.name for c in learned if _entity_constant(multi, self.entity, c.name)}
@@ -121,6 +128,10 @@ class EventCodec:
         for col in learned:
             if col.role is Role.NUMERIC:
                 enc = QuantileEncoder().fit(frame[col.name])
+                values = frame[col.name].drop_nulls()
+                grid = Grid.learn_numeric(values.cast(pl.Float64).to_numpy(), values.dtype.is_integer())
+                if grid is not None:
+                    self.grids[col.name] = grid
                 self._add("attr" if col.name in attrs else "event", col.name, "numeric", enc, col.dtype)
         if self.label and self.label not in attrs:
             self.label_dtype = str(frame.schema[self.label])
@@ -316,6 +327,12 @@ class EventCodec:
                     u = uniform(seed, entity_no, 0, UNIFORM_OFFSET_KEY + 64 + f.index)
                 bins = tokens[:, f.index]
                 values = enc.decode(bins, class_offset(tokens[:, f.index + 1], u))
+                grid = self.grids.get(f.name)
+                if grid is not None:
+                    key = seq if f.scope == "event" else 0
+                    u_grid = None if grid.always else uniform(seed, entity_no, key, GRID_KEY + 1 + f.index)
+                    ends = enc.knots[[0, -1]]
+                    values = grid.snap_values(values, u_grid, *(np.exp(ends) if enc.log else ends))
                 values = np.where(bins >= enc.size, np.nan, values)
                 series = pl.Series(f.name, values, dtype=pl.Float64, nan_to_null=True)
             dtype = _DTYPES.get(f.dtype)
@@ -373,6 +390,10 @@ class EventCodec:
             "entity_width": self.entity_width,
             "time": self.time,
             "resolution_us": self.resolution_us,
+            "resolution": {
+                "time": self.time_grid.to_json() if self.time_grid is not None else None,
+                "columns": {name: grid.to_json() for name, grid in self.grids.items()},
+            },
             "label": self.label,
             "label_dtype": self.label_dtype,
             "output_order": self.output_order,
@@ -388,6 +409,9 @@ class EventCodec:
                     "resolution_us", "label", "label_dtype", "output_order"):
             setattr(codec, key, data[key])
         codec.entity_shape = data.get("entity_shape")  # absent in models saved before shapes
+        resolution = data.get("resolution", {})  # absent in models saved before resolutions
+        codec.time_grid = Grid.from_json(resolution.get("time"))
+        codec.grids = {name: Grid.from_json(g) for name, g in resolution.get("columns", {}).items()}
         codec._sizes()
         return codec
 
