@@ -13,6 +13,7 @@ from typing import TypeVar
 from streamsynth.evaluate.attacks import attribute_inference, membership_inference, prepare_train
 from streamsynth.evaluate.balance import balance
 from streamsynth.evaluate.data import Table, prepare
+from streamsynth.evaluate.discriminator import row_discriminator
 from streamsynth.evaluate.fidelity import fidelity
 from streamsynth.evaluate.figures import figure_data
 from streamsynth.evaluate.fraud import fraud_utility
@@ -33,6 +34,7 @@ __all__ = [
     "parse_gates",
     "predictive_score",
     "render",
+    "row_discriminator",
     "write_report",
 ]
 
@@ -85,6 +87,7 @@ def evaluate(
         )
     options = sequences or SequenceOptions(device=device)
     fid = timed("fidelity", lambda: fidelity(prep, seed))
+    fid.discriminator = timed("discriminator", lambda: row_discriminator(prep, seed))
     if gru:
         util = timed("sequences", lambda: sequence_scores(prep, options, seed))
     else:

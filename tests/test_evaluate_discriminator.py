@@ -1,0 +1,100 @@
+"""The row-and-lag discriminator: real against real is a coin toss, a planted defect in one column
+raises the AUC and comes out on top of the importance, and the scorecard, JSON, HTML and CLI
+carry it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from streamsynth.cli import main
+from streamsynth.evaluate.data import prepare
+from streamsynth.evaluate.discriminator import GAP_FEATURE, HOUR, row_discriminator
+from streamsynth.schema import Schema
+
+
+@pytest.fixture(scope="module")
+def halves(payments_small: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, Schema]:
+    """Two halves of the payments customers: the same process, different entities."""
+    customers = payments_small["customer_id"].unique().sort().to_list()
+    chosen = np.random.default_rng(0).choice(customers, len(customers) // 2, replace=False).tolist()
+    first = payments_small["customer_id"].is_in(chosen)
+    return payments_small.filter(first), payments_small.filter(~first), Schema.infer(payments_small)
+
+
+def _shuffled(frame: pl.DataFrame, column: str, seed: int = 1) -> pl.DataFrame:
+    values = frame[column].to_numpy()
+    return frame.with_columns(pl.Series(column, np.random.default_rng(seed).permutation(values)))
+
+
+def test_real_against_real_is_near_a_coin_toss(halves) -> None:
+    a, b, schema = halves
+    d = row_discriminator(prepare(a, b, schema))
+    assert d is not None and d.auc < 0.6, d.auc
+    # the label and the column that alone gives it away are no features
+    assert d.excluded == ["fraud_scenario"]
+    assert not {"is_fraud", "fraud_scenario", "customer_id", "tx_id"} & set(d.features)
+    assert {"amount", "amount (previous event)", GAP_FEATURE, HOUR} <= set(d.features)
+
+
+@pytest.mark.parametrize("column", ["amount", "merchant_category"])
+def test_a_shuffled_column_raises_the_auc_and_tops_the_importance(halves, column: str) -> None:
+    a, b, schema = halves
+    clean = row_discriminator(prepare(a, b, schema))
+    broken = row_discriminator(prepare(a, _shuffled(b, column), schema))
+    assert broken.auc > clean.auc + 0.1, (clean.auc, broken.auc)
+    # its own values or their lag (the previous event's) leads, and by column it is first
+    assert broken.importance[0].feature in (column, f"{column} (previous event)"), broken.importance[:3]
+    assert broken.columns[0].feature == column, broken.columns[:3]
+
+
+def test_jittered_timestamps_show_in_the_gap_or_the_hour(halves) -> None:
+    a, b, schema = halves
+    # hours of jitter per event blur the daily rhythm and the gaps (real against real: ~0.5)
+    noise = np.random.default_rng(2).normal(0, 8 * 3600, b.height)
+    jittered = b.with_columns(pl.col("ts") + pl.duration(seconds=pl.Series(noise.round())))
+    d = row_discriminator(prepare(a, jittered, schema))
+    assert d.auc > 0.6, d.auc
+    assert d.importance[0].feature in (GAP_FEATURE, HOUR), d.importance[:3]
+
+
+def test_scorecard_json_html_and_cli_carry_it(halves, tmp_path: Path, capsys) -> None:
+    a, b, _ = halves
+    real, synth = tmp_path / "real.parquet", tmp_path / "synth.parquet"
+    a.write_parquet(real)
+    _shuffled(b, "amount").write_parquet(synth)
+    report, metrics = tmp_path / "report.html", tmp_path / "metrics.json"
+    code = main(
+        ["evaluate", str(real), str(synth), "--no-gru", "--report", str(report), "--json", str(metrics),
+         "--fail-under", "discriminator_auc=0.6"]
+    )
+    assert code == 1  # the gate fails: the shuffled amounts give the synthetic rows away
+    captured = capsys.readouterr()
+    assert "FAILED discriminator_auc" in captured.err
+    assert "discriminator: AUC" in captured.err and "leans on most: amount (" in captured.err
+    line = next(x for x in captured.out.splitlines() if "discriminator_auc" in x)
+    assert line.startswith("FAIL") and "(gate)" in line
+    data = json.loads(metrics.read_text())
+    d = data["fidelity"]["discriminator"]
+    assert d["columns"][0]["feature"] == "amount" and d["auc"] > 0.6
+    check = next(c for c in data["scorecard"] if c["key"] == "discriminator_auc")
+    assert check["value"] == d["auc"] and check["passed"] is False
+    html = report.read_text()
+    section = html.index("What tells real from synthetic events")
+    assert section < html.index("<h2>Numeric columns</h2>")
+    assert "By column (its own and its previous event's features): amount " in html[section:]
+
+
+@pytest.mark.parametrize("spec", ["discriminator_auc=high", "discriminator_auc", "discriminator=0.6"])
+def test_a_bad_fail_under_for_it_exits_2(halves, tmp_path: Path, capsys, spec: str) -> None:
+    a, b, _ = halves
+    real, synth = tmp_path / "real.parquet", tmp_path / "synth.parquet"
+    a.write_parquet(real)
+    b.write_parquet(synth)
+    assert main(["evaluate", str(real), str(synth), "--no-gru", "--fail-under", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
