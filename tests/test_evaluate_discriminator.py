@@ -98,3 +98,18 @@ def test_a_bad_fail_under_for_it_exits_2(halves, tmp_path: Path, capsys, spec: s
     assert main(["evaluate", str(real), str(synth), "--no-gru", "--fail-under", spec]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_the_gru_score_does_not_grow_with_its_budget() -> None:
+    """--iterations caps the GRU's training (early stopping on a validation part): 200 steps
+    used to score 0.14 on the payments demo and 1,000 steps 0.40, so a gate's verdict was the budget's."""
+    from test_evaluate_utility import OTHER, REAL
+
+    from streamsynth.evaluate.utility import discriminative_fit, discriminative_score
+
+    real, shifted = REAL[:200], np.clip(OTHER[:200] + 0.05, 0, 1)
+    fit = discriminative_fit(real, shifted, iterations=3000, seed=7)
+    assert fit.converged and fit.steps < 400, fit
+    assert discriminative_score(real, shifted, iterations=400, seed=7) == fit.score
+    short = discriminative_fit(real, shifted, iterations=50, seed=7)
+    assert not short.converged and short.steps == 50

@@ -22,13 +22,14 @@ from streamsynth.evaluate.report import render, write_report
 from streamsynth.evaluate.result import EvaluationResult, Utility
 from streamsynth.evaluate.scorecard import METRICS, build, check_columns, parse_gates
 from streamsynth.evaluate.sequences import SequenceOptions, sequence_scores
-from streamsynth.evaluate.utility import default_device, discriminative_score, predictive_score
+from streamsynth.evaluate.utility import default_device, discriminative_fit, discriminative_score, predictive_score
 from streamsynth.schema import Schema
 
 __all__ = [
     "METRICS",
     "EvaluationResult",
     "SequenceOptions",
+    "discriminative_fit",
     "discriminative_score",
     "evaluate",
     "parse_gates",

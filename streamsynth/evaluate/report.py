@@ -338,6 +338,11 @@ def render(result: EvaluationResult) -> str:
     sections.append("<h2>Utility</h2>")
     rows = [
         ["discriminative score (|acc - 0.5|, 0 best)", u.discriminative],
+        [
+            "discriminative GRU steps (early stopping)",
+            None if u.discriminative_steps is None
+            else f"{u.discriminative_steps}{'' if u.discriminative_converged else ' (budget ran out)'}",
+        ],
         ["predictive MAE, trained on synthetic", u.predictive],
         ["predictive MAE, trained on real (reference)", u.predictive_real],
         ["predictive ratio", u.predictive_ratio],

@@ -157,6 +157,8 @@ class FraudUtility:
 @dataclass
 class Utility:
     discriminative: float | None = None
+    discriminative_steps: int | None = None  # GRU steps taken: early stopping, capped by --iterations
+    discriminative_converged: bool | None = None  # False: the cap ended training, the score may be low
     predictive: float | None = None  # train on synthetic, test on real (MAE)
     predictive_real: float | None = None  # train on real, test on (other) real: the reference
     predictive_ratio: float | None = None
