@@ -52,6 +52,14 @@ def test_a_shuffled_column_raises_the_auc_and_tops_the_importance(halves, column
     assert broken.columns[0].feature == column, broken.columns[:3]
 
 
+def test_removed_rounding_shows_in_the_decimals(halves) -> None:
+    a, b, schema = halves
+    noise = np.random.default_rng(3).uniform(-0.005, 0.005, b.height)  # cents no longer whole
+    d = row_discriminator(prepare(a, b.with_columns(pl.col("amount") + pl.Series(noise)), schema))
+    assert d.auc > 0.9, d.auc
+    assert d.importance[0].feature == "amount (decimals)" and d.columns[0].feature == "amount", d.importance[:3]
+
+
 def test_jittered_timestamps_show_in_the_gap_or_the_hour(halves) -> None:
     a, b, schema = halves
     # hours of jitter per event blur the daily rhythm and the gaps (real against real: ~0.5)
@@ -86,7 +94,7 @@ def test_scorecard_json_html_and_cli_carry_it(halves, tmp_path: Path, capsys) ->
     html = report.read_text()
     section = html.index("What tells real from synthetic events")
     assert section < html.index("<h2>Numeric columns</h2>")
-    assert "By column (its own and its previous event's features): amount " in html[section:]
+    assert "By column (its value, decimals and previous event's value): amount " in html[section:]
 
 
 @pytest.mark.parametrize("spec", ["discriminator_auc=high", "discriminator_auc", "discriminator=0.6"])

@@ -62,7 +62,9 @@ def evaluate(
     iterations: Annotated[
         int,
         typer.Option(
-            "--iterations", help="Training steps of each GRU score (the paper: 2000/5000)."
+            "--iterations",
+            help="Most training steps of each GRU score (the paper: 2000/5000); the discriminative "
+            "one stops earlier once a validation part of its windows stops improving.",
         ),
     ] = 1000,
     max_windows: Annotated[

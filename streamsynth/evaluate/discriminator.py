@@ -1,8 +1,9 @@
 """Row-and-lag discriminator: gradient boosting tells real events from synthetic ones.
 
-Each event becomes one row of features: its data columns (numeric as is, categorical as native
-categorical features), the same columns of the previous event of its entity, log1p of the gap to
-that event, hour of day, day of week and its position in the entity's sequence. A
+Each event becomes one row of features: its data columns (numeric as is and their number of
+decimals, categorical as native categorical features), the same columns of the previous event
+of its entity, log1p of the gap to that event, hour of day, day of week and its position in the
+entity's sequence. A
 ``HistGradientBoostingClassifier`` learns real against synthetic on a balanced, seeded sample,
 cross-validated with folds grouped by entity (an entity's rows never sit in train and test
 together, so it scores held-out entities, not memorised ones). The score is the mean held-out ROC
@@ -35,6 +36,9 @@ MAX_CATEGORIES = 250
 #: Without an entity column, folds hold blocks of this many consecutive events (lags stay inside).
 BLOCK = 1000
 PREVIOUS = " (previous event)"
+DECIMALS = " (decimals)"
+#: Digits after the point that the decimals feature tells apart; more count as this many plus one.
+MAX_DECIMALS = 6
 GAP_FEATURE = "gap to previous event (log1p s)"
 HOUR, WEEKDAY, POSITION = "hour of day", "day of week", "position in sequence"
 
@@ -110,10 +114,11 @@ def _importance(
 
 
 def _by_column(names: list[str], drops: np.ndarray) -> list[FeatureImportance]:
-    """A column's importance: its own and its previous event's (a broken column breaks both)."""
+    """A column's importance: its value's, its decimals' and its previous event's (a broken
+    column breaks them together)."""
     totals: dict[str, float] = {}
     for name, drop in zip(names, drops, strict=True):
-        column = name.removesuffix(PREVIOUS)
+        column = name.removesuffix(PREVIOUS).removesuffix(DECIMALS)
         totals[column] = totals.get(column, 0.0) + float(drop)
     return [FeatureImportance(c, v) for c, v in sorted(totals.items(), key=lambda kv: -kv[1])]
 
@@ -148,6 +153,9 @@ def _features(
     # Rows are sorted by (entity, time) in ``prepare``: the previous row of the entity is its
     # previous event (its first event has none: missing, which the trees handle).
     exprs += [e.shift(1).over(SEQ).alias(n + PREVIOUS) for n, e in columns.items()]
+    # A value's shape, beside its size: trees split on magnitudes and cannot see that real
+    # amounts have two decimals and synthetic ones twelve (rounding removed).
+    exprs += [_decimals(pl.col(name).cast(pl.Float64)).alias(name + DECIMALS) for name in numeric]
     if prep.time:
         t = pl.col(prep.time)
         exprs += [
@@ -158,6 +166,16 @@ def _features(
     if prep.entity or prep.time:
         exprs.append(pl.int_range(pl.len()).over(SEQ).cast(pl.Float64).alias(POSITION))
     return frame.select(exprs) if exprs else pl.DataFrame()
+
+
+def _decimals(value: pl.Expr) -> pl.Expr:
+    """Digits after the decimal point (0..MAX_DECIMALS, or one more for longer values)."""
+    out = pl.when(value.is_null() | ~value.is_finite()).then(None)
+    for k in range(MAX_DECIMALS + 1):
+        scaled = value * 10.0**k
+        # relative tolerance: 27.58 * 100 is 2757.9999999999995 in floating point
+        out = out.when((scaled - scaled.round()).abs() <= 1e-9 * scaled.abs().clip(lower_bound=1.0)).then(k)
+    return out.otherwise(MAX_DECIMALS + 1).cast(pl.Float64)
 
 
 def _matrix(features: pl.DataFrame, rows: np.ndarray) -> np.ndarray:

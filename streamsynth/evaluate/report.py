@@ -107,7 +107,7 @@ def _discriminator(d: RowDiscriminator) -> str:
         "shuffled in the held-out rows. The top ones are what to fix or constrain first.</p>"
     )
     by_column = ", ".join(f"{c.feature} {_num(c.importance)}" for c in d.columns[:5])
-    columns = f"<p>By column (its own and its previous event's features): {escape(by_column)}</p>"
+    columns = f"<p>By column (its value, decimals and previous event's value): {escape(by_column)}</p>"
     excluded = ""
     if d.excluded:
         excluded = (
