@@ -63,12 +63,13 @@ def row_discriminator(prep: Prepared, seed: int = 0, max_rows: int = MAX_ROWS) -
     s_rows = np.sort(rng.choice(prep.synth.height, n, replace=False))
     x = np.vstack([_matrix(real, r_rows), _matrix(synth, s_rows)])
     y = np.r_[np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]
-    r_groups, s_groups = _groups(prep.real, prep)[r_rows], _groups(prep.synth, prep)[s_rows]
-    # Real and synthetic entity numbers overlap: each side draws the folds of its own entities.
-    fold = np.r_[
-        rng.integers(0, FOLDS, int(r_groups.max()) + 1)[r_groups],
-        rng.integers(0, FOLDS, int(s_groups.max()) + 1)[s_groups],
-    ]
+    r_groups, s_groups = _groups(prep)
+    # One fold per entity id, shared by both sides: when the synthetic data reuses real ids (or
+    # real is compared with real), an id's rows on the two sides are held out together. Folds
+    # drawn per side let the model learn an entity's traits from its rows on the other side
+    # alone and score it backwards, an AUC well below 0.5.
+    fold_of = rng.integers(0, FOLDS, int(max(r_groups.max(), s_groups.max())) + 1)
+    fold = np.r_[fold_of[r_groups[r_rows]], fold_of[s_groups[s_rows]]]
     is_categorical = np.array([name in categorical or name.removesuffix(PREVIOUS) in categorical for name in names])
     aucs, drops = [], np.zeros(len(names))
     # One OpenMP thread: on shared cores the trees' threads spin-wait for each other, and two
@@ -184,10 +185,20 @@ def _matrix(features: pl.DataFrame, rows: np.ndarray) -> np.ndarray:
     return x
 
 
-def _groups(frame: pl.DataFrame, prep: Prepared) -> np.ndarray:
+def _groups(prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Group numbers of the real and synthetic rows: entity ids numbered over both sides, or
+    without an entity blocks of consecutive rows (lags stay inside a block)."""
     if prep.entity:
-        return frame[SEQ].to_numpy()
-    return np.arange(frame.height) // BLOCK
+        ids = pl.concat([prep.real[prep.entity], prep.synth[prep.entity]]).fill_null("<null>")
+        codes = (ids.rank("dense").cast(pl.Int64) - 1).to_numpy()
+        return codes[: prep.real.height], codes[prep.real.height :]
+    # small tables still get enough blocks to fill every fold
+    blocks = []
+    for frame in (prep.real, prep.synth):
+        block = max(1, min(BLOCK, frame.height // (10 * FOLDS)))
+        blocks.append(np.arange(frame.height) // block)
+    # the two sides' blocks are unrelated rows: number them apart
+    return blocks[0], blocks[1] + blocks[0].max() + 1
 
 
 def _model(is_categorical: np.ndarray, seed: int) -> HistGradientBoostingClassifier:
