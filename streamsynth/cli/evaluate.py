@@ -16,7 +16,7 @@ _FAIL_HELP = (
     "KEY=VALUE: fail (exit code 1) when metric KEY is worse than VALUE; repeatable. "
     "Lower is better for every key but fraud_auc_ratio, dcr_ratio and nndr. Keys: ks, "
     "wasserstein, tv, correlation, association, autocorrelation, inter_arrival, "
-    "events_per_entity, hour_of_day, day_of_week, discriminative, predictive, predictive_ratio, "
+    "events_per_entity, hour_of_day, day_of_week, discriminator_auc, discriminative, predictive, predictive_ratio, "
     "fraud_auc_ratio, dcr_ratio, row_copies_excess, sequence_copies_excess, nndr, mia_auc, "
     "attribute_advantage, attribute_leakage, label_rate, and "
     "ks.COLUMN / wasserstein.COLUMN / tv.COLUMN. "
@@ -62,7 +62,9 @@ def evaluate(
     iterations: Annotated[
         int,
         typer.Option(
-            "--iterations", help="Training steps of each GRU score (the paper: 2000/5000)."
+            "--iterations",
+            help="Most training steps of each GRU score (the paper: 2000/5000); the discriminative "
+            "one stops earlier once a validation part of its windows stops improving.",
         ),
     ] = 1000,
     max_windows: Annotated[
@@ -136,6 +138,7 @@ def evaluate(
                 ) from None
             typer.echo(f"{'report' if option == '--report' else 'metrics'}: {path}", err=True)
     _print_scorecard(result)
+    _print_discriminator(result)
     for note in result.utility.notes:
         typer.echo(f"note: {note}", err=True)
     failed = result.failed_gates
@@ -197,6 +200,14 @@ def _real_and_schema(path: Path, schema_file: Path | None, time: str | None) -> 
         overrides=columns,
     )
     return frame, schema
+
+
+def _print_discriminator(result: Any, top: int = 3) -> None:
+    d = result.fidelity.discriminator
+    if d is None:
+        return
+    leans = ", ".join(f"{c.feature} ({c.importance:.3f})" for c in d.columns[:top])
+    typer.echo(f"discriminator: AUC {d.auc:.3f}; the columns it leans on most: {leans}", err=True)
 
 
 def _print_scorecard(result: Any) -> None:

@@ -13,6 +13,7 @@ from typing import TypeVar
 from streamsynth.evaluate.attacks import attribute_inference, membership_inference, prepare_train
 from streamsynth.evaluate.balance import balance
 from streamsynth.evaluate.data import Table, prepare
+from streamsynth.evaluate.discriminator import row_discriminator
 from streamsynth.evaluate.fidelity import fidelity
 from streamsynth.evaluate.figures import figure_data
 from streamsynth.evaluate.fraud import fraud_utility
@@ -21,18 +22,20 @@ from streamsynth.evaluate.report import render, write_report
 from streamsynth.evaluate.result import EvaluationResult, Utility
 from streamsynth.evaluate.scorecard import METRICS, build, check_columns, parse_gates
 from streamsynth.evaluate.sequences import SequenceOptions, sequence_scores
-from streamsynth.evaluate.utility import default_device, discriminative_score, predictive_score
+from streamsynth.evaluate.utility import default_device, discriminative_fit, discriminative_score, predictive_score
 from streamsynth.schema import Schema
 
 __all__ = [
     "METRICS",
     "EvaluationResult",
     "SequenceOptions",
+    "discriminative_fit",
     "discriminative_score",
     "evaluate",
     "parse_gates",
     "predictive_score",
     "render",
+    "row_discriminator",
     "write_report",
 ]
 
@@ -85,6 +88,7 @@ def evaluate(
         )
     options = sequences or SequenceOptions(device=device)
     fid = timed("fidelity", lambda: fidelity(prep, seed))
+    fid.discriminator = timed("discriminator", lambda: row_discriminator(prep, seed))
     if gru:
         util = timed("sequences", lambda: sequence_scores(prep, options, seed))
     else:

@@ -84,6 +84,29 @@ class Profile:
 
 
 @dataclass
+class FeatureImportance:
+    """One feature of the row-and-lag discriminator: a column, a column of the previous event, the gap."""
+
+    feature: str
+    importance: float  # mean drop of the held-out AUC when the feature is shuffled
+
+
+@dataclass
+class RowDiscriminator:
+    """Gradient boosting on each event, its previous event and the gap, real against synthetic,
+    cross-validated over held-out entities (``discriminator.py``)."""
+
+    auc: float  # mean held-out ROC AUC over the folds; 0.5: indistinguishable
+    auc_std: float  # its spread over the folds
+    folds: int
+    rows_per_side: int
+    features: list[str]
+    importance: list[FeatureImportance]  # the most telling first
+    columns: list[FeatureImportance]  # by column: its own and its previous event's importance
+    excluded: list[str] = field(default_factory=list)  # label columns and columns that give it away
+
+
+@dataclass
 class Fidelity:
     numeric: list[NumericColumn] = field(default_factory=list)
     categorical: list[CategoricalColumn] = field(default_factory=list)
@@ -94,6 +117,7 @@ class Fidelity:
     events_per_entity: DistributionComparison | None = None
     hour_of_day: Profile | None = None
     day_of_week: Profile | None = None
+    discriminator: RowDiscriminator | None = None
 
 
 @dataclass
@@ -133,6 +157,8 @@ class FraudUtility:
 @dataclass
 class Utility:
     discriminative: float | None = None
+    discriminative_steps: int | None = None  # GRU steps taken: early stopping, capped by --iterations
+    discriminative_converged: bool | None = None  # False: the cap ended training, the score may be low
     predictive: float | None = None  # train on synthetic, test on real (MAE)
     predictive_real: float | None = None  # train on real, test on (other) real: the reference
     predictive_ratio: float | None = None

@@ -88,9 +88,16 @@ def sequence_scores(prep: Prepared, options: SequenceOptions, seed: int = 0) -> 
             "sequence scores skipped; try a shorter --window"
         )
         return out
-    out.discriminative = utility.discriminative_score(
+    fit = utility.discriminative_fit(
         real, synth, seed=seed, iterations=options.discriminative_iterations, device=options.device
     )
+    out.discriminative, out.discriminative_steps = fit.score, fit.steps
+    out.discriminative_converged = fit.converged
+    if not fit.converged:
+        out.notes.append(
+            f"discriminative: the GRU was still improving when its budget of {fit.steps} steps ran out, "
+            "so the score may understate the difference; raise --iterations"
+        )
     order = predictive_order(encoder)
     real, synth = real[:, :, order], synth[:, :, order]
     # The real->real reference needs real windows kept out of its training: split them.
