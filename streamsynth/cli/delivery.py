@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +38,7 @@ from streamsynth.cli.core import (
 from streamsynth.contract import EVENT_ID, LABEL, take
 from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest
+from streamsynth.progress import Progress
 
 EXIT_LOSS = 1
 DEFAULT_MANIFEST = "replay.manifest.json"
@@ -112,7 +112,7 @@ def replay_command(
 
         if skip:
             typer.echo(f"resuming after {skip:,} acknowledged events ({checkpoint})", err=True)
-        with _signals(stop), _ProgressBar(n_events, skip) as bar:
+        with _signals(stop), Progress(label="replay", total=n_events, done=skip, unit="events") as bar:
             result = replay(src.stream, sink, time_column=src.time, pacing=pacing, metrics=metrics,
                             skip=skip, counter=counter, stop=stop, on_checkpoint=save,
                             on_progress=bar.update, flush_every=flush_every)
@@ -237,33 +237,3 @@ class _signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-
-class _ProgressBar:
-    """Events acknowledged, as a rich bar on a terminal; silent otherwise."""
-
-    def __init__(self, total: int | None, done: int) -> None:
-        self.total, self.done = total, done
-        self._bar = None
-        self._task = None
-
-    def __enter__(self) -> _ProgressBar:
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            from streamsynth.cli.options import err_console
-
-            self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                                 transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("replay", total=self.total, completed=self.done)
-        return self
-
-    def update(self, position: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=position)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -8,14 +8,15 @@ definitions of Yoon et al. (NeurIPS 2019), written in batched torch, determinist
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.threads import threads_for
 
 BATCH = 128
 TEST_FRACTION = 0.2
@@ -28,22 +29,13 @@ def default_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@contextmanager
-def small_model_threads(dev: torch.device) -> Iterator[None]:
+def small_model_threads(dev: torch.device) -> AbstractContextManager[None]:
     """Train these small models on one CPU thread, restoring the caller's setting after.
 
     Their matrices are tiny, so extra threads gain at most 2x, while on shared cores OpenMP's
     spin-waiting made them 10-60x slower in our measurements.
     """
-    if dev.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return threads_for(0, dev)
 
 
 def _as_windows(array: np.ndarray, name: str) -> np.ndarray:
@@ -113,12 +105,14 @@ def discriminative_score(
     iterations: int = 2000,
     hidden: int | None = None,
     device: str | None = None,
+    progress: Any = None,
 ) -> float:
     """|accuracy - 0.5| of a post-hoc GRU classifier of real vs synthetic windows (0 is best).
 
     As in the paper: each side split 80/20, a GRU (``hidden`` = F // 2, at least 4) with a
     linear head on its last state, Adam, ``iterations`` steps of 128 real + 128 synthetic
-    windows, accuracy at threshold 0.5 on both held-out parts together.
+    windows, accuracy at threshold 0.5 on both held-out parts together. ``progress`` (a
+    :class:`streamsynth.progress.Progress`) is advanced once a step.
     """
     r, s = _check_pair(real, synth)
     features = r.shape[2]
@@ -144,6 +138,8 @@ def discriminative_score(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if progress is not None:
+                progress.advance(score="discriminative")
         model.eval()
         with torch.no_grad():
             real_hits = _batched(model, rt[torch.from_numpy(r_test).to(dev)]) > 0
@@ -173,13 +169,15 @@ def predictive_score(
     seed: int = 0,
     iterations: int = 5000,
     device: str | None = None,
+    progress: Any = None,
 ) -> float:
     """Train on synthetic, test on real: MAE of next-step prediction of the last feature.
 
     As in the paper: a GRU (hidden = F // 2, at least 4) over the first F-1 features, a
     sigmoid read-out at every step predicting the last feature one step ahead, L1 loss,
     Adam, ``iterations`` batches of 128 synthetic windows; the score is the MAE on all real
-    windows (lower is better; compare with the real-on-real value).
+    windows (lower is better; compare with the real-on-real value). ``progress`` (a
+    :class:`streamsynth.progress.Progress`) is advanced once a step.
     """
     r, s = _check_pair(real, synth)
     features = r.shape[2]
@@ -199,6 +197,8 @@ def predictive_score(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if progress is not None:
+                progress.advance(score="predictive")
         model.eval()
         with torch.no_grad():
             pred = torch.sigmoid(_batched(model, rx))
