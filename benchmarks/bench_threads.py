@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -113,8 +114,11 @@ def run_once(workload: str, code: Path, extra: dict[str, str], timeout: float) -
     env.update(extra)
     env["PYTHONPATH"] = str(code)
     env["STREAMSYNTH_PROGRESS"] = "off"
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", workload], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=code)
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", workload], env=env,
+                              capture_output=True, text=True, timeout=timeout, cwd=code)
+    except subprocess.TimeoutExpired:
+        return math.inf, 0  # shown as "> timeout": the run did not finish in time
     if proc.returncode != 0:
         raise RuntimeError(f"{workload} under {code} failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -143,7 +147,7 @@ def main() -> None:
     parser.add_argument("--old", type=Path, default=Path("/work/main"), help="checkout with the old policy")
     parser.add_argument("--idle-only", action="store_true")
     parser.add_argument("--busy-only", action="store_true")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per run; slower runs show as >N")
     args = parser.parse_args()
     if args.child:
         child(args.child)
@@ -180,9 +184,11 @@ def main() -> None:
                 print(f"  {workload} {condition} {name}: {', '.join(f'{s:.2f}' for s in runs)} s "
                       f"({n} threads)", flush=True)
             row = [workload, condition, f"{statistics.mean(loads):.2f}"]
-            row += [f"{times[n]:.2f} ({used[n]})" for n in chosen]
+            row += [f"{times[n]:.2f} ({used[n]})" if math.isfinite(times[n]) else f">{args.timeout:.0f}"
+                    for n in chosen]
             if "old" in times and "new" in times:
-                row.append(f"{times['old'] / times['new']:.2f}x")
+                ratio = times["old"] / times["new"]
+                row.append(f"{ratio:.2f}x" if math.isfinite(ratio) else f">{args.timeout / times['new']:.1f}x")
             rows.append(row)
     header = ["workload", "machine", "load avg", *[f"{n} s (threads)" for n in chosen]]
     if "old" in chosen and "new" in chosen:

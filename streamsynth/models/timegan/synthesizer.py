@@ -275,7 +275,9 @@ class TimeGANSynthesizer(Synthesizer):
             # see the same numbers, so their union equals the unsharded stream.
             z = rng.uniform(z_seed, series[:, None, None], steps[None, :, None],
                             np.arange(width)[None, None, :]).astype(np.float32)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            # a few series are a few thousand elements a step: one thread (see threads.py)
+            with threads.threads_for(len(series) * self.config.hidden_dim, device), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 x, state = net.sample(torch.from_numpy(z).to(device), state)
             x = x.float().cpu().numpy().transpose(1, 0, 2)  # (steps, series, F): time-major rows
             n_rows = x.shape[0] * x.shape[1]
