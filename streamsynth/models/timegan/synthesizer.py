@@ -36,10 +36,11 @@ SERIES_COLUMN = "series"  # names the series when n_entities > 1 and the data ha
 
 #: Named sets of hyper-parameters; ``preset=`` picks one, explicit options override its values.
 PRESETS: dict[str, dict[str, int]] = {
-    # A CPU fit of a few thousand rows in about a minute: two recurrent layers (a CPU GRU's cost
-    # is one small op per step, layer and pass, so depth and iterations are what cost time) and
-    # 300 iterations per phase. Coarser than the paper's; good for trying things out.
-    "fast": {"seq_len": 24, "hidden_dim": 24, "num_layers": 2, "batch_size": 128, "iterations": 300},
+    # A CPU fit of a few thousand rows in 1-2 minutes: two recurrent layers (a CPU GRU's cost is
+    # small ops per time step, layer and pass, so depth and iterations are what cost time, not
+    # rows) and 200 iterations per phase (300 took 138 s on two cores at load 6). Coarser than
+    # the paper's; for trying things out.
+    "fast": {"seq_len": 24, "hidden_dim": 24, "num_layers": 2, "batch_size": 128, "iterations": 200},
     # The network and batch of Yoon et al. (2019) with 2,000 iterations per phase (the paper ran
     # 50,000: add --option iterations=50000, best on a GPU).
     "paper": {"seq_len": 24, "hidden_dim": 24, "num_layers": 3, "batch_size": 128, "iterations": 2000},
@@ -54,7 +55,7 @@ class TimeGANSynthesizer(Synthesizer):
     the model's config:
 
     - ``fast`` (default): seq_len 24, hidden_dim 24, num_layers 2, batch_size 128, iterations
-      300 per phase; a CPU fit of a ~3k-row series takes about a minute.
+      200 per phase; a CPU fit of a ~3k-row series takes 1-2 minutes on two busy cores.
     - ``paper``: the paper's network (seq_len 24, hidden_dim 24, num_layers 3, batch_size 128)
       with 2,000 iterations per phase (the paper used 50,000); minutes on a GPU, about
       10-20 minutes on two CPU cores.
