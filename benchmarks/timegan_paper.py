@@ -157,7 +157,7 @@ def nab(args: argparse.Namespace, device: torch.device) -> dict:
     out = {}
     for path in args.nab:
         frame = io.read(path)
-        model = TimeGANSynthesizer(seed=args.seed, iterations=args.nab_iterations,
+        model = TimeGANSynthesizer(seed=args.seed, preset="paper", iterations=args.nab_iterations,
                                    module=args.module, device=str(device))
         t0 = time.perf_counter()
         model.fit(frame)

@@ -40,6 +40,9 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    from streamsynth import threads
+
+    threads.configure()  # before the commands import polars and torch, so their pools take the budget
     _register()
     try:
         # Without standalone mode, click returns (not raises) a command's typer.Exit code.

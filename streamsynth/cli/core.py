@@ -52,6 +52,11 @@ def fit(
     dp_delta: Annotated[
         float | None, typer.Option("--dp-delta", help="The delta of the DP budget (default: 1/(10 x entities)).")
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="A model's named settings, e.g. timegan: fast (default) or paper; "
+                     "--option values override it."),
+    ] = None,
 ) -> None:
     """Learn a model from real data and save it as JSON + safetensors."""
     from streamsynth.models import create
@@ -60,6 +65,8 @@ def fit(
     options = parse_options(option)
     # the DP budget is the models' dp_epsilon/dp_delta options under a flag of its own
     options.update({k: v for k, v in (("dp_epsilon", dp_epsilon), ("dp_delta", dp_delta)) if v is not None})
+    if preset is not None:
+        options["preset"] = preset
     if {"dp_epsilon", "dp_delta"} & set(options):
         _check_private(model)
     synthesizer = create(model, seed=seed, **options)  # a bad model name fails before reading

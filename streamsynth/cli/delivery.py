@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +39,7 @@ from streamsynth.cli.core import (
 from streamsynth.contract import EVENT_ID, LABEL, take
 from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest
+from streamsynth.progress import Progress
 
 EXIT_LOSS = 1
 EXIT_ABORTED = 130
@@ -166,7 +166,7 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
                        + (f"; {progress.repeated:,} events after it were already written (a crash "
                           "after the last rotation): they are written again, as duplicates"
                           if progress.repeated else ""), err=True)
-        with _ProgressBar(n_events, skip) as bar:
+        with Progress(label="replay", total=n_events, done=skip, unit="events") as bar:
             signals.phase = "running"
             result = replay(src.stream, sink, time_column=src.time, pacing=pacing, metrics=metrics,
                             skip=skip, counter=counter, stop=signals.stop, on_checkpoint=save,
@@ -408,33 +408,3 @@ class _signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-
-class _ProgressBar:
-    """Events acknowledged, as a rich bar on a terminal; silent otherwise."""
-
-    def __init__(self, total: int | None, done: int) -> None:
-        self.total, self.done = total, done
-        self._bar = None
-        self._task = None
-
-    def __enter__(self) -> _ProgressBar:
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            from streamsynth.cli.options import err_console
-
-            self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                                 transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("replay", total=self.total, completed=self.done)
-        return self
-
-    def update(self, position: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=position)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -6,13 +6,13 @@ import sys
 from datetime import datetime
 from typing import Any
 
-import polars as pl
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import _as_utc
+from streamsynth.progress import Progress  # noqa: F401 (the commands' progress reporter)
 
 # Piped output (scripts, CI logs) gets wide tables rather than cells cut at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -59,36 +59,3 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-
-
-class Progress:
-    """A progress bar on stderr when it is a terminal; silent otherwise (CI, pipes)."""
-
-    def __init__(self, total: int | None, label: str) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.total = total
-        self.label = label
-        self._bar = None
-        self._task = None
-
-    def __enter__(self) -> Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=err_console, transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total)
-        return self
-
-    def advance(self, batch: pl.DataFrame) -> pl.DataFrame:
-        if self._bar is not None:
-            self._bar.advance(self._task, batch.height)
-        return batch
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -16,6 +16,7 @@ from streamsynth.evaluate import utility
 from streamsynth.evaluate.data import SEQ, Prepared
 from streamsynth.evaluate.features import FeatureEncoder
 from streamsynth.evaluate.result import Utility
+from streamsynth.progress import Progress
 
 MAX_WINDOW = 24
 
@@ -27,6 +28,7 @@ class SequenceOptions:
     discriminative_iterations: int = 1000
     predictive_iterations: int = 1000
     device: str | None = None
+    progress: bool = True  # a bar (terminal) or a line every 10 s (logs) while the GRUs train
 
 
 def window_length(prep: Prepared) -> int:
@@ -88,28 +90,31 @@ def sequence_scores(prep: Prepared, options: SequenceOptions, seed: int = 0) -> 
             "sequence scores skipped; try a shorter --window"
         )
         return out
-    fit = utility.discriminative_fit(
-        real, synth, seed=seed, iterations=options.discriminative_iterations, device=options.device
-    )
-    out.discriminative, out.discriminative_steps = fit.score, fit.steps
-    out.discriminative_converged = fit.converged
-    if not fit.converged:
-        out.notes.append(
-            f"discriminative: the GRU was still improving when its budget of {fit.steps} steps ran out, "
-            "so the score may understate the difference; raise --iterations"
+    total = options.discriminative_iterations + 2 * options.predictive_iterations
+    with Progress(label="evaluate sequences", total=total, unit="steps", enabled=options.progress) as bar:
+        fit = utility.discriminative_fit(
+            real, synth, seed=seed, iterations=options.discriminative_iterations, device=options.device,
+            progress=bar,
         )
-    order = predictive_order(encoder)
-    real, synth = real[:, :, order], synth[:, :, order]
-    # The real->real reference needs real windows kept out of its training: split them.
-    perm = rng.permutation(len(real))
-    half = len(real) // 2
-    train, test = real[perm[:half]], real[perm[half:]]
-    out.predictive = utility.predictive_score(
-        test, synth, seed=seed, iterations=options.predictive_iterations, device=options.device
-    )
-    out.predictive_real = utility.predictive_score(
-        test, train, seed=seed, iterations=options.predictive_iterations, device=options.device
-    )
+        out.discriminative, out.discriminative_steps = fit.score, fit.steps
+        out.discriminative_converged = fit.converged
+        if not fit.converged:
+            out.notes.append(
+                f"discriminative: the GRU was still improving when its budget of {fit.steps} steps ran out, "
+                "so the score may understate the difference; raise --iterations"
+            )
+        order = predictive_order(encoder)
+        real, synth = real[:, :, order], synth[:, :, order]
+        # The real->real reference needs real windows kept out of its training: split them.
+        perm = rng.permutation(len(real))
+        half = len(real) // 2
+        train, test = real[perm[:half]], real[perm[half:]]
+        out.predictive = utility.predictive_score(
+            test, synth, seed=seed, iterations=options.predictive_iterations, device=options.device, progress=bar
+        )
+        out.predictive_real = utility.predictive_score(
+            test, train, seed=seed, iterations=options.predictive_iterations, device=options.device, progress=bar
+        )
     if out.predictive_real > 0:
         out.predictive_ratio = out.predictive / out.predictive_real
     return out

@@ -10,15 +10,16 @@ definitions of Yoon et al. (NeurIPS 2019), written in batched torch, determinist
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.threads import threads_for
 
 BATCH = 128
 TEST_FRACTION = 0.2
@@ -49,22 +50,13 @@ def default_device(device: str | None = None) -> torch.device:
     return dev
 
 
-@contextmanager
-def small_model_threads(dev: torch.device) -> Iterator[None]:
+def small_model_threads(dev: torch.device) -> AbstractContextManager[None]:
     """Train these small models on one CPU thread, restoring the caller's setting after.
 
     Their matrices are tiny, so extra threads gain at most 2x, while on shared cores OpenMP's
     spin-waiting made them 10-60x slower in our measurements.
     """
-    if dev.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return threads_for(0, dev)
 
 
 def _as_windows(array: np.ndarray, name: str) -> np.ndarray:
@@ -143,6 +135,7 @@ def discriminative_score(
     iterations: int = 2000,
     hidden: int | None = None,
     device: str | None = None,
+    progress: Any = None,
 ) -> float:
     """|accuracy - 0.5| of a post-hoc GRU classifier of real vs synthetic windows (0 is best).
 
@@ -151,9 +144,10 @@ def discriminative_score(
     threshold 0.5 on both held-out parts together. Unlike the paper's fixed step count, training
     stops early once the loss on a validation part of the training windows stops improving, and
     the best model so far is scored: ``iterations`` is a cap, so the score does not grow with it.
+    ``progress`` (a :class:`streamsynth.progress.Progress`) is advanced once a step.
     """
     return discriminative_fit(
-        real, synth, seed=seed, iterations=iterations, hidden=hidden, device=device
+        real, synth, seed=seed, iterations=iterations, hidden=hidden, device=device, progress=progress
     ).score
 
 
@@ -165,6 +159,7 @@ def discriminative_fit(
     iterations: int = 2000,
     hidden: int | None = None,
     device: str | None = None,
+    progress: Any = None,
 ) -> DiscriminativeFit:
     """``discriminative_score`` with the steps it took and whether it converged in the budget."""
     r, s = _check_pair(real, synth)
@@ -203,6 +198,8 @@ def discriminative_fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if progress is not None:
+                progress.advance(score="discriminative")
             if not early or (it + 1) % CHECK_EVERY:
                 continue
             val_loss = _validation_loss(model, r_val_x, s_val_x)
@@ -213,6 +210,8 @@ def discriminative_fit(
                 stale += 1
                 if stale >= PATIENCE:
                     steps, converged = it + 1, True
+                    if progress is not None:  # the steps not taken, so the bar's total adds up
+                        progress.advance(iterations - steps, score="discriminative")
                     break
         if best_state is not None:
             # Score the model at its best validation loss, not the one that overfit since.
@@ -257,13 +256,15 @@ def predictive_score(
     seed: int = 0,
     iterations: int = 5000,
     device: str | None = None,
+    progress: Any = None,
 ) -> float:
     """Train on synthetic, test on real: MAE of next-step prediction of the last feature.
 
     As in the paper: a GRU (hidden = F // 2, at least 4) over the first F-1 features, a
     sigmoid read-out at every step predicting the last feature one step ahead, L1 loss,
     Adam, ``iterations`` batches of 128 synthetic windows; the score is the MAE on all real
-    windows (lower is better; compare with the real-on-real value).
+    windows (lower is better; compare with the real-on-real value). ``progress`` (a
+    :class:`streamsynth.progress.Progress`) is advanced once a step.
     """
     r, s = _check_pair(real, synth)
     features = r.shape[2]
@@ -283,6 +284,8 @@ def predictive_score(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if progress is not None:
+                progress.advance(score="predictive")
         model.eval()
         with torch.no_grad():
             pred = torch.sigmoid(_batched(model, rx))

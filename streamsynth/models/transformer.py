@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamsynth import threads
 from streamsynth.encoders.resolution import TimeSnapper
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Needed, Shard, Synthesizer
 from streamsynth.rng import uniform
+from streamsynth.threads import threads_for  # noqa: F401 (imported from here by the train and sample modules)
 
 N_TIME = 5  # time-of-day sin/cos, day-of-week sin/cos, fraction of the window elapsed
 # time_features adds two integer-valued columns after those: hour of day and day of week, which
@@ -302,20 +303,6 @@ def time_features(t_s: torch.Tensor, origin_s: float, window_s: torch.Tensor, sp
     return torch.stack(feats, dim=-1).float()
 
 
-@contextmanager
-def threads_for(elements: int) -> Iterator[None]:
-    """One CPU thread for small tensors: on a busy machine, thread hand-offs cost more than
-    they save on matrices of a few thousand elements."""
-    before = torch.get_num_threads()
-    if elements < SMALL_WORK and before > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-SMALL_WORK = 4096  # rows x width below which one thread is faster (measured: 16-32 rows of 128)
 
 
 def default_device(device: str | None = None) -> torch.device:
@@ -402,6 +389,7 @@ class TransformerSynthesizer(Synthesizer):
         from streamsynth.models.transformer_codec import EventCodec
         from streamsynth.models.transformer_train import train
 
+        threads.configure()
         start = self.fitted_start
         self.codec = EventCodec().fit(frame, self.schema, start, self.span_s)
         data = self.codec.encode(frame, start, self.span_s)
@@ -446,6 +434,7 @@ class TransformerSynthesizer(Synthesizer):
         from streamsynth.models.transformer_codec import GRID_KEY
         from streamsynth.models.transformer_sample import Sampler
 
+        threads.configure()
         forced_events, forced_attrs, exact = self.codec.forced(conditions)
         needed = needed or Needed()
         grid = self.codec.time_grid

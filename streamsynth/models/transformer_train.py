@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from streamsynth.models.transformer import (
     threads_for,
     time_features,
 )
+from streamsynth.progress import Progress
 
 
 @dataclass
@@ -87,7 +87,7 @@ def train(
     amp = device.type == "cuda"
     history: list[dict[str, float]] = []
     best, best_state, bad = math.inf, None, 0
-    bar = _Progress(total, enabled=tc.progress and dist.rank == 0)
+    bar = Progress(label="transformer", total=total, unit="steps", enabled=tc.progress and dist.rank == 0).start()
     try:
         for epoch in range(tc.epochs):
             model.train()
@@ -110,7 +110,7 @@ def train(
                 sched.step()
                 total_nll += float(nll.detach())
                 seen += float(count)
-                bar.advance(f"epoch {epoch + 1}/{tc.epochs} loss {total_nll / seen:.3f}")
+                bar.advance(epoch=f"{epoch + 1}/{tc.epochs}", loss=round(total_nll / seen, 3))
             record = {"epoch": epoch + 1, "train": dist.mean(total_nll / max(seen, 1.0))}
             if len(val):
                 record["val"] = dist.mean(_evaluate(model, batches, val, tc.batch_size, amp))
@@ -181,27 +181,3 @@ class _Batches:
             "censor": torch.from_numpy(censor).to(self.device),
             "log_survival": self.log_survival[idx].to(self.device),
         }
-
-
-class _Progress:
-    """A rich progress bar with the running loss, only on an interactive rank 0."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar: Any = None
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("[bold]transformer"), BarColumn(), TextColumn("{task.description}"),
-                TimeRemainingColumn(), transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-
-    def advance(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=text)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from streamsynth.errors import StreamsynthError
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
 from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
+from streamsynth.progress import Progress
 
 WINDOWS_PER_ENTITY = 4  # windows of its own series that one entity contributes to a step
 STEPS_PER_ITERATION = 7  # autoencoder 1, supervised 1, joint 2 x (generator, embedder) + discriminator
@@ -39,6 +40,7 @@ def train_private(
     seed: int,
     device: torch.device,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> tuple[object, PrivacyRecord]:
     """(trained ``TimeGANNet`` in eval mode, spent budget) for windows ``starts`` of ``rows``;
     ``window_entity[i]`` is the entity number of window ``i``."""
@@ -138,7 +140,7 @@ def train_private(
     if device.type == "cpu":  # one entity's few windows at a time: extra threads only spin
         torch.set_num_threads(1)
     try:
-        _run(dp, iterations, log, (
+        _run(dp, iterations, log, progress, (
             ("autoencoder", [(opt_e0, autoencoder_loss)]),
             ("supervised", [(opt_s0, supervisor_loss)]),
             ("joint", [(opt_g, generator_loss), (opt_e, embedder_loss)] * 2 + [(opt_d, discriminator_loss)]),
@@ -152,13 +154,18 @@ def train_private(
     return net, dp.record()
 
 
-def _run(dp: PrivateTraining, iterations: int, log: Callable[[str], None] | None, phases: tuple) -> None:
+def _run(
+    dp: PrivateTraining, iterations: int, log: Callable[[str], None] | None, progress: bool, phases: tuple
+) -> None:
     """Every phase's iterations; each objective's step draws its own Poisson batch of entities."""
-    for name, plan in phases:
-        for i in range(iterations):
-            total = 0.0
-            for opt, loss_fn in plan:
-                idx = next(dp.batches(1))
-                total = dp.step(opt, idx, loss_fn) / max(len(idx), 1)
-            if log and (i + 1) % max(1, iterations // 4) == 0:
-                log(f"timegan {name} (DP) {i + 1}/{iterations}: loss {total:.4f}, epsilon {dp.spent():.3f}")
+    for number, (name, plan) in enumerate(phases, 1):
+        label = f"timegan {number}/{len(phases)} {name} (DP)"
+        with Progress(label=label, total=iterations, unit="steps", enabled=progress) as bar:
+            for i in range(iterations):
+                total = 0.0
+                for opt, loss_fn in plan:
+                    idx = next(dp.batches(1))
+                    total = dp.step(opt, idx, loss_fn) / max(len(idx), 1)
+                bar.advance(loss=round(total, 4), epsilon=lambda: round(dp.spent(), 3))
+                if log and (i + 1) % max(1, iterations // 4) == 0:
+                    log(f"timegan {name} (DP) {i + 1}/{iterations}: loss {total:.4f}, epsilon {dp.spent():.3f}")

@@ -35,7 +35,8 @@ def train_private(
 ) -> tuple[Any, list[dict[str, float]], PrivacyRecord]:
     """(model on CPU in eval mode, per-epoch history, the spent budget) for ``tc.dp_epsilon``."""
     from streamsynth.models.transformer import EventTransformer, default_device, threads_for
-    from streamsynth.models.transformer_train import _Batches, _Progress
+    from streamsynth.models.transformer_train import _Batches
+    from streamsynth.progress import Progress
 
     refuse_torchrun()
     if entity_column is None:
@@ -69,7 +70,8 @@ def train_private(
         return nll / count  # the entity's own mean: no other entity enters its gradient
 
     history: list[dict[str, float]] = []
-    bar = _Progress(steps_per_epoch * tc.epochs, enabled=tc.progress)
+    bar = Progress(label="transformer (DP)", total=steps_per_epoch * tc.epochs, unit="steps",
+                   enabled=tc.progress).start()
     model.train()
     try:
         for epoch in range(tc.epochs):
@@ -78,7 +80,8 @@ def train_private(
                 with threads_for(cfg.block_size * cfg.n_embd):
                     total += dp.step(opt, idx, entity_loss)
                 seen += len(idx)
-                bar.advance(f"epoch {epoch + 1}/{tc.epochs} (DP) loss {total / max(seen, 1):.3f}")
+                bar.advance(epoch=f"{epoch + 1}/{tc.epochs}", loss=round(total / max(seen, 1), 3),
+                            epsilon=lambda: round(dp.spent(), 3))
             history.append({"epoch": epoch + 1, "train": total / max(seen, 1), "epsilon": dp.spent()})
     finally:
         bar.close()

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from streamsynth import rng
+from streamsynth import rng, threads
 from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
@@ -34,8 +34,36 @@ GRID_COLUMN = "ts"
 SERIES_COLUMN = "series"  # names the series when n_entities > 1 and the data had no entity
 
 
+#: Named sets of hyper-parameters; ``preset=`` picks one, explicit options override its values.
+PRESETS: dict[str, dict[str, int]] = {
+    # A CPU fit of a few thousand rows in 1-2 minutes: two recurrent layers (a CPU GRU's cost is
+    # small ops per time step, layer and pass, so depth and iterations are what cost time, not
+    # rows) and 200 iterations per phase (300 took 138 s on two cores at load 6). Coarser than
+    # the paper's; for trying things out.
+    "fast": {"seq_len": 24, "hidden_dim": 24, "num_layers": 2, "batch_size": 128, "iterations": 200},
+    # The network and batch of Yoon et al. (2019) with 2,000 iterations per phase (the paper ran
+    # 50,000: add --option iterations=50000, best on a GPU).
+    "paper": {"seq_len": 24, "hidden_dim": 24, "num_layers": 3, "batch_size": 128, "iterations": 2000},
+}
+
+
 class TimeGANSynthesizer(Synthesizer):
-    """TimeGAN (Yoon, Jarrett and van der Schaar, NeurIPS 2019) for regular-interval series."""
+    """TimeGAN (Yoon, Jarrett and van der Schaar, NeurIPS 2019) for regular-interval series.
+
+    Presets (``preset``, on the command line ``fit --preset NAME``); an explicit option such as
+    ``--option iterations=1000`` overrides the preset's value, and the values used are saved in
+    the model's config:
+
+    - ``fast`` (default): seq_len 24, hidden_dim 24, num_layers 2, batch_size 128, iterations
+      200 per phase; a CPU fit of a ~3k-row series takes 1-2 minutes on two busy cores.
+    - ``paper``: the paper's network (seq_len 24, hidden_dim 24, num_layers 3, batch_size 128)
+      with 2,000 iterations per phase (the paper used 50,000); minutes on a GPU, about
+      10-20 minutes on two CPU cores.
+
+    ``progress`` shows a bar per training phase (autoencoder, supervised, joint) with the loss
+    and an ETA: a rich bar on a terminal, a plain line every 10 s elsewhere; False is quiet.
+    ``verbose`` also prints the loss every 1,000 iterations.
+    """
 
     name = "timegan"
 
@@ -43,20 +71,28 @@ class TimeGANSynthesizer(Synthesizer):
         self,
         seed: int = 0,
         *,
-        seq_len: int = 24,
-        hidden_dim: int = 24,
-        num_layers: int = 3,
+        preset: str = "fast",
+        seq_len: int | None = None,
+        hidden_dim: int | None = None,
+        num_layers: int | None = None,
         module: str = "gru",
-        iterations: int = 2000,
-        batch_size: int = 128,
+        iterations: int | None = None,
+        batch_size: int | None = None,
         learning_rate: float = 1e-3,
         device: str = "auto",
         cpu_bf16: bool = False,
+        progress: bool = True,
         verbose: bool = False,
         dp_epsilon: float | None = None,
         dp_delta: float | None = None,
     ) -> None:
         super().__init__(seed=seed)
+        if preset not in PRESETS:
+            raise StreamsynthError(f"unknown timegan preset {preset!r}", hint=f"use one of: {', '.join(PRESETS)}")
+        given = {"seq_len": seq_len, "hidden_dim": hidden_dim, "num_layers": num_layers,
+                 "iterations": iterations, "batch_size": batch_size}
+        sizes = PRESETS[preset] | {k: v for k, v in given.items() if v is not None}
+        self.preset = preset
         self.dp_budget = None
         if dp_epsilon is not None:  # checked now, before any data is read
             from streamsynth.privacy import PrivacyBudget
@@ -64,14 +100,12 @@ class TimeGANSynthesizer(Synthesizer):
             self.dp_budget = PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
         if module not in ("gru", "lstm"):
             raise StreamsynthError(f"module must be 'gru' or 'lstm', not {module!r}")
-        if seq_len < 2:
-            raise StreamsynthError(f"seq_len must be at least 2, got {seq_len}")
-        self.config = TimeGANConfig(
-            seq_len=seq_len, hidden_dim=hidden_dim, num_layers=num_layers, module=module,
-            iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
-        )
+        if sizes["seq_len"] < 2:
+            raise StreamsynthError(f"seq_len must be at least 2, got {sizes['seq_len']}")
+        self.config = TimeGANConfig(**sizes, module=module, learning_rate=learning_rate)
         self.device_name = device
         self.cpu_bf16 = cpu_bf16
+        self.progress = progress
         self.verbose = verbose
         self.net: TimeGANNet | None = None
         self.encoders: dict[str, Any] = {}
@@ -103,6 +137,7 @@ class TimeGANSynthesizer(Synthesizer):
         return super().fit(frame, schema)
 
     def _fit(self, frame: pl.DataFrame) -> None:
+        threads.configure()
         schema = self.schema
         numeric, categorical = self._feature_columns(frame)
         self._check_values(frame, numeric + categorical)
@@ -123,11 +158,13 @@ class TimeGANSynthesizer(Synthesizer):
             self.net, privacy = train_private(
                 rows, starts, entity, self.config, layout, budget=self.dp_budget,
                 entity_column=schema.entity, seed=self.seed, device=self.device, log=log,
+                progress=self.progress,
             )
             self.metadata = {"windows": int(len(starts)), "device": str(self.device), "privacy": privacy.to_dict()}
             return
         self.net, trainer = train(
-            [Windows(rows, starts)], self.config, layout, seed=self.seed, device=self.device, log=log
+            [Windows(rows, starts)], self.config, layout, seed=self.seed, device=self.device, log=log,
+            progress=self.progress,
         )
         self.metadata = {
             "windows": int(len(starts)),
@@ -215,6 +252,7 @@ class TimeGANSynthesizer(Synthesizer):
         series = shard_entities(n_entities, shard)
         if len(series) == 0:
             return
+        threads.configure()
         net, device = self.net, self.device
         # Chunks start small (a short sample stays cheap) and double up to one batch's worth.
         max_steps = max(1, batch_size // len(series))
@@ -238,7 +276,9 @@ class TimeGANSynthesizer(Synthesizer):
             # see the same numbers, so their union equals the unsharded stream.
             z = rng.uniform(z_seed, series[:, None, None], steps[None, :, None],
                             np.arange(width)[None, None, :]).astype(np.float32)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            # a few series are a few thousand elements a step: one thread (see threads.py)
+            with threads.threads_for(len(series) * self.config.hidden_dim, device), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 x, state = net.sample(torch.from_numpy(z).to(device), state)
             x = x.float().cpu().numpy().transpose(1, 0, 2)  # (steps, series, F): time-major rows
             n_rows = x.shape[0] * x.shape[1]
@@ -287,6 +327,7 @@ class TimeGANSynthesizer(Synthesizer):
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         config = {
             "timegan": self.config.to_dict(),
+            "preset": self.preset,
             "layout": {"widths": self.net.layout.widths, "softmax_groups": self.net.layout.softmax_groups},
             "interval_us": self.interval // MICROSECOND,
             "device": self.device_name,
@@ -296,6 +337,7 @@ class TimeGANSynthesizer(Synthesizer):
 
     def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
         self.config = TimeGANConfig(**config["timegan"])
+        self.preset = config.get("preset", "paper")  # models saved before presets used the paper's sizes
         self.device_name = config.get("device", "auto")
         self.cpu_bf16 = config.get("cpu_bf16", False)
         self.interval = timedelta(microseconds=int(config["interval_us"]))

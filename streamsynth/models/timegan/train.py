@@ -23,6 +23,8 @@ from torch import nn
 from streamsynth import rng
 from streamsynth.models.distributed import Dist
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
+from streamsynth.progress import Progress
+from streamsynth.threads import threads_for
 
 Log = Callable[[str], None]
 
@@ -244,7 +246,7 @@ class Trainer:
         return torch.stack([g_loss.detach(), e_t0.detach(), d_loss])
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, use_graphs: bool = True, log_every: int = 1000) -> dict[str, float]:
+    def fit(self, use_graphs: bool = True, log_every: int = 1000, progress: bool = False) -> dict[str, float]:
         n = self.cfg.iterations
         phases = [
             ("autoencoder", self.step_autoencoder),
@@ -252,18 +254,25 @@ class Trainer:
             ("joint", self.step_joint),
         ]
         self.net.train()
-        for name, step in phases:
-            t0 = time.perf_counter()
-            run, done = self._runner(step, n, use_graphs)
-            last = None
-            while done < n:
-                last = run()
-                done += 1
-                if log_every and (done % log_every == 0 or done == n):
-                    self.log(f"timegan {name} {done}/{n}: {np.round(last.cpu().numpy(), 4).tolist()}")
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.timings[name] = time.perf_counter() - t0
+        # Every op is a few thousand elements (batch x hidden units), too small to share among
+        # threads: on a busy machine thread hand-offs made a fit 10x slower (see threads.py).
+        with threads_for(self.cfg.batch_size * self.cfg.hidden_dim * self.net.layout.replicas, self.device):
+            for i, (name, step) in enumerate(phases):
+                t0 = time.perf_counter()
+                run, done = self._runner(step, n, use_graphs)
+                last = None
+                label = f"timegan {i + 1}/{len(phases)} {name}"
+                with Progress(label=label, total=n, done=done, unit="steps", enabled=progress) as bar:
+                    while done < n:
+                        last = run()
+                        done += 1
+                        # the loss is read from the device only when a line is drawn
+                        bar.advance(**{LOSS_NAMES[name]: lambda t=last: _losses(t)})
+                        if log_every and (done % log_every == 0 or done == n):
+                            self.log(f"timegan {name} {done}/{n}: {np.round(last.cpu().numpy(), 4).tolist()}")
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                self.timings[name] = time.perf_counter() - t0
         self.net.eval()
         return self.timings
 
@@ -295,6 +304,16 @@ class Trainer:
             return out
 
         return replay, warm
+
+
+#: How each phase's loss is labelled in the progress line (the joint phase has three).
+LOSS_NAMES = {"autoencoder": "loss", "supervised": "loss", "joint": "loss g/e/d"}
+
+
+def _losses(t: torch.Tensor) -> list[float]:
+    """A step's losses as numbers (averaged over packed replicas)."""
+    values = t.detach().float().reshape(t.shape[0] if t.dim() > 1 else 1, -1).mean(-1)
+    return [round(float(v), 4) for v in values.cpu()]
 
 
 def _distributed(module: nn.Module, device: torch.device) -> nn.Module:
@@ -330,6 +349,7 @@ def train(
     device: torch.device,
     log: Log | None = None,
     use_graphs: bool = True,
+    progress: bool = False,
 ) -> tuple[TimeGANNet, Trainer]:
     """Build and train a (packed) TimeGAN; the caller's global RNG state is left untouched.
 
@@ -347,7 +367,7 @@ def train(
             if dist.rank > 0:  # rank 0 draws what one process would; every other rank its own
                 torch.manual_seed(rng.child_seed(seed, "timegan", "rank", dist.rank))
             trainer = Trainer(net, data, dist, log if dist.rank == 0 else None)
-            trainer.fit(use_graphs=use_graphs)
+            trainer.fit(use_graphs=use_graphs, progress=progress and dist.rank == 0)
     finally:
         dist.close()
     return net, trainer
