@@ -130,9 +130,7 @@ def stream(
             written = _write(src.stream, Path(output))
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # e.g. piped into `head`
-        sys.stderr.close()
-        return
+    # a closed stdout (`| head`) ends the command in streamsynth.cli.main, quietly
     typer.echo(f"streamed {written:,} events", err=True)
 
 
