@@ -154,3 +154,31 @@ def test_bad_input_gives_one_clear_message(tmp_path, model_dir):
         assert "Traceback" not in done.stderr, case
         assert done.stderr.startswith("error: "), case
         assert "hint: " in done.stderr or case == "unknown model", case
+
+
+# -- counts and batch sizes ------------------------------------------------------------------------
+def test_model_batches_are_exactly_the_size_asked(baseline_model):
+    heights = [b.height for b in baseline_model.stream(batch_size=1_000, n_events=4_500)]
+    assert heights == [1_000] * 4 + [500]
+    sample = baseline_model.sample(batch_size=333)  # the training span, however many events that is
+    assert sample.height > 333
+
+
+def test_file_and_shard_batches_are_exactly_the_size_asked(payments_csv):
+    from streamsynth.pipeline import open_source
+
+    for shard in (None, (1, 3)):
+        heights = [b.height for b in open_source(payments_csv, batch_size=500, shard=shard).stream]
+        assert heights[:-1] == [500] * (len(heights) - 1) and 0 < heights[-1] <= 500, (shard, heights)
+
+
+@pytest.mark.parametrize(
+    "options", [{"n_events": -5}, {"n_events": 0}, {"batch_size": 0}, {"n_entities": 0}, {"n_events": 2.5}]
+)
+def test_the_python_api_rejects_bad_counts(baseline_model, options):
+    from streamsynth.errors import StreamsynthError
+
+    with pytest.raises(StreamsynthError, match="must be a whole number of at least 1"):
+        next(baseline_model.stream(**options))
+    with pytest.raises(StreamsynthError, match="must be a whole number of at least 1"):
+        baseline_model.sample(**{"n_events": 10, **options})
