@@ -182,3 +182,43 @@ def test_the_python_api_rejects_bad_counts(baseline_model, options):
         next(baseline_model.stream(**options))
     with pytest.raises(StreamsynthError, match="must be a whole number of at least 1"):
         baseline_model.sample(**{"n_events": 10, **options})
+
+
+# -- model options ---------------------------------------------------------------------------------
+def test_every_model_parameter_has_a_meaning():
+    import inspect
+
+    from streamsynth.models import MODELS, model_class
+    from streamsynth.models.options import MEANINGS
+
+    for kind in MODELS:
+        params = [p for p in inspect.signature(model_class(kind).__init__).parameters if p != "self"]
+        assert sorted(MEANINGS[kind]) == sorted(params), kind
+
+
+def test_fit_help_lists_the_model_options_with_defaults(capsys):
+    assert main(["fit", "--model", "transformer", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Model kind: baseline" in out and "rules" in out and "timegan" in out  # --model lists the kinds
+    for option, default in [("epochs", "30"), ("n_embd", "128"), ("top_k", "null"), ("use_cache", "true")]:
+        assert any(option in line and f" {default} " in line for line in out.splitlines()), option
+
+
+def test_models_lists_every_kind(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "timegan: fit --model timegan" in out and "iterations" in out and "baseline: no --option keys" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (["--option", "epoch=3"], "has no option 'epoch'", "epochs, batch_size"),
+        (["--option", "epochs=many"], "epochs='many' of the transformer model is not a whole number", "default 30"),
+        (["--option", "seed=3"], "--option seed=... is not a model option", "use --seed"),
+    ],
+)
+def test_fit_rejects_bad_model_options(args, message, hint, payments_csv, tmp_path, capsys):
+    code = main(["fit", str(payments_csv), "-m", "transformer", "-o", str(tmp_path / "m"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and hint in err, err
