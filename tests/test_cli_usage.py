@@ -54,3 +54,74 @@ def test_a_closed_stdout_ends_the_stream_quietly(batch_size, tmp_path):
         code = process.wait(timeout=120)
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert code == 0, err
+
+
+# -- every command the tool itself prints parses -------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+PRINTED = re.compile(r"`streamsynth ([^`]+)`|(?:next|Generate|Stream|Replay): +streamsynth ([^\n\"']+)")
+#: placeholders in hints and help texts -> a value of the right kind
+PLACEHOLDERS = {
+    "DATA": "data.csv", "DIR": "model", "FILE": "scenario.yaml", "URL": "file:///tmp/out.jsonl", "N": "10",
+    "OUT": "out.parquet", "KIND": "baseline", "EXAMPLE": "payments", "{path}": "schema.yaml",
+    "{example}": "payments", "{sink}": "file:///tmp/out.jsonl", "{name}": "card_testing_burst",
+}
+
+
+def printed_commands() -> list[tuple[str, str]]:
+    """(where, command) for every ``streamsynth ...`` in the package's strings, docs and example files."""
+    found = []
+    for folder in ("streamsynth", "scenarios", "connectors"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in (".py", ".yaml", ".md") or "test" in path.name:
+                continue
+            for match in PRINTED.finditer(path.read_text()):
+                command = (match.group(1) or match.group(2)).split("   ")[0].strip().rstrip(".,;:")
+                found.append((f"{path.relative_to(ROOT)}", command))
+    return found
+
+
+def _args(command: str) -> list[str]:
+    out = []
+    for token in command.split(" | ")[0].split():  # `stream model/ | head`: the shell's pipe is not ours
+        token = token.split("|")[0]  # "payments|weblogs|metrics": one of them
+        for key, value in PLACEHOLDERS.items():
+            token = value if token == key else token.replace(key, value) if key.startswith("{") else token
+        out.append(token)
+    return out
+
+
+def _parses(args: list[str]) -> None:
+    """Parse ``args`` the way the real CLI does, down to the (sub)command, without running it."""
+    import typer.main
+
+    from streamsynth.cli import _register, app
+
+    _register()
+    command = typer.main.get_command(app)
+    ctx = command.make_context("streamsynth", list(args))
+    while hasattr(command, "resolve_command"):  # a group: find the subcommand, parse its arguments
+        # click keeps a group's unparsed arguments in (_)protected_args + args, by version
+        rest = [*getattr(ctx, "_protected_args", getattr(ctx, "protected_args", [])), *ctx.args]
+        if not rest:
+            return  # `streamsynth scenario`: a group named in prose
+        name, command, rest = command.resolve_command(ctx, rest)
+        ctx = command.make_context(name, rest, parent=ctx)
+
+
+def test_the_package_prints_commands_at_all():
+    commands = [c for _, c in printed_commands()]
+    assert len(commands) >= 15 and any(c.startswith("sample schema.yaml") or "sample {path}" in c for c in commands)
+
+
+@pytest.mark.parametrize(("where", "command"), printed_commands(), ids=lambda v: v)
+def test_every_printed_command_parses(where, command, capsys):
+    args = _args(command)
+    if len(args) == 1:  # `streamsynth replay`: a reference to the command, not a command line
+        assert main([args[0], "--help"]) == 0, (where, command)
+        return
+    try:
+        _parses(args)
+    except Exception as exc:  # a usage error says what is wrong with the printed command
+        if type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0:
+            return  # `... --help`
+        pytest.fail(f"{where}: `streamsynth {command}` does not parse: {exc}")

@@ -50,7 +50,7 @@ class _FitCommand(TyperCommand):
         super().format_help(ctx, formatter)
         model = ctx.meta.get("streamsynth.model")
         if model is None:
-            typer.echo("Each model's --option keys: streamsynth fit --model KIND --help, or streamsynth models")
+            typer.echo("Each model's --option keys: `streamsynth fit --model KIND --help` or `streamsynth models`")
         else:
             _print_model_options(model)
 
