@@ -50,8 +50,12 @@ def test_a_closed_stdout_ends_the_stream_quietly(batch_size, tmp_path):
     ) as process:
         assert process.stdout.read(10).startswith(b'{"event_id')
         process.stdout.close()
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("the stream kept running after its reader left")
         err = process.stderr.read().decode()
-        code = process.wait(timeout=120)
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert code == 0, err
 

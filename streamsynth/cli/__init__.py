@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         # "Broken pipe (os error 32)" without errno set.
         if not (exc.errno == errno.EPIPE or f"(os error {errno.EPIPE})" in str(exc)):
             raise
-        return _closed_stdout()
+        return closed_stdout()
     except typer.TyperException as exc:
         # click's usage errors (exit 2: a missing option, `-n ten`, an unknown command). typer
         # 0.28+ vendors click and installs no `click`; its exceptions derive from this public
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _closed_stdout() -> int:
+def closed_stdout() -> int:
     """The reader of stdout went away (``streamsynth stream model/ | head``): stop quietly.
 
     As the Python docs advise for SIGPIPE, point stdout at devnull so that the interpreter's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time as clock
 from pathlib import Path
@@ -11,7 +12,7 @@ import polars as pl
 import typer
 from typer.core import TyperCommand
 
-from streamsynth.cli import app
+from streamsynth.cli import app, closed_stdout
 from streamsynth.cli.options import (
     Progress,
     parse_conditions,
@@ -151,15 +152,23 @@ def stream(
     try:
         if output == "-":
             out = sys.stdout.buffer
+            buffer = io.BytesIO()
             for batch in src.stream:
-                batch.write_ndjson(out)
+                # serialised here and written by Python: polars 1.x swallows a closed pipe's error
+                # when it writes to a file object, and the stream would then run forever
+                buffer.seek(0)
+                buffer.truncate()
+                batch.write_ndjson(buffer)
+                out.write(buffer.getbuffer())
                 out.flush()
                 written += batch.height
         else:
             written = _write(src.stream, Path(output))
     except KeyboardInterrupt:
         pass
-    # a closed stdout (`| head`) ends the command in streamsynth.cli.main, quietly
+    except BrokenPipeError:  # the reader left (`| head`): the normal end of an endless stream
+        closed_stdout()
+        return
     typer.echo(f"streamed {written:,} events", err=True)
 
 
