@@ -129,3 +129,25 @@ def test_every_printed_command_parses(where, command, capsys):
         if type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0:
             return  # `... --help`
         pytest.fail(f"{where}: `streamsynth {command}` does not parse: {exc}")
+
+
+def _all_commands() -> list[list[str]]:
+    import typer.main
+
+    from streamsynth.cli import _register, app
+
+    _register()
+
+    def walk(command, path):
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("command", _all_commands(), ids=lambda c: " ".join(c) or "streamsynth")
+def test_every_command_has_help(command, capsys):
+    assert main([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage" in out and len(out.splitlines()) > 5
