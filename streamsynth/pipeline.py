@@ -203,7 +203,8 @@ def _file_stream(
                 batch = batch.with_columns(label_expressions(batch.schema[schema.label], schema.label))
             batch = order_columns(with_label_columns(batch), schema.time, schema.entity)
             if shard is not None and schema.entity:
-                batch = batch.filter(pl.col(schema.entity).is_in(_shard_members(batch[schema.entity], shard)))
+                members = _shard_members(batch[schema.entity], shard).to_list()  # a list: is_in is unambiguous
+                batch = batch.filter(pl.col(schema.entity).is_in(members))
             yield batch
 
     # file batches and shard filtering leave batches of any size; the contract's are exact
