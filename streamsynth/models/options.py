@@ -9,6 +9,7 @@ options into the keyword arguments ``create`` passes on, with errors that name t
 from __future__ import annotations
 
 import inspect
+import numbers
 import types
 import typing
 from dataclasses import dataclass
@@ -151,10 +152,10 @@ def _fits(value: Any, annotation: Any) -> bool:
         return any(_fits(value, a) for a in args)
     if annotation is type(None):
         return value is None
-    if annotation is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is float:  # numbers.*: numpy scalars from Python callers count too
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     return isinstance(value, annotation) if isinstance(annotation, type) else True
 
 
