@@ -204,6 +204,13 @@ def test_fit_help_lists_the_model_options_with_defaults(capsys):
         assert any(option in line and f" {default} " in line for line in out.splitlines()), option
 
 
+def test_option_values_are_numbers_as_written():
+    from streamsynth.cli.core import parse_options
+
+    assert parse_options(["lr=3e-3", "epochs=5", "device=cpu", "top_k=", "use_cache=false"]) == {
+        "lr": 0.003, "epochs": 5, "device": "cpu", "top_k": None, "use_cache": False}
+
+
 def test_models_lists_every_kind(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
