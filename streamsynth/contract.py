@@ -72,14 +72,36 @@ def order_columns(frame: pl.DataFrame, time: str, entity: str | None) -> pl.Data
     return frame.select(head + middle + tail)
 
 
+def check_count(value: int | None, name: str, *, minimum: int = 1) -> int | None:
+    """``value`` as an int if it is a whole number >= ``minimum`` (``None`` passes: no limit).
+
+    The one check behind every count a user gives (events, entities, batch size), so that
+    ``-n -5`` or ``batch_size=0`` is an error rather than an empty or endless stream.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise StreamsynthError(
+            f"{name} must be a whole number of at least {minimum}, got {value!r}",
+            hint=f"give {name} as a count >= {minimum}, or leave it out",
+        )
+    return int(value)
+
+
 def rebatch(stream: Iterable[pl.DataFrame], batch_size: int) -> Stream:
-    """Re-cut a stream into batches of exactly ``batch_size`` rows (the last may be shorter)."""
-    if batch_size < 1:
-        raise StreamsynthError(f"batch size must be at least 1, got {batch_size}")
+    """Re-cut a stream into batches of exactly ``batch_size`` rows (the last may be shorter).
+
+    Zero-copy where it can be: a batch already of the asked size passes through, others are
+    joined as chunks (no rechunk) and sliced.
+    """
+    check_count(batch_size, "batch size")
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     for batch in stream:
         if batch.height == 0:
+            continue
+        if not pending and batch.height == batch_size:
+            yield batch
             continue
         pending.append(batch)
         pending_rows += batch.height
@@ -93,7 +115,7 @@ def rebatch(stream: Iterable[pl.DataFrame], batch_size: int) -> Stream:
         pending = [rest] if rest.height else []
         pending_rows = rest.height
     if pending_rows:
-        yield pl.concat(pending, how="vertical")
+        yield pl.concat(pending, how="vertical", rechunk=False)
 
 
 def take(stream: Iterable[pl.DataFrame], n_events: int) -> Stream:

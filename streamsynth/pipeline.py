@@ -16,13 +16,30 @@ from typing import Any
 import polars as pl
 
 from streamsynth import io
-from streamsynth.contract import EVENT_ID, LABEL, order_columns, row_event_ids, take, with_label_columns
+from streamsynth.contract import (
+    EVENT_ID,
+    LABEL,
+    check_count,
+    order_columns,
+    rebatch,
+    row_event_ids,
+    take,
+    with_label_columns,
+)
 from streamsynth.errors import StreamsynthError
 from streamsynth.models import load_model
-from streamsynth.models.base import CONFIG_FILE, Synthesizer, label_expressions, until
+from streamsynth.models.base import (
+    CONFIG_FILE,
+    ENCODERS_FILE,
+    WEIGHTS_FILE,
+    Synthesizer,
+    label_expressions,
+    until,
+)
 from streamsynth.schema import Schema
 
 DEMO = "demo"
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ENCODERS_FILE)
 
 
 @dataclass
@@ -53,7 +70,12 @@ def open_source(
 
     ``span_default``: with neither ``n_events`` nor ``end``, a model's stream ends after its
     training span (as ``Synthesizer.sample``) instead of running forever.
+
+    Every source's batches have exactly ``batch_size`` events, except the last of a finite one.
     """
+    n_events = check_count(n_events, "--events (-n)")
+    n_entities = check_count(n_entities, "--entities")
+    batch_size = check_count(batch_size, "--batch-size")
     text = str(source)
     path = Path(text)
     to_span = span_default and n_events is None and end is None
@@ -62,7 +84,8 @@ def open_source(
 
         run = open_scenario(path, open_source, seed=seed, start=start, end=end, n_entities=n_entities,
                             n_events=n_events, batch_size=batch_size, shard=shard)
-        src = Source(run.stream, run.time, run.entity, run.description, run.model)
+        # injectors drop, add and duplicate rows, so the batches are re-cut to size
+        src = Source(rebatch(run.stream, batch_size), run.time, run.entity, run.description, run.model)
         if to_span and src.model is not None:
             end = src.model.default_end(start)
             src.stream = until(src.stream, src.time, end)
@@ -74,6 +97,14 @@ def open_source(
     elif path.is_dir() and (path / CONFIG_FILE).exists():
         model = load_model(path)
         description = {"kind": "model", "path": str(path), "model": model.name}
+    elif path.is_dir() and _looks_like_model(path):
+        held = sorted(p.name for p in path.iterdir())
+        raise StreamsynthError(
+            f"{path} is not a model directory: it has no {CONFIG_FILE} "
+            + (f"(it holds {', '.join(held)})" if held else "(it is empty)"),
+            hint="a saved model is config.json + weights.safetensors + encoders.json; "
+            "copy the whole directory, or train again with `streamsynth fit DATA -o DIR`",
+        )
     elif path.suffix.lower() in (".yaml", ".yml"):
         model = _model_from_yaml(path)
         description = {"kind": "rules", "path": str(path), "model": model.name}
@@ -105,6 +136,12 @@ def open_source(
     if model.metadata.get("privacy"):  # the DP budget the model spent travels into every manifest
         description["privacy"] = model.metadata["privacy"]
     return Source(stream, model.schema.time, model.schema.entity, description, model)
+
+
+def _looks_like_model(path: Path) -> bool:
+    """A directory with a model's other files (or nothing at all) but no config.json."""
+    names = {p.name for p in path.iterdir()}
+    return not names or bool(names & set(MODEL_FILES))
 
 
 def demo_model(seed: int = 0, n_customers: int = 1000, n_days: int = 14) -> Synthesizer:
@@ -166,15 +203,12 @@ def _file_stream(
                 batch = batch.with_columns(label_expressions(batch.schema[schema.label], schema.label))
             batch = order_columns(with_label_columns(batch), schema.time, schema.entity)
             if shard is not None and schema.entity:
-                batch = batch.filter(pl.col(schema.entity).is_in(_shard_members(batch[schema.entity], shard)))
-            yield from _chunks(batch, batch_size)
+                members = _shard_members(batch[schema.entity], shard).to_list()  # a list: is_in is unambiguous
+                batch = batch.filter(pl.col(schema.entity).is_in(members))
+            yield batch
 
-    return batches(), schema.time, schema.entity
-
-
-def _chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
-    for offset in range(0, frame.height, size):
-        yield frame.slice(offset, size)
+    # file batches and shard filtering leave batches of any size; the contract's are exact
+    return rebatch(batches(), batch_size), schema.time, schema.entity
 
 
 def _shard_members(entities: pl.Series, shard: tuple[int, int]) -> pl.Series:

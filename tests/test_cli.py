@@ -153,3 +153,78 @@ def test_bad_input_gives_one_clear_message(tmp_path, model_dir):
         assert "Traceback" not in done.stderr, case
         assert done.stderr.startswith("error: "), case
         assert "hint: " in done.stderr or case == "unknown model", case
+
+
+# -- counts and batch sizes ------------------------------------------------------------------------
+def test_model_batches_are_exactly_the_size_asked(baseline_model):
+    heights = [b.height for b in baseline_model.stream(batch_size=1_000, n_events=4_500)]
+    assert heights == [1_000] * 4 + [500]
+    sample = baseline_model.sample(batch_size=333)  # the training span, however many events that is
+    assert sample.height > 333
+
+
+def test_file_and_shard_batches_are_exactly_the_size_asked(payments_csv):
+    from streamsynth.pipeline import open_source
+
+    for shard in (None, (1, 3)):
+        heights = [b.height for b in open_source(payments_csv, batch_size=500, shard=shard).stream]
+        assert heights[:-1] == [500] * (len(heights) - 1) and 0 < heights[-1] <= 500, (shard, heights)
+
+
+@pytest.mark.parametrize(
+    "options", [{"n_events": -5}, {"n_events": 0}, {"batch_size": 0}, {"n_entities": 0}, {"n_events": 2.5}]
+)
+def test_the_python_api_rejects_bad_counts(baseline_model, options):
+    from streamsynth.errors import StreamsynthError
+
+    with pytest.raises(StreamsynthError, match="must be a whole number of at least 1"):
+        next(baseline_model.stream(**options))
+    with pytest.raises(StreamsynthError, match="must be a whole number of at least 1"):
+        baseline_model.sample(**{"n_events": 10, **options})
+
+
+# -- model options ---------------------------------------------------------------------------------
+def test_every_model_parameter_has_a_meaning():
+    import inspect
+
+    from streamsynth.models import MODELS, model_class
+    from streamsynth.models.options import MEANINGS
+
+    for kind in MODELS:
+        params = [p for p in inspect.signature(model_class(kind).__init__).parameters if p != "self"]
+        assert sorted(MEANINGS[kind]) == sorted(params), kind
+
+
+def test_fit_help_lists_the_model_options_with_defaults(capsys):
+    assert main(["fit", "--model", "transformer", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Model kind: baseline" in out and "rules" in out and "timegan" in out  # --model lists the kinds
+    for option, default in [("epochs", "30"), ("n_embd", "128"), ("top_k", "null"), ("use_cache", "true")]:
+        assert any(option in line and f" {default} " in line for line in out.splitlines()), option
+
+
+def test_option_values_are_numbers_as_written():
+    from streamsynth.cli.core import parse_options
+
+    assert parse_options(["lr=3e-3", "epochs=5", "device=cpu", "top_k=", "use_cache=false"]) == {
+        "lr": 0.003, "epochs": 5, "device": "cpu", "top_k": None, "use_cache": False}
+
+
+def test_models_lists_every_kind(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "timegan: fit --model timegan" in out and "iterations" in out and "baseline: no --option keys" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (["--option", "epoch=3"], "has no option 'epoch'", "epochs, batch_size"),
+        (["--option", "epochs=many"], "epochs='many' of the transformer model is not a whole number", "default 30"),
+        (["--option", "seed=3"], "--option seed=... is not a model option", "use --seed"),
+    ],
+)
+def test_fit_rejects_bad_model_options(args, message, hint, payments_csv, tmp_path, capsys):
+    code = main(["fit", str(payments_csv), "-m", "transformer", "-o", str(tmp_path / "m"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and hint in err, err

@@ -7,7 +7,9 @@ and the exit code is 2.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 import typer
@@ -59,14 +61,37 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except OSError as exc:
+        # BrokenPipeError from Python's writes; polars' Rust writer raises a plain OSError
+        # "Broken pipe (os error 32)" without errno set.
+        if not (exc.errno == errno.EPIPE or f"(os error {errno.EPIPE})" in str(exc)):
+            raise
+        return closed_stdout()
+    except typer.TyperException as exc:
+        # click's usage errors (exit 2: a missing option, `-n ten`, an unknown command). typer
+        # 0.28+ vendors click and installs no `click`; its exceptions derive from this public
+        # type, which is why pyproject asks for typer>=0.28.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"Error: {exc.format_message()}", err=True)
+        return exc.exit_code
     return code if isinstance(code, int) else 0
+
+
+def closed_stdout() -> int:
+    """The reader of stdout went away (``streamsynth stream model/ | head``): stop quietly.
+
+    As the Python docs advise for SIGPIPE, point stdout at devnull so that the interpreter's
+    final flush of what is still buffered cannot raise a second BrokenPipeError at exit.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed or not a real file (tests)
+        pass
+    return 0
 
 
 def run() -> None:  # pragma: no cover - thin wrapper for the console script

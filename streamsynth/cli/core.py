@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time as clock
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
+from typer.core import TyperCommand
 
-from streamsynth.cli import app
+from streamsynth.cli import app, closed_stdout
 from streamsynth.cli.options import (
     Progress,
     parse_conditions,
@@ -18,8 +20,11 @@ from streamsynth.cli.options import (
     parse_time,
     print_table,
 )
-from streamsynth.contract import take
+from streamsynth.contract import check_count, take
 from streamsynth.errors import StreamsynthError
+from streamsynth.models import MODELS
+
+MODEL_KINDS = list(MODELS)
 
 SourceArg = Annotated[str, typer.Argument(help="A model directory, a rules schema (.yaml), a data file, or 'demo'.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
@@ -33,17 +38,41 @@ ConditionOpt = Annotated[
 ]
 
 
-@app.command()
+def _remember_model(ctx: typer.Context, value: str) -> str:
+    # --model is eager, so `fit --model X --help` knows X when the help is printed
+    ctx.meta["streamsynth.model"] = value
+    return value
+
+
+class _FitCommand(TyperCommand):
+    """``fit --help`` ends with the ``--option`` keys of the model named before it."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        model = ctx.meta.get("streamsynth.model")
+        if model is None:
+            typer.echo("Each model's --option keys: `streamsynth fit --model KIND --help` or `streamsynth models`")
+        else:
+            _print_model_options(model)
+
+
+@app.command(cls=_FitCommand)
 def fit(
     data: Annotated[Path, typer.Argument(help="CSV, Parquet, JSON Lines file, or a directory of them.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model kind, e.g. baseline.")] = "baseline",
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help=f"Model kind: {', '.join(MODEL_KINDS)}.", is_eager=True,
+                     callback=_remember_model),
+    ] = "baseline",
     time: Annotated[str | None, typer.Option("--time", help="Event-time column, or DATE+TIME columns.")] = None,
     entity: Annotated[str | None, typer.Option("--entity", help="Entity (sequence key) column.")] = None,
     schema_file: Annotated[Path | None, typer.Option("--schema", help="YAML with roles to override.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     option: Annotated[
-        list[str] | None, typer.Option("--option", help="Model option KEY=VALUE (e.g. epochs=5). Repeatable.")
+        list[str] | None,
+        typer.Option("--option", help="Model option KEY=VALUE (e.g. epochs=5), listed by `fit --model KIND --help`. "
+                     "Repeatable."),
     ] = None,
     dp_epsilon: Annotated[
         float | None,
@@ -63,6 +92,7 @@ def fit(
 
     started = clock.perf_counter()
     options = parse_options(option)
+    _check_flag_options(options)
     # the DP budget is the models' dp_epsilon/dp_delta options under a flag of its own
     options.update({k: v for k, v in (("dp_epsilon", dp_epsilon), ("dp_delta", dp_delta)) if v is not None})
     if preset is not None:
@@ -129,18 +159,33 @@ def stream(
     try:
         if output == "-":
             out = sys.stdout.buffer
+            buffer = io.BytesIO()
             for batch in src.stream:
-                batch.write_ndjson(out)
+                # serialised here and written by Python: polars 1.x swallows a closed pipe's error
+                # when it writes to a file object, and the stream would then run forever
+                buffer.seek(0)
+                buffer.truncate()
+                batch.write_ndjson(buffer)
+                out.write(buffer.getbuffer())
                 out.flush()
                 written += batch.height
         else:
             written = _write(src.stream, Path(output))
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # e.g. piped into `head`
-        sys.stderr.close()
+    except BrokenPipeError:  # the reader left (`| head`): the normal end of an endless stream
+        closed_stdout()
         return
     typer.echo(f"streamed {written:,} events", err=True)
+
+
+@app.command()
+def models(
+    kind: Annotated[str | None, typer.Argument(help="One model kind (default: all).")] = None,
+) -> None:
+    """List the model kinds and each one's --option keys: default, meaning, rough CPU cost."""
+    for name in [kind] if kind else MODEL_KINDS:
+        _print_model_options(name)
 
 
 @app.command()
@@ -184,6 +229,7 @@ def demo(
     from streamsynth.models.baseline import BaselineSynthesizer
 
     started = clock.perf_counter()
+    check_count(n_events, "--events (-n)")
     output.mkdir(parents=True, exist_ok=True)
     typer.echo("1/4 simulating card payments (2,000 customers, 30 days) ...", err=True)
     real = payments(n_customers=2000, n_days=30, seed=seed)
@@ -256,7 +302,13 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise StreamsynthError(f"--option {item!r} is not KEY=VALUE", hint="e.g. --option epochs=5")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-3 (no dot) as text
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key.strip().replace("-", "_")] = parsed
     return out
 
 
@@ -304,6 +356,25 @@ def _parsed_time_name(frame: pl.DataFrame, time: str | None) -> str | None:
     if "+" in time:
         return "ts" if "ts" in frame.columns else "event_ts"
     return time
+
+
+def _print_model_options(model: str) -> None:
+    from streamsynth.models.options import describe
+
+    rows = describe(model)
+    if rows:
+        print_table(f"{model}: fit --model {model} --option KEY=VALUE", ["option", "default", "meaning", "cost"], rows)
+    else:
+        typer.echo(f"{model}: no --option keys (only --seed)")
+
+
+def _check_flag_options(options: dict[str, Any]) -> None:
+    """Keys with a flag of their own (seed, the DP budget) are refused as --option."""
+    from streamsynth.models.options import NOT_OPTIONS
+
+    for key in options:
+        if key in NOT_OPTIONS:
+            raise StreamsynthError(f"--option {key}=... is not a model option", hint=f"use {NOT_OPTIONS[key]}")
 
 
 def _check_private(model: str) -> None:

@@ -314,7 +314,8 @@ def open_source_args(args: dict[str, Any]) -> Any:
     """Open a source from the arguments a replay recorded (the same arguments, the same events)."""
     return open_for_cli(args["source"], args.get("seed"), args.get("start"), args.get("end"),
                  args.get("entities"), args.get("n_events"), args.get("shard"),
-                 args.get("condition"), batch_size=args.get("batch_size") or 10_000)
+                 args.get("condition"),
+                 batch_size=10_000 if args.get("batch_size") is None else args["batch_size"])  # 0 is checked
 
 
 def _default_manifest(url: SinkURL) -> Path:

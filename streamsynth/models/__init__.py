@@ -34,20 +34,12 @@ def model_class(name: str) -> type[Synthesizer]:
 
 
 def create(name: str, **options: Any) -> Synthesizer:
-    """A new, unfitted synthesizer of kind ``name``; unknown options are a user error."""
-    import inspect
+    """A new, unfitted synthesizer of kind ``name``; unknown options, or values of the wrong
+    type, are a user error naming the valid ones (see :mod:`streamsynth.models.options`)."""
+    from streamsynth.models.options import check_options
 
     cls = model_class(name)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown and not any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()
-    ):
-        raise StreamsynthError(
-            f"the {name} model has no option {unknown[0]!r}",
-            hint=f"options of {name}: {', '.join(accepted) or 'none'}",
-        )
-    return cls(**options)
+    return cls(**check_options(name, options))
 
 
 def load_model(directory: str | Path) -> Synthesizer:

@@ -28,7 +28,9 @@ from streamsynth.contract import (
     NORMAL,
     SCENARIO_ID,
     TIME_DTYPE,
+    check_count,
     order_columns,
+    rebatch,
     take,
 )
 from streamsynth.errors import StreamsynthError
@@ -110,8 +112,14 @@ class Synthesizer(ABC):
     ) -> Iterator[pl.DataFrame]:
         """An endless, time-ordered stream of contract batches, in flat memory; with ``n_events``
         or ``end``, its first ``n_events`` events or those before ``end``, and then it ends
-        (the model may stop generating early: the events are those of the endless stream)."""
+        (the model may stop generating early: the events are those of the endless stream).
+
+        Every batch has exactly ``batch_size`` events except the last one of a finite stream.
+        """
         self._require_fitted()
+        n_events = check_count(n_events, "the number of events (n_events)")
+        n_entities = check_count(n_entities, "the number of entities (n_entities)")
+        batch_size = check_count(batch_size, "the batch size (batch_size)")
         shard = _check_shard(shard)
         self._check_conditions(conditions)
         start = _as_utc(start) if start is not None else self.default_start()
@@ -125,7 +133,8 @@ class Synthesizer(ABC):
             shard=shard,
             needed=Needed(n_events, end) if n_events is not None or end is not None else None,
         )
-        batches = (self._finish(batch) for batch in batches if batch.height)
+        # models cut batches by time windows; the contract's batches are exact in size
+        batches = rebatch((self._finish(batch) for batch in batches if batch.height), batch_size)
         if end is not None:
             batches = until(batches, self.schema.time, end)
         if n_events is not None:
@@ -149,6 +158,7 @@ class Synthesizer(ABC):
         With neither limit the sample covers as long a span as the training data did.
         """
         self._require_fitted()
+        n_events = check_count(n_events, "the number of events (n_events)")
         start = _as_utc(start) if start is not None else self.default_start()
         if end is None and n_events is None:
             end = self.default_end(start)

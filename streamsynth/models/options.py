@@ -1,0 +1,175 @@
+"""The models' options (``fit --option KEY=VALUE``): what each means, its default, its cost.
+
+Defaults and types come from each model class's ``__init__`` signature, so they cannot drift
+from the code; the meanings live in :data:`MEANINGS`, one line per option (a test checks that
+every parameter of every registered model has one). :func:`check_options` turns a user's
+options into the keyword arguments ``create`` passes on, with errors that name the valid keys.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from streamsynth.errors import StreamsynthError
+
+#: Parameters set by a flag of their own or by the code, not by ``--option``: name -> how.
+NOT_OPTIONS = {
+    "seed": "--seed",
+    "dp_epsilon": "--dp-epsilon",
+    "dp_delta": "--dp-delta",
+    "spec": "the schema file (streamsynth schema init / sample schema.yaml)",
+    "source": "the schema file's path",
+}
+
+#: model -> option -> (meaning, rough CPU cost). Costs are relative, on the default settings.
+MEANINGS: dict[str, dict[str, tuple[str, str]]] = {
+    "baseline": {
+        "seed": ("random seed of fitting and sampling", "-"),
+    },
+    "rules": {
+        "seed": ("random seed of sampling", "-"),
+        "spec": ("the parsed rules schema", "-"),
+        "source": ("where the schema came from (named in errors)", "-"),
+    },
+    "transformer": {
+        "seed": ("random seed of training and sampling", "-"),
+        "n_layer": ("transformer blocks", "training and sampling time ~ linear"),
+        "n_head": ("attention heads (n_embd must be a multiple)", "small"),
+        "n_embd": ("width of the hidden state", "time ~ quadratic"),
+        "n_kv_head": ("key/value heads shared by the query heads (null: one per head)", "1 is fastest to sample"),
+        "block_size": ("longest event sequence seen at once (null: from the data's 99th percentile)",
+                       "time ~ linear, attention ~ quadratic"),
+        "epochs": ("passes over the training entities (early stopping may end sooner)", "training time ~ linear"),
+        "batch_size": ("entities per training step", "larger: fewer, slower steps"),
+        "lr": ("peak learning rate (AdamW, cosine schedule)", "-"),
+        "weight_decay": ("AdamW weight decay", "-"),
+        "warmup": ("fraction of steps that warm the learning rate up", "-"),
+        "val_fraction": ("entities held out for early stopping", "-"),
+        "patience": ("epochs without validation gain before stopping", "lower: shorter training"),
+        "device": ("cpu, cuda or cuda:N (null: cuda when present)", "cuda is much faster"),
+        "progress": ("print training progress", "-"),
+        "entity_batch": ("entities sampled together (null: automatic)", "larger: faster, more memory"),
+        "temperature": ("sampling temperature (<1: safer, >1: more varied)", "-"),
+        "top_k": ("sample only among the k likeliest values (null: all)", "-"),
+        "precision": ("fp32 or bf16 for sampling", "bf16 faster on GPUs with it"),
+        "use_cache": ("KV cache while sampling", "off: much slower sampling"),
+        "dp_epsilon": ("DP-SGD privacy budget epsilon per entity", "training slower (per-sample gradients)"),
+        "dp_delta": ("DP-SGD delta (default 1/(10 x entities))", "-"),
+    },
+    "timegan": {
+        "seed": ("random seed of training and sampling", "-"),
+        "seq_len": ("window length in rows (training sequences)", "training time ~ linear"),
+        "hidden_dim": ("hidden units of each recurrent network", "time ~ quadratic"),
+        "num_layers": ("recurrent layers of each network", "time ~ linear"),
+        "module": ("gru or lstm", "lstm slower than gru"),
+        "iterations": ("training steps of each of the three phases", "training time ~ linear"),
+        "batch_size": ("windows per training step", "time per step ~ linear"),
+        "learning_rate": ("Adam learning rate", "-"),
+        "device": ("auto, cpu, cuda or cuda:N", "cuda is much faster"),
+        "cpu_bf16": ("bfloat16 autocast on CPU", "faster on CPUs with bf16 units"),
+        "verbose": ("print losses while training", "-"),
+        "dp_epsilon": ("DP-SGD privacy budget epsilon per entity", "training slower (per-sample gradients)"),
+        "dp_delta": ("DP-SGD delta (default 1/(10 x entities))", "-"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    name: str
+    default: Any
+    type: Any
+    meaning: str
+    cost: str
+
+    @property
+    def settable(self) -> bool:
+        """Set with ``--option`` (others have a flag of their own or come from a file)."""
+        return self.name not in NOT_OPTIONS
+
+
+def model_options(model: str) -> list[ModelOption]:
+    """Every ``__init__`` parameter of ``model``'s class, with default, type and meaning."""
+    from streamsynth.models import model_class
+
+    cls = model_class(model)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except NameError:  # an annotation only importable under TYPE_CHECKING: no type check then
+        hints = {}
+    meanings = MEANINGS.get(model, {})
+    out = []
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        meaning, cost = meanings.get(name, ("(undocumented)", "?"))
+        default = None if param.default is param.empty else param.default
+        out.append(ModelOption(name, default, hints.get(name, Any), meaning, cost))
+    return out
+
+
+def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against ``model``'s: known keys, values of the declared type."""
+    known = {o.name: o for o in model_options(model)}
+    settable = [o.name for o in known.values() if o.settable]
+    valid = ", ".join(settable) or "none"
+    for key, value in options.items():
+        option = known.get(key)
+        if option is None:
+            raise StreamsynthError(
+                f"the {model} model has no option {key!r}",
+                hint=f"options of {model}: {valid} (see `streamsynth models`)",
+            )
+        if not _fits(value, option.type):
+            raise StreamsynthError(
+                f"option {key}={value!r} of the {model} model is not {_type_name(option.type)}",
+                hint=f"{key}: {option.meaning}; default {_show(option.default)}",
+            )
+    return options
+
+
+def describe(model: str) -> list[list[str]]:
+    """Rows (option, default, meaning, cost) of ``model``'s ``--option`` keys, for help texts."""
+    rows = []
+    for option in model_options(model):
+        if option.settable:
+            rows.append([option.name, _show(option.default), option.meaning, option.cost])
+        elif option.name in ("dp_epsilon", "dp_delta"):
+            rows.append([NOT_OPTIONS[option.name], _show(option.default), option.meaning, option.cost])
+    return rows
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is float:  # numbers.*: numpy scalars from Python callers count too
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, annotation) if isinstance(annotation, type) else True
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+    if args:
+        return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args) + " (or null)"
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _show(default: Any) -> str:
+    if default is None:
+        return "null"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
