@@ -11,6 +11,7 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 
 import typer
 
@@ -47,8 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     threads.configure()  # before the commands import polars and torch, so their pools take the budget
     _register()
     try:
-        # Without standalone mode, click returns (not raises) a command's typer.Exit code.
-        code = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            # What a command noticed (a mixed column, a guessed date layout, emulated bf16) is
+            # one line on stderr, as errors are, not Python's two lines with a source location.
+            warnings.showwarning = _show_warning
+            # Without standalone mode, click returns (not raises) a command's typer.Exit code.
+            code = app(args=argv, standalone_mode=False)
     except StreamsynthError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         if exc.hint:
@@ -78,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo(f"Error: {exc.format_message()}", err=True)
         return exc.exit_code
     return code if isinstance(code, int) else 0
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    typer.echo(f"warning: {message}", err=True)
 
 
 def closed_stdout() -> int:

@@ -272,24 +272,19 @@ def read_with_schema(
     data: Path, time: str | None, entity: str | None, schema_file: Path | None
 ) -> tuple[pl.DataFrame, Any]:
     """Read a data file and infer its schema, with --time/--entity and a schema file's overrides."""
-    import warnings
-
     from streamsynth import io
     from streamsynth.schema import Schema, overrides_from_yaml, text_overrides
 
     spec: dict[str, Any] = overrides_from_yaml(schema_file) if schema_file else {}
     time = time or spec.get("time")  # a schema file's time column is parsed as --time is
-    with warnings.catch_warnings():
-        # what reading noticed (a mixed column, a guessed date layout) as one line each
-        warnings.showwarning = lambda message, *_, **__: typer.echo(f"warning: {message}", err=True)
-        frame = io.read(data, time=time, time_format=spec.get("time_format"), text_columns=text_overrides(spec))
-        schema = Schema.infer(
-            frame,
-            entity=entity or spec.get("entity"),
-            time=_parsed_time_name(frame, time),
-            label=spec.get("label"),
-            overrides=spec.get("columns"),
-        )
+    frame = io.read(data, time=time, time_format=spec.get("time_format"), text_columns=text_overrides(spec))
+    schema = Schema.infer(
+        frame,
+        entity=entity or spec.get("entity"),
+        time=_parsed_time_name(frame, time),
+        label=spec.get("label"),
+        overrides=spec.get("columns"),
+    )
     return frame, schema
 
 
