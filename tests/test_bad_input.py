@@ -27,7 +27,7 @@ CASES: list[tuple[str, list[str], str] | tuple[str, list[str], str, str]] = [
     ("empty file", ["inspect", "{tmp}/empty.csv"], "empty.csv is empty"),
     ("folder without data", ["inspect", "{tmp}/nodata"], "holds no data files"),
     ("unparseable timestamp", ["inspect", "{tmp}/ts.csv"], "'yesterday'"),
-    ("mixed types", ["inspect", "{tmp}/mixed.csv"], "'amount' mixes numbers and text"),
+    ("implausible year", ["inspect", "{tmp}/year17.csv"], "reads as year 17"),
     ("misnamed time column", ["fit", "{tmp}/ts.csv", "-o", "{tmp}/x", "--time", "timestmp"], "'timestmp'"),
     ("misnamed entity column", ["fit", "{csv}", "-o", "{tmp}/x", "--entity", "custmer_id"], "custmer_id"),
     ("no time column to fit", ["fit", "{tmp}/notime.csv", "-o", "{tmp}/x"], "event-time column"),
@@ -117,8 +117,7 @@ def files(tmp_path_factory, payments_small) -> dict[str, str]:
     (tmp / "nodata").mkdir()
     (tmp / "nodata" / "readme.txt").write_text("x")
     (tmp / "ts.csv").write_text("timestamp,v\n2024-01-01T00:00:00,1\nyesterday,2\n")
-    rows = "\n".join(f"2024-01-01T00:00:{i:02d},{i}.5" for i in range(40))
-    (tmp / "mixed.csv").write_text(f"ts,amount\n{rows}\n2024-01-01T00:01:00,n/a\n")
+    (tmp / "year17.csv").write_text("ts,v\n0017-06-09T10:00:00,1\n0017-06-09T10:00:01,2\n")
     (tmp / "notime.csv").write_text("user,amount\na,1\nb,2\n")
     _copy_model(model, tmp / "headless").joinpath("config.json").unlink()
     (tmp / "hollow").mkdir()

@@ -52,7 +52,8 @@ def test_real_logs(shared_data):
     assert schema["Content"].role is Role.TEXT
     assert schema["EventId"].role is Role.CATEGORICAL
     assert schema["LineId"].role is Role.IGNORE
-    bgl = Schema.infer(io.read(shared_data / "loghub" / "BGL_2k.log_structured.csv"))
+    with pytest.warns(io.DataWarning, match="'Timestamp', 'Date' hold timestamps besides the event time 'Time'"):
+        bgl = Schema.infer(io.read(shared_data / "loghub" / "BGL_2k.log_structured.csv"))
     assert bgl.time == "Time" and bgl.label == "Label"
     assert bgl["Timestamp"].role is Role.IGNORE  # a second, coarser time column
     assert bgl["Level"].role is Role.CATEGORICAL
