@@ -5,14 +5,13 @@ missing stretches as id ranges."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
+from replay_process import start, wait_for_position
 
 from connectors import open_sink
 from connectors.file import output_files
@@ -20,24 +19,6 @@ from connectors.pacing import Pacing
 from connectors.replay import replay
 from streamsynth.cli import main
 from streamsynth.contract import rebatch
-
-
-def start(source: Path, to: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streamsynth", "replay", str(source), "--to", to,
-                             *extra], stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_position(checkpoint: Path, above: int, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            position = json.loads(checkpoint.read_text())["position"]
-        except (OSError, ValueError):
-            position = -1
-        if position > above:
-            return position
-        time.sleep(0.02)
-    raise AssertionError(f"{checkpoint} never passed position {above}")
 
 
 def read_ids(target: Path) -> list[str]:

@@ -8,32 +8,14 @@ import importlib.util
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from replay_process import start, wait_for_position
 
 SLOW_START = "kafka://127.0.0.1:{port}/t?connect_timeout=20s"
-
-
-def start(source: Path, to: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streamsynth", "replay", str(source), "--to", to,
-                             *extra], stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_position(checkpoint: Path, above: int = 0, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            position = json.loads(checkpoint.read_text())["position"]
-        except (OSError, ValueError):
-            position = -1
-        if position > above:
-            return position
-        time.sleep(0.05)
-    raise AssertionError(f"{checkpoint} never passed position {above}")
 
 
 def wait_for_line(process: subprocess.Popen, text: str) -> str:
