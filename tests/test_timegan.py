@@ -279,11 +279,13 @@ def test_stocks_csv_without_dates(shared_data):
 
 @pytest.mark.slow
 def test_trained_model_matches_sine_statistics():
-    """A longer fit: generated windows' per-step means come close to the real ones."""
+    """A longer fit: generated windows' per-step means come close to the real ones, and a GRU
+    discriminator trained to convergence tells them from real ones less well than from noise
+    (noise scores 0.475 here; 150 iterations scored the same, 500 score 0.36)."""
     from streamsynth.evaluate import discriminative_score
 
     frame = sines_frame(n_rows=240, hosts=4, seed=5)
-    model = TimeGANSynthesizer(seed=0, preset="paper", seq_len=12, hidden_dim=12, iterations=150, device="cpu")
+    model = TimeGANSynthesizer(seed=0, preset="paper", seq_len=12, hidden_dim=12, iterations=500, device="cpu")
     model.fit(frame)
     lo = frame.select("cpu", "latency_ms", "rps").min().to_numpy()
     hi = frame.select("cpu", "latency_ms", "rps").max().to_numpy()
