@@ -195,9 +195,9 @@ class ReplayMetrics:
         """Expose the metrics on ``http://host:port/metrics``; returns the port (0 picks one)."""
         try:
             server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
             raise StreamsynthError(
-                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
+                f"cannot serve metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}",
                 hint="choose a free port with --metrics-port",
             ) from None
         self._server = server

@@ -82,6 +82,9 @@ def data_files(path: str | Path) -> list[Path]:
         if path.stat().st_size == 0:
             raise StreamsynthError(f"{path} is empty", hint="give a file with a header and rows")
         return [path]
+    if not path.is_dir():  # a device, a pipe or a socket: nothing polars can scan
+        raise StreamsynthError(f"{path} is neither a data file nor a directory",
+                               hint="give a .csv, .parquet or .jsonl file, or a directory of them")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
     if not files:
         raise StreamsynthError(

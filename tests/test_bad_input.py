@@ -28,6 +28,7 @@ CASES: list[tuple[str, list[str], str] | tuple[str, list[str], str, str]] = [
     ("folder without data", ["inspect", "{tmp}/nodata"], "holds no data files"),
     ("unparseable timestamp", ["inspect", "{tmp}/ts.csv"], "'yesterday'"),
     ("implausible year", ["inspect", "{tmp}/year17.csv"], "reads as year 17"),
+    ("a device, not a data file", ["fit", "/dev/null", "-o", "{tmp}/x"], "neither a data file nor a directory"),
     ("misnamed time column", ["fit", "{tmp}/ts.csv", "-o", "{tmp}/x", "--time", "timestmp"], "'timestmp'"),
     ("misnamed entity column", ["fit", "{csv}", "-o", "{tmp}/x", "--entity", "custmer_id"], "custmer_id"),
     ("no time column to fit", ["fit", "{tmp}/notime.csv", "-o", "{tmp}/x"], "event-time column"),
@@ -103,6 +104,10 @@ CASES: list[tuple[str, list[str], str] | tuple[str, list[str], str, str]] = [
     ("replay without --to", ["replay", "{model}"], "Missing option '--to'", USAGE),
     ("unknown scenario command", ["scenario", "play", "x"], "No such command 'play'", USAGE),
     ("--seed not a number", ["sample", "{model}", "-o", "{tmp}/o.parquet", "--seed", "abc"], "'--seed'", USAGE),
+    ("metrics port past 65535", ["replay", "{model}", "--to", "-", "-n", "5", "--metrics-port", "70000"],
+     "'--metrics-port'", USAGE),
+    ("negative flush interval", ["replay", "{model}", "--to", "-", "-n", "5", "--flush-every", "-1"],
+     "'--flush-every'", USAGE),
 ]
 
 

@@ -55,7 +55,7 @@ def replay_command(
     speed: Annotated[float | None, typer.Option("--speed", help="Event time per wall-clock time: "
                                                 "1 = real time, 60 = a minute per second.")] = None,
     rate: Annotated[float | None, typer.Option("--rate", help="Events per second.")] = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port",
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
                                                      help="Serve Prometheus metrics on this port.")] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for the metrics "
                                               "endpoint (0.0.0.0 to expose it).")] = "127.0.0.1",
@@ -72,7 +72,7 @@ def replay_command(
     shard: ShardOpt = None,
     condition: ConditionOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Events per source batch.")] = 10_000,
-    flush_every: Annotated[float, typer.Option("--flush-every", help="Seconds between "
+    flush_every: Annotated[float, typer.Option("--flush-every", min=0.001, help="Seconds between "
                                                "acknowledgement checkpoints.")] = 1.0,
     shutdown_timeout: Annotated[float, typer.Option(
         "--shutdown-timeout", min=0,
