@@ -3,7 +3,8 @@ each in a fresh process, on an idle machine and with one spinning process beside
 old thread policy and the new one (``streamsynth.threads``); medians of ``--repeats`` runs.
 
 Policies (``--policies``, comma-separated):
-  old      the code at ``--old`` (default /work/main) with torch's defaults
+  old      the code at ``--old`` (a worktree of the code before, e.g.
+           ``git worktree add /tmp/streamsynth-old f514031``) with torch's defaults
   new      this checkout, the CPU budget applied as the CLI applies it at start
   one      this checkout with STREAMSYNTH_THREADS=1
   passive  the old code with OMP_WAIT_POLICY=PASSIVE
@@ -144,7 +145,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--policies", default="old,new")
-    parser.add_argument("--old", type=Path, default=Path("/work/main"), help="checkout with the old policy")
+    parser.add_argument("--old", type=Path, help="checkout with the old policy (needed by old and passive)")
     parser.add_argument("--idle-only", action="store_true")
     parser.add_argument("--busy-only", action="store_true")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run; slower runs show as >N")
@@ -157,7 +158,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from streamsynth.threads import usable_cpus
 
-    chosen = {name: policies(args.old)[name] for name in args.policies.split(",")}
+    names = args.policies.split(",")
+    if {"old", "passive"} & set(names) and (args.old is None or not (args.old / "streamsynth").is_dir()):
+        parser.error("policies old and passive run the code before: give its checkout as --old DIR "
+                     "(git worktree add DIR f514031)")
+    chosen = {name: policies(args.old)[name] for name in names}
     conditions = [c for c in ("idle", "busy") if not (c == "idle" and args.busy_only)
                   and not (c == "busy" and args.idle_only)]
     load_before = os.getloadavg()
