@@ -19,6 +19,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
 from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
 from streamsynth.progress import Progress
+from streamsynth.threads import threads_for
 
 WINDOWS_PER_ENTITY = 4  # windows of its own series that one entity contributes to a step
 STEPS_PER_ITERATION = 7  # autoencoder 1, supervised 1, joint 2 x (generator, embedder) + discriminator
@@ -136,17 +137,12 @@ def train_private(
 
     net.train()
     iterations = config.iterations
-    threads = torch.get_num_threads()
-    if device.type == "cpu":  # one entity's few windows at a time: extra threads only spin
-        torch.set_num_threads(1)
-    try:
+    with threads_for(0, device):  # one entity's few windows at a time: extra threads only spin
         _run(dp, iterations, log, progress, (
             ("autoencoder", [(opt_e0, autoencoder_loss)]),
             ("supervised", [(opt_s0, supervisor_loss)]),
             ("joint", [(opt_g, generator_loss), (opt_e, embedder_loss)] * 2 + [(opt_d, discriminator_loss)]),
         ))
-    finally:
-        torch.set_num_threads(threads)
     net.eval()
     for p in net.parameters():  # leave no per-sample state on the returned network
         p.grad = None
