@@ -18,8 +18,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_seconds, print_table  # noqa: E402
+from streamsynth.scenarios.source import open_scenario  # noqa: E402
 
-from scenarios.source import open_scenario  # noqa: E402
 from streamsynth.pipeline import demo_model, open_source  # noqa: E402
 
 START = datetime(2024, 1, 2, tzinfo=UTC)

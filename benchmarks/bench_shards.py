@@ -100,8 +100,8 @@ def stream_run(model: Path, n: int, args: argparse.Namespace) -> tuple[float, fl
 def check_topic(model: Path, address: str, topic: str, args: argparse.Namespace) -> str:
     """Read the topic back and compare with the unsharded stream: every event once, no other."""
     import polars as pl
+    from streamsynth.connectors import read_back
 
-    from connectors import read_back
     from streamsynth.contract import EVENT_ID
     from streamsynth.pipeline import open_source
 

@@ -45,10 +45,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors import open_sink  # noqa: E402
-from connectors.pacing import Pacing  # noqa: E402
-from connectors.records import HeaderCache, header_triples, json_array, json_lines, keys  # noqa: E402
-from connectors.replay import replay  # noqa: E402
+from streamsynth.connectors import open_sink  # noqa: E402
+from streamsynth.connectors.pacing import Pacing  # noqa: E402
+from streamsynth.connectors.records import HeaderCache, header_triples, json_array, json_lines, keys  # noqa: E402
+from streamsynth.connectors.replay import replay  # noqa: E402
 
 BATCH = 10_000
 #: the confluent "throughput" row: sink URL options and the same librdkafka settings for the raw client

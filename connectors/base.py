@@ -15,8 +15,8 @@ from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import polars as pl
+from streamsynth.connectors.metrics import ReplayMetrics
 
-from connectors.metrics import ReplayMetrics
 from streamsynth.errors import StreamsynthError
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,

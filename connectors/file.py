@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+from streamsynth.connectors.base import Sink, SinkURL
+from streamsynth.connectors.records import label_counts
 
-from connectors.base import Sink, SinkURL
-from connectors.records import label_counts
 from streamsynth.errors import StreamsynthError
 from streamsynth.io import format_of
 

@@ -21,9 +21,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import polars as pl
+from streamsynth.connectors.base import Sink, SinkURL
+from streamsynth.connectors.records import json_array, label_counts, ndjson_bytes, slice_label_counts
 
-from connectors.base import Sink, SinkURL
-from connectors.records import json_array, label_counts, ndjson_bytes, slice_label_counts
 from streamsynth.errors import StreamsynthError
 
 OPTIONS = ("batch (events per request), concurrency, timeout, retries, backoff, max_backoff, "

@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
-
-from connectors.base import Sink, SinkURL
-from connectors.records import (
+from streamsynth.connectors.base import Sink, SinkURL
+from streamsynth.connectors.records import (
     AvroCodec,
     HeaderCache,
     header_lists,
@@ -27,6 +26,7 @@ from connectors.records import (
     keys,
     label_counts,
 )
+
 from streamsynth.contract import EVENT_ID, LABEL
 from streamsynth.errors import StreamsynthError
 
@@ -199,7 +199,7 @@ class KafkaSink(Sink):
 
     def __new__(cls, url: SinkURL, **kwargs):
         if cls is KafkaSink and url.options.get("client") == "confluent":
-            from connectors.kafka_confluent import ConfluentKafkaSink
+            from streamsynth.connectors.kafka_confluent import ConfluentKafkaSink
 
             return super().__new__(ConfluentKafkaSink)
         return super().__new__(cls)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from connectors.kafka import KafkaSink, security_settings, too_large, unreachable
+from streamsynth.connectors.kafka import KafkaSink, security_settings, too_large, unreachable
+
 from streamsynth.errors import StreamsynthError
 
 STALL_SECONDS = 10.0  # a flush that moves nothing for this long gets a new producer

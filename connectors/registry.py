@@ -10,17 +10,17 @@ import importlib
 from collections.abc import Iterator
 
 import polars as pl
+from streamsynth.connectors.base import Sink, SinkURL
+from streamsynth.connectors.metrics import ReplayMetrics
 
-from connectors.base import Sink, SinkURL
-from connectors.metrics import ReplayMetrics
 from streamsynth.errors import StreamsynthError
 
 SINKS: dict[str, str] = {
-    "kafka": "connectors.kafka:KafkaSink",
-    "http": "connectors.http:HttpSink",
-    "https": "connectors.http:HttpsSink",
-    "file": "connectors.file:FileSink",
-    "stdout": "connectors.stdout:StdoutSink",
+    "kafka": "streamsynth.connectors.kafka:KafkaSink",
+    "http": "streamsynth.connectors.http:HttpSink",
+    "https": "streamsynth.connectors.http:HttpsSink",
+    "file": "streamsynth.connectors.file:FileSink",
+    "stdout": "streamsynth.connectors.stdout:StdoutSink",
 }
 
 

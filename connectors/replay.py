@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from streamsynth.connectors.base import ShutdownTimeout, Sink
+from streamsynth.connectors.metrics import ReplayMetrics
+from streamsynth.connectors.pacing import Pacing, Schedule
 
-from connectors.base import ShutdownTimeout, Sink
-from connectors.metrics import ReplayMetrics
-from connectors.pacing import Pacing, Schedule
 from streamsynth.manifest import ManifestCounter
 
 _END = object()

@@ -7,9 +7,9 @@ import time
 from typing import BinaryIO
 
 import polars as pl
+from streamsynth.connectors.base import Sink, SinkURL
+from streamsynth.connectors.records import label_counts, ndjson_bytes
 
-from connectors.base import Sink, SinkURL
-from connectors.records import label_counts, ndjson_bytes
 from streamsynth.errors import StreamsynthError
 
 

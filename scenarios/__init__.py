@@ -4,9 +4,9 @@
 ``open_scenario`` does both for a file given a base opener, ``INJECTORS`` maps kinds to classes.
 """
 
-from scenarios.engine import inject
-from scenarios.injectors import INJECTORS, Context
-from scenarios.source import open_scenario
-from scenarios.spec import Scenario, load_scenario, parse_scenario
+from streamsynth.scenarios.engine import inject
+from streamsynth.scenarios.injectors import INJECTORS, Context
+from streamsynth.scenarios.source import open_scenario
+from streamsynth.scenarios.spec import Scenario, load_scenario, parse_scenario
 
 __all__ = ["INJECTORS", "Context", "Scenario", "inject", "load_scenario", "open_scenario", "parse_scenario"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenarios.spec import Scenario, load_scenario
+from streamsynth.scenarios.spec import Scenario, load_scenario
+
 from streamsynth.errors import StreamsynthError
 
 LIBRARY = Path(__file__).parent / "library"

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
+from streamsynth.scenarios.injectors import INJECTORS, Context, Injector
+from streamsynth.scenarios.pool import StreamPool
+from streamsynth.scenarios.spec import Scenario
 
-from scenarios.injectors import INJECTORS, Context, Injector
-from scenarios.pool import StreamPool
-from scenarios.spec import Scenario
 from streamsynth.contract import LABEL_COLUMNS, order_columns
 from streamsynth.schema import Role, Schema
 

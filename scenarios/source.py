@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from streamsynth.scenarios.engine import inject
+from streamsynth.scenarios.injectors import Context
+from streamsynth.scenarios.pool import POOL_ROWS, Pool
+from streamsynth.scenarios.spec import Scenario, load_scenario
 
 import streamsynth
-from scenarios.engine import inject
-from scenarios.injectors import Context
-from scenarios.pool import POOL_ROWS, Pool
-from scenarios.spec import Scenario, load_scenario
 from streamsynth.contract import take
 from streamsynth.errors import StreamsynthError
 

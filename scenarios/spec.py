@@ -136,7 +136,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     """Validate a mapping (as a YAML file gives) into a :class:`Scenario`."""
-    from scenarios.injectors import INJECTORS
+    from streamsynth.scenarios.injectors import INJECTORS
 
     if not isinstance(data, dict):
         raise StreamsynthError(

@@ -80,7 +80,7 @@ def open_source(
     path = Path(text)
     to_span = span_default and n_events is None and end is None
     if path.suffix.lower() in (".yaml", ".yml") and _is_scenario(path):
-        from scenarios.source import open_scenario
+        from streamsynth.scenarios.source import open_scenario
 
         run = open_scenario(path, open_source, seed=seed, start=start, end=end, n_entities=n_entities,
                             n_events=n_events, batch_size=batch_size, shard=shard)
@@ -155,7 +155,7 @@ def demo_model(seed: int = 0, n_customers: int = 1000, n_days: int = 14) -> Synt
 
 def _is_scenario(path: Path) -> bool:
     """A scenario file (``base`` + ``events``), as opposed to a rule-based schema file."""
-    from scenarios.spec import is_scenario_file
+    from streamsynth.scenarios.spec import is_scenario_file
 
     return path.is_file() and is_scenario_file(path)
 

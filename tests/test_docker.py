@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from streamsynth.connectors.metrics import ReplayMetrics
 
-from connectors.metrics import ReplayMetrics
 from streamsynth.cli import app, main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from streamsynth.scenarios import Context, inject, parse_scenario
 
-from scenarios import Context, inject, parse_scenario
 from streamsynth.contract import EVENT_ID, LABEL_COLUMNS, SCENARIO_ID, check_stream, with_label_columns
 from streamsynth.identifiers import fake
 from streamsynth.schema import Schema
@@ -71,7 +71,7 @@ def run(events: list[dict], *, batch_size: int = 700, seed: int = 9, frame: pl.D
 
 
 def window(event: dict) -> tuple[datetime, datetime]:
-    from scenarios.spec import parse_duration
+    from streamsynth.scenarios.spec import parse_duration
 
     lo = START + parse_duration(event["at"])
     return lo, lo + parse_duration(event["duration"])

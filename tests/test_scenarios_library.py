@@ -7,8 +7,8 @@ import json
 
 import polars as pl
 import pytest
+from streamsynth.scenarios.catalog import library_files
 
-from scenarios.catalog import library_files
 from streamsynth.cli import main
 from streamsynth.contract import EVENT_ID, SCENARIO_ID, check_stream
 from streamsynth.pipeline import open_source
@@ -90,7 +90,7 @@ def test_sample_command_accepts_a_scenario_file(tmp_path):
 
 
 def test_fraud_templates_come_from_the_conditional_model(tmp_path):
-    from scenarios.source import open_scenario
+    from streamsynth.scenarios.source import open_scenario
 
     spec = tmp_path / "s.yaml"
     spec.write_text(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from streamsynth.scenarios import INJECTORS, load_scenario
+from streamsynth.scenarios.catalog import library_files
 
-from scenarios import INJECTORS, load_scenario
-from scenarios.catalog import library_files
 from streamsynth.cli import main
 from streamsynth.errors import StreamsynthError
 
@@ -109,7 +109,8 @@ def test_validate_command_exit_codes_and_message(tmp_path, capsys):
 
 
 def test_a_column_the_base_lacks_is_named_when_the_run_starts(tmp_path):
-    from scenarios.source import open_scenario
+    from streamsynth.scenarios.source import open_scenario
+
     from streamsynth.pipeline import open_source
 
     path = tmp_path / "s.yaml"
@@ -122,7 +123,8 @@ def test_a_column_the_base_lacks_is_named_when_the_run_starts(tmp_path):
 
 
 def test_a_missing_base_file_is_named(tmp_path):
-    from scenarios.source import open_scenario
+    from streamsynth.scenarios.source import open_scenario
+
     from streamsynth.pipeline import open_source
 
     path = tmp_path / "s.yaml"
@@ -132,7 +134,7 @@ def test_a_missing_base_file_is_named(tmp_path):
 
 
 def test_schema_yaml_is_not_taken_for_a_scenario(tmp_path):
-    from scenarios.spec import is_scenario_file
+    from streamsynth.scenarios.spec import is_scenario_file
 
     scenario, schema = tmp_path / "a.yaml", tmp_path / "b.yaml"
     scenario.write_text(GOOD)
@@ -154,8 +156,8 @@ def test_the_scenario_layer_imports_no_model_or_delivery_code():
     import sys
 
     code = (
-        "import sys, scenarios, scenarios.catalog; "
-        "bad = [m for m in sys.modules if m.startswith(('streamsynth.models', 'connectors', 'torch'))]; "
+        "import sys, streamsynth.scenarios, streamsynth.scenarios.catalog; "
+        "bad = [m for m in sys.modules if m.startswith(('streamsynth.models', 'streamsynth.connectors', 'torch'))]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -254,7 +254,7 @@ def test_sharded_replay_workers_fill_one_topic_with_the_unsharded_stream(baselin
                                                                          capsys):
     """Two `replay --shard K/2` processes into one Kafka topic: every event of the unsharded
     stream arrives once, with its label."""
-    from connectors import read_back
+    from streamsynth.connectors import read_back
 
     end = ["--end", "2024-01-03T00:00:00Z"]
     topic = f"kafka://{kafka_broker.address}/sharded"

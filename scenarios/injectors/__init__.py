@@ -5,20 +5,20 @@ A new injector is one module plus one line here.
 
 from __future__ import annotations
 
-from scenarios.injectors.account_takeover import AccountTakeover
-from scenarios.injectors.base import Context, Injector
-from scenarios.injectors.card_testing import CardTesting
-from scenarios.injectors.compromised_merchant import CompromisedMerchant
-from scenarios.injectors.drift import Drift
-from scenarios.injectors.dropout import Dropout
-from scenarios.injectors.duplicate_events import DuplicateEvents
-from scenarios.injectors.error_spike import ErrorSpike
-from scenarios.injectors.latency_spike import LatencySpike
-from scenarios.injectors.mule_fan_in import MuleFanIn
-from scenarios.injectors.mule_fan_out import MuleFanOut
-from scenarios.injectors.out_of_order import OutOfOrder
-from scenarios.injectors.traffic_surge import TrafficSurge
-from scenarios.injectors.velocity_burst import VelocityBurst
+from streamsynth.scenarios.injectors.account_takeover import AccountTakeover
+from streamsynth.scenarios.injectors.base import Context, Injector
+from streamsynth.scenarios.injectors.card_testing import CardTesting
+from streamsynth.scenarios.injectors.compromised_merchant import CompromisedMerchant
+from streamsynth.scenarios.injectors.drift import Drift
+from streamsynth.scenarios.injectors.dropout import Dropout
+from streamsynth.scenarios.injectors.duplicate_events import DuplicateEvents
+from streamsynth.scenarios.injectors.error_spike import ErrorSpike
+from streamsynth.scenarios.injectors.latency_spike import LatencySpike
+from streamsynth.scenarios.injectors.mule_fan_in import MuleFanIn
+from streamsynth.scenarios.injectors.mule_fan_out import MuleFanOut
+from streamsynth.scenarios.injectors.out_of_order import OutOfOrder
+from streamsynth.scenarios.injectors.traffic_surge import TrafficSurge
+from streamsynth.scenarios.injectors.velocity_burst import VelocityBurst
 
 INJECTORS: dict[str, type[Injector]] = {
     "card_testing": CardTesting,

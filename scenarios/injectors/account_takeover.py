@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
-
-from scenarios.injectors.fraud_common import (
+from streamsynth.scenarios.injectors.fraud_common import (
     FraudInjector,
     FraudParams,
     Templates,
     amount_quantile,
     device_columns,
 )
-from scenarios.spec import Duration
+from streamsynth.scenarios.spec import Duration
+
 from streamsynth import rng
 from streamsynth.identifiers import fake
 

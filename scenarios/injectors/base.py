@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
+from streamsynth.scenarios.pool import Pool
 
-from scenarios.pool import Pool
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID, IS_ANOMALY, LABEL, SCENARIO_ID
 from streamsynth.errors import StreamsynthError

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
-
-from scenarios.injectors.base import Injector
+from streamsynth.scenarios.injectors.base import Injector
 
 
 class Dropout(Injector):

@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.spec import Duration
 
-from scenarios.injectors.base import Injector, Params
-from scenarios.spec import Duration
 from streamsynth.contract import EVENT_ID
 
 DUPLICATE_OF = "duplicate_of"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
-
-from scenarios.injectors.base import Injector, Params
-from scenarios.spec import Scalar
+from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.spec import Scalar
 
 
 class ErrorSpikeParams(Params):

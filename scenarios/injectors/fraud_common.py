@@ -5,7 +5,7 @@ from real-looking victims of the base stream, and event-level columns (category,
 channel) from template events: base rows, or, when the base model takes conditions and
 ``use_model`` allows, events the model generates conditioned on fraud. The injector then sets
 the pattern that defines the typology (timing, amounts, counterparties). Victims and base-row
-templates come from the whole base's rows before the window (``scenarios.pool``), so a sharded
+templates come from the whole base's rows before the window (``streamsynth.scenarios.pool``), so a sharded
 run makes the same rows on every shard, and each shard emits those of its own entities.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.spec import Duration, Scalar
 
-from scenarios.injectors.base import Injector, Params
-from scenarios.spec import Duration, Scalar
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID, LABEL_COLUMNS
 from streamsynth.errors import StreamsynthError
@@ -136,7 +136,7 @@ class FraudInjector(Injector):
 
 class Templates:
     """Victims and template events for one injector, from the whole base's rows just before its
-    window (:class:`scenarios.pool.Pool`), so every shard picks the same ones."""
+    window (:class:`streamsynth.scenarios.pool.Pool`), so every shard picks the same ones."""
 
     def __init__(self, injector: FraudInjector) -> None:
         self.inj = injector

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
-
-from scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.injectors.base import Injector, Params
 
 
 class LatencySpikeParams(Params):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
-
-from scenarios.injectors.fraud_common import FraudInjector, FraudParams, Templates
+from streamsynth.scenarios.injectors.fraud_common import FraudInjector, FraudParams, Templates
 
 
 class MuleFanInParams(FraudParams):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.injectors.fraud_common import FraudInjector, FraudParams, Templates
+from streamsynth.scenarios.spec import Duration
 
-from scenarios.injectors.fraud_common import FraudInjector, FraudParams, Templates
-from scenarios.spec import Duration
 from streamsynth import rng
 from streamsynth.identifiers import fake
 

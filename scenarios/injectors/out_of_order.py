@@ -14,9 +14,8 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 from pydantic import Field
-
-from scenarios.injectors.base import Injector, Params
-from scenarios.spec import Duration
+from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.spec import Duration
 
 
 class OutOfOrderParams(Params):

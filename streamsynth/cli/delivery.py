@@ -16,14 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-from connectors import open_sink, read_back
-from connectors.base import SinkURL
-from connectors.checkpoint import Checkpoint, CheckpointLock
-from connectors.file import target_path
-from connectors.metrics import Outage, ReplayMetrics
-from connectors.pacing import Pacing
-from connectors.replay import ReplayResult, replay
-from connectors.verify import reconcile
 from streamsynth.cli import app
 from streamsynth.cli.core import (
     ConditionOpt,
@@ -36,6 +28,14 @@ from streamsynth.cli.core import (
     StartOpt,
     open_for_cli,
 )
+from streamsynth.connectors import open_sink, read_back
+from streamsynth.connectors.base import SinkURL
+from streamsynth.connectors.checkpoint import Checkpoint, CheckpointLock
+from streamsynth.connectors.file import target_path
+from streamsynth.connectors.metrics import Outage, ReplayMetrics
+from streamsynth.connectors.pacing import Pacing
+from streamsynth.connectors.replay import ReplayResult, replay
+from streamsynth.connectors.verify import reconcile
 from streamsynth.contract import EVENT_ID, LABEL, take
 from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest

@@ -24,7 +24,7 @@ ScenarioArg = Annotated[str, typer.Argument(help="A scenario file, or the name o
 @scenario_app.command("list")
 def list_command() -> None:
     """The library's ready-made scenarios and what each is for."""
-    from scenarios.catalog import library
+    from streamsynth.scenarios.catalog import library
 
     rows = []
     for s in library():
@@ -36,7 +36,7 @@ def list_command() -> None:
 @scenario_app.command("show")
 def show(name: ScenarioArg) -> None:
     """Print a scenario file (e.g. a library one, to copy and adapt)."""
-    from scenarios.catalog import find
+    from streamsynth.scenarios.catalog import find
 
     typer.echo(find(name).read_text(), nl=False)
 
@@ -50,14 +50,14 @@ def validate(
 ) -> None:
     """Check a scenario file: keys, types, injector kinds and parameters, event windows, and
     (unless --no-base) that the base has every column the events refer to."""
-    from scenarios.catalog import find
-    from scenarios.spec import load_scenario
+    from streamsynth.scenarios.catalog import find
+    from streamsynth.scenarios.spec import load_scenario
 
     path = find(file)
     scenario = load_scenario(path)
     if base:
-        from scenarios.source import open_scenario
         from streamsynth.pipeline import open_source
+        from streamsynth.scenarios.source import open_scenario
 
         run = open_scenario(scenario, open_source)
         next(run.stream, None)  # the events check their columns against the first base batch
@@ -80,13 +80,13 @@ def run_command(
 
     For delivery to Kafka or HTTP with pacing, use `streamsynth replay FILE --to URL`.
     """
-    from scenarios.catalog import find
-    from scenarios.source import open_scenario
-    from scenarios.spec import load_scenario
     from streamsynth import io
     from streamsynth.contract import StreamChecker
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
     from streamsynth.pipeline import open_source
+    from streamsynth.scenarios.catalog import find
+    from streamsynth.scenarios.source import open_scenario
+    from streamsynth.scenarios.spec import load_scenario
 
     started = clock.perf_counter()
     path = find(file)

@@ -12,11 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from replay_process import start, wait_for_position
+from streamsynth.connectors import open_sink
+from streamsynth.connectors.file import output_files
+from streamsynth.connectors.pacing import Pacing
+from streamsynth.connectors.replay import replay
 
-from connectors import open_sink
-from connectors.file import output_files
-from connectors.pacing import Pacing
-from connectors.replay import replay
 from streamsynth.cli import main
 from streamsynth.contract import rebatch
 
@@ -174,8 +174,7 @@ def test_a_failing_file_replay_keeps_what_it_acknowledged(tmp_path, make_events)
 
 def test_an_http_outage_is_logged_with_its_retries(receiver, make_events):
     from prometheus_client import generate_latest
-
-    from connectors.metrics import ReplayMetrics
+    from streamsynth.connectors.metrics import ReplayMetrics
 
     receiver.faults = [503] * 6  # the first requests fail, then the endpoint is back
     metrics = ReplayMetrics()

@@ -9,10 +9,10 @@ import threading
 
 import polars as pl
 import pytest
+from streamsynth.connectors import open_sink, read_back
+from streamsynth.connectors.pacing import Pacing
+from streamsynth.connectors.replay import replay
 
-from connectors import open_sink, read_back
-from connectors.pacing import Pacing
-from connectors.replay import replay
 from streamsynth.contract import rebatch
 from streamsynth.errors import StreamsynthError
 

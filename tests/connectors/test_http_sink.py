@@ -10,10 +10,10 @@ from collections import Counter
 
 import polars as pl
 import pytest
+from streamsynth.connectors import open_sink
+from streamsynth.connectors.metrics import ReplayMetrics
+from streamsynth.connectors.replay import replay
 
-from connectors import open_sink
-from connectors.metrics import ReplayMetrics
-from connectors.replay import replay
 from streamsynth.contract import rebatch
 from streamsynth.errors import StreamsynthError
 
@@ -149,7 +149,7 @@ def test_missing_auth_variable_is_named(receiver, monkeypatch):
 
 def test_label_counts_of_each_request_are_counted_for_the_whole_batch_at_once(make_events):
     """The HTTP sink counts labels per request from one pass over the batch; nulls count as normal."""
-    from connectors.records import label_counts, slice_label_counts
+    from streamsynth.connectors.records import label_counts, slice_label_counts
 
     frame = make_events(2_500, fraud=0.2).with_columns(
         pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("label")).alias("label"))

@@ -18,11 +18,11 @@ import uuid
 import polars as pl
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from streamsynth.connectors import open_sink, read_back
+from streamsynth.connectors.metrics import ReplayMetrics
+from streamsynth.connectors.pacing import Pacing
+from streamsynth.connectors.replay import replay
 
-from connectors import open_sink, read_back
-from connectors.metrics import ReplayMetrics
-from connectors.pacing import Pacing
-from connectors.replay import replay
 from streamsynth.cli import main
 from streamsynth.contract import rebatch
 from streamsynth.errors import StreamsynthError

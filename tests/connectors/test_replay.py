@@ -13,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from streamsynth.connectors import open_sink
+from streamsynth.connectors.file import output_files
+from streamsynth.connectors.pacing import Pacing
+from streamsynth.connectors.replay import replay
 
-from connectors import open_sink
-from connectors.file import output_files
-from connectors.pacing import Pacing
-from connectors.replay import replay
 from streamsynth.cli import main
 from streamsynth.contract import rebatch
 

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from streamsynth.connectors.base import SinkURL, redact
 
-from connectors.base import SinkURL, redact
 from streamsynth.cli import main
 
 # Unencoded, as users paste them: each splits a naive URL parser somewhere else.
