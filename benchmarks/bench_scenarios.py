@@ -18,9 +18,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_seconds, print_table  # noqa: E402
-from streamsynth.scenarios.source import open_scenario  # noqa: E402
 
-from streamsynth.pipeline import demo_model, open_source  # noqa: E402
+from streamsynth.pipeline import demo_model, open_scenario_run, open_source  # noqa: E402
 
 START = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -79,7 +78,7 @@ def main() -> None:
     counts = {}
 
     def with_scenario() -> int:
-        run = open_scenario(spec_path, open_source)
+        run = open_scenario_run(spec_path)
         counts["out"] = consume(run.stream)
         counts["report"] = run.report
         return counts["out"]

@@ -19,8 +19,9 @@ import torch
 
 from streamsynth.datasets import payments
 from streamsynth.models import create, load_model
-from streamsynth.models.transformer import N_TIME, EventTransformer, KVCache, TransformerConfig, threads_for
+from streamsynth.models.transformer_network import N_TIME, EventTransformer, KVCache, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler, cpu_has_bf16, sample_fields
+from streamsynth.threads import threads_for
 
 
 def events_per_s(model: Any, n_entities: int, n_events: int) -> tuple[float, int]:

@@ -197,13 +197,6 @@ class KafkaSink(Sink):
 
     scheme = "kafka"
 
-    def __new__(cls, url: SinkURL, **kwargs):
-        if cls is KafkaSink and url.options.get("client") == "confluent":
-            from streamsynth.connectors.kafka_confluent import ConfluentKafkaSink
-
-            return super().__new__(ConfluentKafkaSink)
-        return super().__new__(cls)
-
     def __init__(self, url: SinkURL, **kwargs) -> None:
         super().__init__(url, **kwargs)
         self.settings = KafkaSettings.from_url(url)

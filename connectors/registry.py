@@ -1,7 +1,9 @@
 """The sink registry: URL scheme -> sink class, and :func:`open_sink` / :func:`read_back` by URL.
 
 A new sink is one module plus one line here. Entries are ``"module:Class"`` strings so that a
-client library (kafka, confluent-kafka) is imported only when its scheme is used.
+client library (kafka, confluent-kafka) is imported only when its scheme is used; a scheme served
+by several client libraries maps the URL's ``client`` option to its class, the first entry being
+the default.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from streamsynth.connectors.metrics import ReplayMetrics
 
 from streamsynth.errors import StreamsynthError
 
-SINKS: dict[str, str] = {
-    "kafka": "streamsynth.connectors.kafka:KafkaSink",
+SINKS: dict[str, str | dict[str, str]] = {
+    "kafka": {
+        "kafka-python": "streamsynth.connectors.kafka:KafkaSink",
+        "confluent": "streamsynth.connectors.kafka_confluent:ConfluentKafkaSink",
+    },
     "http": "streamsynth.connectors.http:HttpSink",
     "https": "streamsynth.connectors.http:HttpsSink",
     "file": "streamsynth.connectors.file:FileSink",
@@ -32,6 +37,9 @@ def sink_class(url: SinkURL) -> type[Sink]:
             hint="use one of " + ", ".join(f"{s}://" for s in SINKS if s != "stdout")
             + " or - for stdout",
         )
+    if isinstance(entry, dict):
+        # an unknown client falls to the default, whose settings name the valid ones
+        entry = entry.get(url.options.get("client", ""), next(iter(entry.values())))
     module, _, name = entry.partition(":")
     return getattr(importlib.import_module(module), name)
 

@@ -1,15 +1,16 @@
-"""Opening a scenario file as a stream: resolve its base, open it, and apply its events.
+"""A scenario over its base: which base to open (:func:`plan_base`), and the labelled stream once
+the app layer has opened it (:func:`open_scenario`).
 
-The caller passes ``open_base`` (``streamsynth.pipeline.open_source``) so this layer never
-imports model code: it only sees the base stream, its column names and, for models that take
-conditions, a callable that returns condition-generated events.
+This layer never imports model code and never calls back into the app layer: it sees the opened
+base (its stream, column names and, for a model, the model object to sample windows from) and
+reads a recorded base again through :func:`streamsynth.sources.open_recorded`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from streamsynth.scenarios.pool import POOL_ROWS, Pool
 from streamsynth.scenarios.spec import Scenario, load_scenario
 
 import streamsynth
-from streamsynth.contract import take
+from streamsynth.contract import take, until
 from streamsynth.errors import StreamsynthError
+from streamsynth.sources import Source, open_recorded
 
 EXAMPLE_PREFIX = "example:"
 
@@ -65,9 +67,28 @@ def resolve_base(source: str, scenario_path: str | Path | None) -> str:
     return str(path)
 
 
-def open_scenario(
+@dataclass
+class BaseRequest:
+    """What a scenario asks of its base: the resolved source and the settings to open it with
+    (the scenario file's, overridden by the caller's)."""
+
+    source: str
+    seed: int
+    start: datetime | None
+    end: datetime | None
+    n_entities: int | None
+    n_events: int | None
+    batch_size: int
+    shard: tuple[int, int] | None
+
+    def open_args(self) -> dict[str, Any]:
+        """Keyword arguments for the app layer's source opener."""
+        return dict(seed=self.seed, start=self.start, end=self.end, n_entities=self.n_entities,
+                    n_events=self.n_events, batch_size=self.batch_size, shard=self.shard)
+
+
+def plan_base(
     path: str | Path | Scenario,
-    open_base: Callable[..., Any],
     *,
     seed: int | None = None,
     start: datetime | None = None,
@@ -76,8 +97,9 @@ def open_scenario(
     n_events: int | None = None,
     batch_size: int | None = None,
     shard: tuple[int, int] | None = None,
-) -> ScenarioStream:
-    """The scenario's labelled stream. Keyword arguments override the file's base settings."""
+) -> tuple[Scenario, BaseRequest]:
+    """The scenario (with the caller's seed) and what to open as its base. Keyword arguments
+    override the file's base settings."""
     scenario = path if isinstance(path, Scenario) else load_scenario(path)
     base = scenario.base
     seed = scenario.seed if seed is None else seed
@@ -86,28 +108,44 @@ def open_scenario(
     start = start or base.start
     if end is None and base.duration is not None and start is not None:
         end = start + base.duration
-    source = resolve_base(base.source, scenario.path)
-    args = dict(
+    request = BaseRequest(
+        source=resolve_base(base.source, scenario.path),
         seed=base.seed if base.seed is not None else seed,
+        start=start,
+        end=end,
         n_entities=n_entities or base.entities,
+        n_events=n_events or base.events,
         batch_size=batch_size or base.batch_size,
+        shard=shard,
     )
-    n_events = n_events or base.events
-    src = open_base(source, start=start, end=end, n_events=n_events, shard=shard, **args)
+    return scenario, request
+
+
+def open_scenario(scenario: Scenario, src: Source, request: BaseRequest) -> ScenarioStream:
+    """The scenario's labelled stream over ``src``, its base opened as ``request`` says (see
+    :func:`plan_base`; ``streamsynth.pipeline.open_scenario_run`` does both)."""
+    base = scenario.base
     model, time = src.model, src.time
+    start, end, n_events, shard = request.start, request.end, request.n_events, request.shard
+    args = dict(seed=request.seed, n_entities=request.n_entities, batch_size=request.batch_size)
     anchor = start or _description_start(src.description)
+    if model is None and src.path is None:
+        raise StreamsynthError(
+            f"{scenario.path}: base.source: {request.source!r} is not a model, schema or data file",
+            hint="a scenario's base is 'demo', 'example:NAME', a model directory, a schema or a data file",
+        )
 
     def window(lo: datetime, hi: datetime, part: tuple[int, int] | None) -> Iterator[pl.DataFrame]:
         """The base from ``lo``: the model sampled from there, or the data file read up to ``hi``."""
         if model is not None:  # batches of about a pool: a span costs little more than its rows
             return model.stream(start=lo, shard=part, **dict(args, batch_size=min(args["batch_size"], POOL_ROWS)))
-        return open_base(source, end=hi, shard=part, **args).stream
+        return open_recorded(src.path, end=hi, shard=part, batch_size=request.batch_size).stream
 
     ctx = Context(
         time=time,
         entity=src.entity,
         schema=getattr(model, "schema", None),
-        conditional=_conditional(model, n_entities or base.entities),
+        conditional=_conditional(model, request.n_entities),
         pool=Pool(window, time, src.entity, shard),
         source=scenario.path or scenario.name,
     )
@@ -115,10 +153,10 @@ def open_scenario(
         # Describe the base (and anchor a data file) from the unsharded stream's first batch, as
         # an unsharded run does, so that every shard binds its events the same way.
         if model is None:
-            whole = open_base(source, start=start, end=end, n_events=n_events, shard=None, **args).stream
+            whole = open_recorded(src.path, end=end, n_events=n_events, batch_size=request.batch_size).stream
         else:
             whole = model.stream(start=start, **args)
-            whole = _until(whole, time, end, timedelta(0)) if end is not None else whole
+            whole = until(whole, time, end) if end is not None else whole
             whole = take(whole, n_events) if n_events is not None else whole
         ctx.first = _first(_bounded(whole, time, anchor, end, base.duration))
         if anchor is None and ctx.first is not None:
@@ -130,7 +168,7 @@ def open_scenario(
         "name": scenario.name,
         "file": scenario.path,
         "description": scenario.description,
-        "seed": seed,
+        "seed": scenario.seed,
         "output": scenario.output.model_dump(mode="json", exclude_none=True) if scenario.output else None,
         "events": [],
     }
@@ -144,7 +182,9 @@ def _bounded(
     stream: Iterator[pl.DataFrame], time: str, anchor: datetime | None, end: datetime | None, duration: Any
 ) -> Iterator[pl.DataFrame]:
     """The base as the engine reads it: cut at the scenario's duration when no end was given."""
-    return _until(stream, time, anchor, duration) if end is None and duration is not None else stream
+    if end is not None or duration is None:
+        return stream
+    return until(stream, time, None if anchor is None else anchor + duration, after=duration)
 
 
 def _first(stream: Iterator[pl.DataFrame]) -> pl.DataFrame | None:
@@ -155,28 +195,6 @@ def _first(stream: Iterator[pl.DataFrame]) -> pl.DataFrame | None:
         close = getattr(stream, "close", None)
         if close is not None:
             close()
-
-
-def _until(
-    stream: Iterator[pl.DataFrame], time: str, anchor: datetime | None, duration: Any
-) -> Iterator[pl.DataFrame]:
-    """Events before ``anchor + duration``; the anchor defaults to the first event's time."""
-    end = None if anchor is None else anchor + duration
-    for batch in stream:
-        if batch.height == 0:
-            continue
-        if end is None:
-            end = batch[time][0] + duration
-        if batch[time][-1] < end:
-            yield batch
-            continue
-        head = batch.filter(pl.col(time) < end)
-        if head.height:
-            yield head
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-        return
 
 
 def _description_start(description: dict[str, Any]) -> datetime | None:

@@ -6,56 +6,17 @@ unknown keys are errors. Each event's ``params`` are checked against its injecto
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from streamsynth.scenarios.fields import Duration, Scalar, Time
+from streamsynth.scenarios.injectors import INJECTORS
 
 from streamsynth.errors import StreamsynthError
 from streamsynth.yamlfile import read_yaml
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``90`` (seconds), ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` -> timedelta (not negative)."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool):
-        raise ValueError("expected a duration such as 90s, 5m, 2h or 1d")
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"expected a duration such as 90s, 5m, 2h or 1d, got {value!r}")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ValueError(f"expected a duration such as 90s, 5m, 2h or 1d, got {value!r}")
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative, got {value!r}")
-    return timedelta(seconds=seconds)
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"expected an ISO 8601 time such as 2024-05-01T10:30:00Z, got {value!r}") from None
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Time = Annotated[datetime, BeforeValidator(_utc)]
-Scalar = str | int | float | bool
 
 
 class Strict(BaseModel):
@@ -136,8 +97,6 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
     """Validate a mapping (as a YAML file gives) into a :class:`Scenario`."""
-    from streamsynth.scenarios.injectors import INJECTORS
-
     if not isinstance(data, dict):
         raise StreamsynthError(
             f"{source}: expected a mapping with name, base and events, got {type(data).__name__}",

@@ -2,14 +2,16 @@
 
 A stream is an ``Iterator[pl.DataFrame]``; each batch is sorted by event time, batches come in
 nondecreasing time order and share one set of columns. This module holds the column names,
-the event-id scheme, the k-way merge, re-batching and the checker that a stream keeps the
-contract.
+the event-id scheme, event times as UTC, the label columns learned from a ground-truth column,
+the k-way merge, cutting and re-batching, and the checker that a stream keeps the contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -33,6 +35,50 @@ LABEL_COLUMNS = (LABEL, IS_ANOMALY, SCENARIO_ID)
 TIME_DTYPE = pl.Datetime("us", "UTC")
 
 Stream = Iterator[pl.DataFrame]
+ISO_EXAMPLE = "2024-05-01T10:30:00Z"
+
+
+def as_utc(moment: datetime | str) -> datetime:
+    """An aware UTC datetime from a datetime (a naive one is taken as UTC) or ISO 8601 text."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment.strip())
+        except ValueError:
+            raise StreamsynthError(
+                f"cannot read {moment!r} as a time", hint=f"use ISO 8601, e.g. {ISO_EXAMPLE}"
+            ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def utc_field(value: Any) -> Any:
+    """:func:`as_utc` for a pydantic ``BeforeValidator``: text and datetimes become UTC; any
+    other value is left for pydantic to accept or reject."""
+    if not isinstance(value, str | datetime):
+        return value
+    try:
+        return as_utc(value)
+    except StreamsynthError:
+        raise ValueError(f"expected an ISO 8601 time such as {ISO_EXAMPLE}, got {value!r}") from None
+
+
+def label_expressions(dtype: pl.DataType, column: str) -> list[pl.Expr]:
+    """``label``/``is_anomaly`` from a learned ground-truth column (``is_fraud`` -> ``fraud``)."""
+    col = pl.col(column)
+    if dtype == pl.Boolean or dtype.is_integer():
+        positive = column.lower().removeprefix("is_") or column
+        flag = col.cast(pl.Boolean).fill_null(False)
+        return [
+            pl.when(flag).then(pl.lit(positive)).otherwise(pl.lit(NORMAL)).alias(LABEL),
+            flag.alias(IS_ANOMALY),
+        ]
+    text = col.cast(pl.String)
+    normal = text.is_null() | text.str.to_lowercase().is_in(["-", "normal", "none", "0", "false", "benign", ""])
+    return [
+        pl.when(normal).then(pl.lit(NORMAL)).otherwise(text).alias(LABEL),
+        (~normal).alias(IS_ANOMALY),
+    ]
 
 
 def event_ids(namespace: str, entity_no: np.ndarray | pl.Series, seq: np.ndarray | pl.Series) -> pl.Series:
@@ -131,6 +177,32 @@ def take(stream: Iterable[pl.DataFrame], n_events: int) -> Stream:
                 batch = batch.head(remaining)
             remaining -= batch.height
             yield batch
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def until(stream: Iterable[pl.DataFrame], time: str, end: datetime | None = None, *,
+          after: timedelta | None = None) -> Stream:
+    """Events strictly before ``end``, then stop (closing the source). Without ``end``, the end is
+    the first event's time plus ``after``. Empty batches are skipped."""
+    iterator = iter(stream)
+    try:
+        for batch in iterator:
+            if batch.height == 0:
+                continue
+            if end is None:
+                if after is None:
+                    raise ValueError("until() needs an end or an after")
+                end = batch[time][0] + after
+            if batch[time][-1] < end:
+                yield batch
+                continue
+            head = batch.filter(pl.col(time) < end)
+            if head.height:
+                yield head
+            return
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class StreamsynthError(Exception):
     """Bad input a user can fix: a file, column, key, URL or model directory.
@@ -19,3 +21,12 @@ class StreamsynthError(Exception):
         if self.hint:
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
+
+
+def closest(name: str, options: list[str]) -> str | None:
+    """The option most like ``name`` (for a "did you mean" in a message), or None."""
+    found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if not found:
+        lowered = {o.lower(): o for o in options}
+        return lowered.get(name.lower())
+    return found[0]

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from streamsynth.contract import TIME_DTYPE
-from streamsynth.errors import StreamsynthError
+from streamsynth.errors import StreamsynthError, closest
 
 FORMATS = {
     ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -546,11 +546,9 @@ def _first_unparsed(frame: pl.DataFrame, parts: list[str], parsed: pl.Series | N
 
 # -- checks --------------------------------------------------------------------------------
 def _require_columns(frame: pl.DataFrame, names: list[str], source: str) -> None:
-    from streamsynth.schema import _closest
-
     for name in names:
         if name not in frame.columns:
-            close = _closest(name, frame.columns)
+            close = closest(name, frame.columns)
             raise StreamsynthError(
                 f"{source} has no column {name!r}" + (f" (did you mean {close!r}?)" if close else ""),
                 hint=f"columns are: {', '.join(frame.columns)}",

@@ -1,56 +1,64 @@
-"""Turning a SOURCE into a contract stream: a model directory, a data file, or the demo.
+"""Turning a SOURCE into a contract stream: a scenario, the demo, a model directory, a rules
+schema or a recorded file.
 
 This is the one place where command-line sources are resolved, so ``sample``, ``stream`` and
-``replay`` accept the same things. Sources are deterministic: the same arguments give the
-same events, which is what lets a replay resume and ``verify`` regenerate what was sent.
+``replay`` accept the same things: each kind of source is one entry of :data:`SOURCES` (how to
+recognise it, how to open it), read in order. Sources are deterministic: the same arguments
+give the same events, which is what lets a replay resume and ``verify`` regenerate what was sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
-from streamsynth import io
-from streamsynth.contract import (
-    EVENT_ID,
-    LABEL,
-    check_count,
-    order_columns,
-    rebatch,
-    row_event_ids,
-    take,
-    with_label_columns,
-)
+from streamsynth.contract import check_count, rebatch, until
+from streamsynth.datasets import payments
 from streamsynth.errors import StreamsynthError
 from streamsynth.models import load_model
-from streamsynth.models.base import (
-    CONFIG_FILE,
-    ENCODERS_FILE,
-    WEIGHTS_FILE,
-    Synthesizer,
-    label_expressions,
-    until,
-)
-from streamsynth.schema import Schema
+from streamsynth.models.base import CONFIG_FILE, ENCODERS_FILE, WEIGHTS_FILE, Synthesizer
+from streamsynth.models.baseline import BaselineSynthesizer
+from streamsynth.models.rules import RuleSynthesizer
+from streamsynth.scenarios.source import ScenarioStream, open_scenario, plan_base
+from streamsynth.scenarios.spec import Scenario, is_scenario_file
+from streamsynth.sources import Source, open_recorded
 
 DEMO = "demo"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ENCODERS_FILE)
+YAML = (".yaml", ".yml")
 
 
-@dataclass
-class Source:
-    """A resolved source: its stream and what the manifest should say about it."""
+@dataclass(frozen=True)
+class Request:
+    """What a command asks of its source, with counts checked; each opener takes what applies."""
 
-    stream: Iterator[pl.DataFrame]
-    time: str
-    entity: str | None
-    description: dict[str, Any] = field(default_factory=dict)
-    model: Synthesizer | None = None
+    seed: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    n_entities: int | None = None
+    n_events: int | None = None
+    batch_size: int = 10_000
+    shard: tuple[int, int] | None = None
+    conditions: dict[str, Any] | None = None
+    span_default: bool = False
+
+    @property
+    def to_span(self) -> bool:
+        """With neither an event count nor an end, a model's stream ends after its training span."""
+        return self.span_default and self.n_events is None and self.end is None
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of source: ``matches(text, path)`` recognises it, ``open(text, path, request)``
+    opens it."""
+
+    name: str
+    matches: Callable[[str, Path], bool]
+    open: Callable[[str, Path, Request], Source]
 
 
 def open_source(
@@ -66,76 +74,114 @@ def open_source(
     conditions: dict[str, Any] | None = None,
     span_default: bool = False,
 ) -> Source:
-    """Resolve ``source`` (model dir, rules/schema YAML, data file or dir, or ``"demo"``).
+    """Resolve ``source`` (scenario file, ``"demo"``, model dir, rules schema YAML, data file or
+    dir) through :data:`SOURCES`.
 
     ``span_default``: with neither ``n_events`` nor ``end``, a model's stream ends after its
     training span (as ``Synthesizer.sample``) instead of running forever.
-
     Every source's batches have exactly ``batch_size`` events, except the last of a finite one.
     """
-    n_events = check_count(n_events, "--events (-n)")
-    n_entities = check_count(n_entities, "--entities")
-    batch_size = check_count(batch_size, "--batch-size")
+    request = Request(
+        seed=seed, start=start, end=end, n_entities=check_count(n_entities, "--entities"),
+        n_events=check_count(n_events, "--events (-n)"), batch_size=check_count(batch_size, "--batch-size"),
+        shard=shard, conditions=conditions, span_default=span_default,
+    )
     text = str(source)
     path = Path(text)
-    to_span = span_default and n_events is None and end is None
-    if path.suffix.lower() in (".yaml", ".yml") and _is_scenario(path):
-        from streamsynth.scenarios.source import open_scenario
+    kind = next(k for k in SOURCES if k.matches(text, path))
+    return kind.open(text, path, request)
 
-        run = open_scenario(path, open_source, seed=seed, start=start, end=end, n_entities=n_entities,
-                            n_events=n_events, batch_size=batch_size, shard=shard)
-        # injectors drop, add and duplicate rows, so the batches are re-cut to size
-        src = Source(rebatch(run.stream, batch_size), run.time, run.entity, run.description, run.model)
-        if to_span and src.model is not None:
-            end = src.model.default_end(start)
-            src.stream = until(src.stream, src.time, end)
-            src.description["end"] = end.isoformat()
-        return src
-    if text == DEMO:
-        model = demo_model(seed=0 if seed is None else seed)
-        description = {"kind": "demo", "model": model.name}
-    elif path.is_dir() and (path / CONFIG_FILE).exists():
-        model = load_model(path)
-        description = {"kind": "model", "path": str(path), "model": model.name}
-    elif path.is_dir() and _looks_like_model(path):
-        held = sorted(p.name for p in path.iterdir())
+
+def open_scenario_run(
+    scenario: str | Path | Scenario,
+    *,
+    seed: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    n_entities: int | None = None,
+    n_events: int | None = None,
+    batch_size: int | None = None,
+    shard: tuple[int, int] | None = None,
+) -> ScenarioStream:
+    """A scenario's labelled stream: its base opened through :data:`SOURCES`, then its events.
+    Keyword arguments override the file's base settings."""
+    scenario, base = plan_base(scenario, seed=seed, start=start, end=end, n_entities=n_entities,
+                               n_events=n_events, batch_size=batch_size, shard=shard)
+    if _is_scenario(Path(base.source)):
         raise StreamsynthError(
-            f"{path} is not a model directory: it has no {CONFIG_FILE} "
-            + (f"(it holds {', '.join(held)})" if held else "(it is empty)"),
-            hint="a saved model is config.json + weights.safetensors + encoders.json; "
-            "copy the whole directory, or train again with `streamsynth fit DATA -o DIR`",
+            f"{scenario.path}: base.source: {base.source!r} is a scenario file",
+            hint="a scenario's base is 'demo', 'example:NAME', a model directory, a schema or a data file",
         )
-    elif path.suffix.lower() in (".yaml", ".yml"):
-        model = _model_from_yaml(path)
-        description = {"kind": "rules", "path": str(path), "model": model.name}
-    else:
-        if conditions:
-            raise StreamsynthError("conditions apply to models, not to recorded data", hint="drop --condition")
-        stream, time, entity = _file_stream(path, batch_size=batch_size, shard=shard)
-        if end is not None:
-            stream = until(stream, time, end)
-        if n_events is not None:
-            stream = take(stream, n_events)
-        return Source(stream, time, entity, {"kind": "file", "path": str(path)})
+    return open_scenario(scenario, open_source(base.source, **base.open_args()), base)
 
-    if to_span:
-        end = model.default_end(start)
+
+def _open_scenario(text: str, path: Path, request: Request) -> Source:
+    run = open_scenario_run(path, seed=request.seed, start=request.start, end=request.end,
+                            n_entities=request.n_entities, n_events=request.n_events,
+                            batch_size=request.batch_size, shard=request.shard)
+    # injectors drop, add and duplicate rows, so the batches are re-cut to size
+    src = Source(rebatch(run.stream, request.batch_size), run.time, run.entity, run.description, run.model)
+    if request.to_span and src.model is not None:
+        end = src.model.default_end(request.start)
+        src.stream = until(src.stream, src.time, end)
+        src.description["end"] = end.isoformat()
+    return src
+
+
+def _open_model(model: Synthesizer, description: dict[str, Any], request: Request) -> Source:
+    """A model's stream, as the request bounds it, with what the manifest says about it."""
+    end = request.end
+    if request.to_span:
+        end = model.default_end(request.start)
         description["end"] = end.isoformat()
     stream = model.stream(
-        start=start, n_entities=n_entities, seed=seed, batch_size=batch_size,
-        conditions=conditions, shard=shard, n_events=n_events, end=end,
+        start=request.start, n_entities=request.n_entities, seed=request.seed, batch_size=request.batch_size,
+        conditions=request.conditions, shard=request.shard, n_events=request.n_events, end=end,
     )
+    shard = request.shard
     description.update(
-        seed=model.seed if seed is None else seed,
-        n_entities=n_entities or model.fitted_entities,
-        start=(start or model.default_start()).isoformat(),
-        n_events=n_events,
+        seed=model.seed if request.seed is None else request.seed,
+        n_entities=request.n_entities or model.fitted_entities,
+        start=(request.start or model.default_start()).isoformat(),
+        n_events=request.n_events,
         shard=f"{shard[0]}/{shard[1]}" if shard else None,
-        conditions=conditions or None,
+        conditions=request.conditions or None,
     )
     if model.metadata.get("privacy"):  # the DP budget the model spent travels into every manifest
         description["privacy"] = model.metadata["privacy"]
     return Source(stream, model.schema.time, model.schema.entity, description, model)
+
+
+def _open_demo(text: str, path: Path, request: Request) -> Source:
+    model = demo_model(seed=0 if request.seed is None else request.seed)
+    return _open_model(model, {"kind": "demo", "model": model.name}, request)
+
+
+def _open_saved_model(text: str, path: Path, request: Request) -> Source:
+    model = load_model(path)
+    return _open_model(model, {"kind": "model", "path": str(path), "model": model.name}, request)
+
+
+def _refuse_partial_model(text: str, path: Path, request: Request) -> Source:
+    held = sorted(p.name for p in path.iterdir())
+    raise StreamsynthError(
+        f"{path} is not a model directory: it has no {CONFIG_FILE} "
+        + (f"(it holds {', '.join(held)})" if held else "(it is empty)"),
+        hint="a saved model is config.json + weights.safetensors + encoders.json; "
+        "copy the whole directory, or train again with `streamsynth fit DATA -o DIR`",
+    )
+
+
+def _open_rules(text: str, path: Path, request: Request) -> Source:
+    model = RuleSynthesizer.from_file(path)
+    return _open_model(model, {"kind": "rules", "path": str(path), "model": model.name}, request)
+
+
+def _open_file(text: str, path: Path, request: Request) -> Source:
+    if request.conditions:
+        raise StreamsynthError("conditions apply to models, not to recorded data", hint="drop --condition")
+    return open_recorded(path, batch_size=request.batch_size, shard=request.shard, end=request.end,
+                         n_events=request.n_events)
 
 
 def _looks_like_model(path: Path) -> bool:
@@ -144,77 +190,23 @@ def _looks_like_model(path: Path) -> bool:
     return not names or bool(names & set(MODEL_FILES))
 
 
-def demo_model(seed: int = 0, n_customers: int = 1000, n_days: int = 14) -> Synthesizer:
-    """The embedded default: the baseline fitted on the simulated payments sample."""
-    from streamsynth.datasets import payments
-    from streamsynth.models.baseline import BaselineSynthesizer
-
-    frame = payments(n_customers=n_customers, n_days=n_days, seed=seed)
-    return BaselineSynthesizer(seed=seed).fit(frame)
-
-
 def _is_scenario(path: Path) -> bool:
     """A scenario file (``base`` + ``events``), as opposed to a rule-based schema file."""
-    from streamsynth.scenarios.spec import is_scenario_file
-
-    return path.is_file() and is_scenario_file(path)
+    return path.suffix.lower() in YAML and path.is_file() and is_scenario_file(path)
 
 
-def _model_from_yaml(path: Path) -> Synthesizer:
-    try:
-        from streamsynth.models.rules import RuleSynthesizer
-    except ImportError:  # pragma: no cover - rules mode ships with the package
-        raise StreamsynthError(f"{path}: rule-based schema files are not supported by this build") from None
-    return RuleSynthesizer.from_file(path)
+#: The kinds of source, in the order they are tried; a new kind is one opener plus one line here.
+SOURCES: tuple[SourceKind, ...] = (
+    SourceKind("scenario", lambda text, path: _is_scenario(path), _open_scenario),
+    SourceKind("demo", lambda text, path: text == DEMO, _open_demo),
+    SourceKind("model", lambda text, path: path.is_dir() and (path / CONFIG_FILE).exists(), _open_saved_model),
+    SourceKind("partial model", lambda text, path: path.is_dir() and _looks_like_model(path), _refuse_partial_model),
+    SourceKind("rules", lambda text, path: path.suffix.lower() in YAML, _open_rules),
+    SourceKind("file", lambda text, path: True, _open_file),
+)
 
 
-def _file_stream(
-    path: Path, *, batch_size: int, shard: tuple[int, int] | None
-) -> tuple[Iterator[pl.DataFrame], str, str | None]:
-    """A recorded file as a contract stream, sorted by time, with ids and labels filled in."""
-    head = io.read(path) if path.is_file() and path.stat().st_size < 64 * 2**20 else None
-    frame = head if head is not None else next(io.iter_batches(path, batch_size=50_000))
-    schema = Schema.infer(frame)
-    if schema.time is None:
-        raise StreamsynthError(
-            f"{path} has no event-time column to replay by",
-            hint="name one with --time, or add a timestamp column",
-        )
-    namespace = path.stem
-
-    def batches() -> Iterator[pl.DataFrame]:
-        source = [frame] if head is not None else io.iter_batches(path, batch_size=batch_size)
-        position = 0
-        last = None
-        for batch in source:
-            batch = batch.sort(schema.time, maintain_order=True)
-            if last is not None and batch.height and batch[schema.time][0] < last:
-                raise StreamsynthError(
-                    f"{path} is not sorted by {schema.time!r} (at row {position}); large files "
-                    "are replayed in file order",
-                    hint="sort the file by its time column first",
-                )
-            if batch.height:
-                last = batch[schema.time][-1]
-            if EVENT_ID not in batch.columns:
-                batch = batch.with_columns(row_event_ids(namespace, position, batch.height))
-            position += batch.height
-            if LABEL not in batch.columns and schema.label:
-                batch = batch.with_columns(label_expressions(batch.schema[schema.label], schema.label))
-            batch = order_columns(with_label_columns(batch), schema.time, schema.entity)
-            if shard is not None and schema.entity:
-                members = _shard_members(batch[schema.entity], shard).to_list()  # a list: is_in is unambiguous
-                batch = batch.filter(pl.col(schema.entity).is_in(members))
-            yield batch
-
-    # file batches and shard filtering leave batches of any size; the contract's are exact
-    return rebatch(batches(), batch_size), schema.time, schema.entity
-
-
-def _shard_members(entities: pl.Series, shard: tuple[int, int]) -> pl.Series:
-    """The entity ids of shard K/N, by a hash of the id that is stable across runs and hosts."""
-    from streamsynth.rng import _stable_int
-
-    k, n = shard
-    unique = entities.unique()
-    return unique.filter(pl.Series([_stable_int(str(v)) % n == k for v in unique.to_list()]))
+def demo_model(seed: int = 0, n_customers: int = 1000, n_days: int = 14) -> Synthesizer:
+    """The embedded default: the baseline fitted on the simulated payments sample."""
+    frame = payments(n_customers=n_customers, n_days=n_days, seed=seed)
+    return BaselineSynthesizer(seed=seed).fit(frame)

@@ -14,6 +14,9 @@ from typing import Any
 import polars as pl
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
+from streamsynth.models import load_model
+from streamsynth.models.baseline import BaselineSynthesizer
 
 SYNTHETIC = "is_synthetic"
 _MAX_ROUNDS = 8
@@ -26,7 +29,6 @@ class Rebalanced:
     model: dict[str, Any]
 
     def write_manifest(self, output: str | Path) -> Path:
-        from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
 
         counter = ManifestCounter(time=None)
         counter.add(self.frame)
@@ -110,11 +112,9 @@ def rebalance(
 
 def _model(model: Any, frame: pl.DataFrame, seed: int) -> Any:
     if model is None:
-        from streamsynth.models.baseline import BaselineSynthesizer
 
         return BaselineSynthesizer(seed=seed).fit(frame)
     if isinstance(model, str | Path):
-        from streamsynth.models import load_model
 
         return load_model(Path(model))
     return model

@@ -57,11 +57,11 @@ def integers(seed: int, high: int | np.ndarray, *keys: int | np.ndarray) -> np.n
 
 def child_seed(seed: int, *path: int | str) -> int:
     """A derived seed for a named sub-stream (a column, a scenario, a shard of work)."""
-    keys = [_stable_int(p) for p in path]
+    keys = [stable_int(p) for p in path]
     return int(hash64(seed, *keys)[0] & np.uint64(0x7FFFFFFFFFFFFFFF))
 
 
-def _stable_int(part: int | str) -> int:
+def stable_int(part: int | str) -> int:
     """Strings become integers stably across runs (Python's hash() is salted)."""
     if isinstance(part, int):
         return part

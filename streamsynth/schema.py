@@ -18,7 +18,7 @@ import polars as pl
 import yaml
 
 from streamsynth.contract import CONTRACT_COLUMNS, EVENT_ID, IS_ANOMALY, LABEL
-from streamsynth.errors import StreamsynthError
+from streamsynth.errors import StreamsynthError, closest
 from streamsynth.io import DataWarning, is_epoch, is_time_name
 from streamsynth.yamlfile import read_yaml
 
@@ -220,7 +220,7 @@ class Schema:
         """Check that ``frame`` has this schema's columns, naming the first missing one."""
         missing = [c.name for c in self.columns if c.role is not Role.CONTRACT and c.name not in frame.columns]
         if missing:
-            close = _closest(missing[0], frame.columns)
+            close = closest(missing[0], frame.columns)
             raise StreamsynthError(
                 f"{source} has no column {missing[0]!r}"
                 + (f" (did you mean {close!r}?)" if close else ""),
@@ -444,7 +444,7 @@ def _identifier_kind(series: pl.Series) -> str | None:
     for kind, pattern in _PATTERNS.items():
         hits = sum(1 for v in sample if pattern.match(v))
         if hits >= 0.9 * len(sample):
-            if kind == "credit_card" and sum(_luhn_ok(v) for v in sample) < 0.9 * len(sample):
+            if kind == "credit_card" and sum(luhn_ok(v) for v in sample) < 0.9 * len(sample):
                 continue
             if kind == "phone" and all(v.isdigit() for v in sample):
                 continue
@@ -452,7 +452,7 @@ def _identifier_kind(series: pl.Series) -> str | None:
     return None
 
 
-def _luhn_ok(number: str) -> bool:
+def luhn_ok(number: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(number)):
         d = ord(ch) - 48
@@ -460,16 +460,6 @@ def _luhn_ok(number: str) -> bool:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return total % 10 == 0
-
-
-def _closest(name: str, options: list[str]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    if not found:
-        lowered = {o.lower(): o for o in options}
-        return lowered.get(name.lower())
-    return found[0]
 
 
 def sequence_stats(frame: pl.DataFrame, schema: Schema) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.models import load_model
 from streamsynth.models.baseline import BaselineSynthesizer
 from streamsynth.models.textchain import scrub
-from streamsynth.schema import Schema, _luhn_ok
+from streamsynth.schema import Schema, luhn_ok
 
 START = datetime(2024, 2, 1, tzinfo=UTC)
 
@@ -81,7 +81,7 @@ def test_save_load_gives_identical_samples(tmp_path, baseline_model):
 def test_identifiers_are_faked_consistently_and_never_copied(baseline_model, payments_small):
     out = baseline_model.sample(n_events=20_000, start=START)
     cards = out["card_number"]
-    assert all(_luhn_ok(c) and len(c) == 16 for c in cards.unique().to_list())
+    assert all(luhn_ok(c) and len(c) == 16 for c in cards.unique().to_list())
     assert not set(cards) & set(payments_small["card_number"])
     assert not set(out["customer_id"]) & set(payments_small["customer_id"])
     assert not set(out["tx_id"]) & set(payments_small["tx_id"])

@@ -98,9 +98,9 @@ def _parses(args: list[str]) -> None:
     """Parse ``args`` the way the real CLI does, down to the (sub)command, without running it."""
     import typer.main
 
-    from streamsynth.cli import _register, app
+    from streamsynth.cli import app, register_commands
 
-    _register()
+    register_commands()
     command = typer.main.get_command(app)
     ctx = command.make_context("streamsynth", list(args))
     while hasattr(command, "resolve_command"):  # a group: find the subcommand, parse its arguments
@@ -134,9 +134,9 @@ def test_every_printed_command_parses(where, command, capsys):
 def _all_commands() -> list[list[str]]:
     import typer.main
 
-    from streamsynth.cli import _register, app
+    from streamsynth.cli import app, register_commands
 
-    _register()
+    register_commands()
 
     def walk(command, path):
         yield path

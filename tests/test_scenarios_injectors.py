@@ -71,7 +71,7 @@ def run(events: list[dict], *, batch_size: int = 700, seed: int = 9, frame: pl.D
 
 
 def window(event: dict) -> tuple[datetime, datetime]:
-    from streamsynth.scenarios.spec import parse_duration
+    from streamsynth.scenarios.fields import parse_duration
 
     lo = START + parse_duration(event["at"])
     return lo, lo + parse_duration(event["duration"])

@@ -11,7 +11,7 @@ from streamsynth.scenarios.catalog import library_files
 
 from streamsynth.cli import main
 from streamsynth.contract import EVENT_ID, SCENARIO_ID, check_stream
-from streamsynth.pipeline import open_source
+from streamsynth.pipeline import open_scenario_run, open_source
 
 
 @pytest.mark.parametrize("path", library_files(), ids=lambda p: p.stem)
@@ -90,7 +90,6 @@ def test_sample_command_accepts_a_scenario_file(tmp_path):
 
 
 def test_fraud_templates_come_from_the_conditional_model(tmp_path):
-    from streamsynth.scenarios.source import open_scenario
 
     spec = tmp_path / "s.yaml"
     spec.write_text(
@@ -100,7 +99,7 @@ def test_fraud_templates_come_from_the_conditional_model(tmp_path):
         "     params: {entities: 3, transactions: 10, conditions: {fraud_scenario: stolen_card}}}\n"
         "  - {kind: velocity_burst, at: 10m, duration: 20m, params: {entities: 3, use_model: false}}\n"
     )
-    run = open_scenario(spec, open_source)
+    run = open_scenario_run(spec)
     out = pl.concat(list(run.stream), how="vertical")
     by_model, by_rows = run.report["events"]
     assert by_model["templates"] == "model" and by_rows["templates"] == "base rows"

@@ -109,13 +109,12 @@ def test_validate_command_exit_codes_and_message(tmp_path, capsys):
 
 
 def test_a_column_the_base_lacks_is_named_when_the_run_starts(tmp_path):
-    from streamsynth.scenarios.source import open_scenario
 
-    from streamsynth.pipeline import open_source
+    from streamsynth.pipeline import open_scenario_run
 
     path = tmp_path / "s.yaml"
     path.write_text(GOOD)  # the demo base has no 'status' column
-    run = open_scenario(path, open_source)
+    run = open_scenario_run(path)
     with pytest.raises(StreamsynthError) as info:
         next(run.stream)
     assert info.value.message.startswith(f"{path}: events[0].params.column: the base has no column 'status'")
@@ -123,14 +122,13 @@ def test_a_column_the_base_lacks_is_named_when_the_run_starts(tmp_path):
 
 
 def test_a_missing_base_file_is_named(tmp_path):
-    from streamsynth.scenarios.source import open_scenario
 
-    from streamsynth.pipeline import open_source
+    from streamsynth.pipeline import open_scenario_run
 
     path = tmp_path / "s.yaml"
     path.write_text(GOOD.replace("source: demo", "source: nowhere.parquet"))
     with pytest.raises(StreamsynthError, match=r"base.source: 'nowhere.parquet' does not exist"):
-        open_scenario(path, open_source)
+        open_scenario_run(path)
 
 
 def test_schema_yaml_is_not_taken_for_a_scenario(tmp_path):

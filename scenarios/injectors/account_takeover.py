@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration
 from streamsynth.scenarios.injectors.fraud_common import (
     FraudInjector,
     FraudParams,
@@ -12,7 +13,6 @@ from streamsynth.scenarios.injectors.fraud_common import (
     amount_quantile,
     device_columns,
 )
-from streamsynth.scenarios.spec import Duration
 
 from streamsynth import rng
 from streamsynth.identifiers import fake

@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
+from streamsynth.scenarios.fields import Scalar
 from streamsynth.scenarios.injectors.base import Injector, Params
-from streamsynth.scenarios.spec import Scalar
 
 
 class DriftParams(Params):

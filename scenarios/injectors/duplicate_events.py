@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration
 from streamsynth.scenarios.injectors.base import Injector, Params
-from streamsynth.scenarios.spec import Duration
 
 from streamsynth.contract import EVENT_ID
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Scalar
 from streamsynth.scenarios.injectors.base import Injector, Params
-from streamsynth.scenarios.spec import Scalar
+
+from streamsynth.errors import StreamsynthError
 
 
 class ErrorSpikeParams(Params):
@@ -25,7 +27,6 @@ class ErrorSpike(Injector):
         p = self.params
         self.require(p.column, "params.column")
         if p.weights is not None and len(p.weights) != len(p.values):
-            from streamsynth.errors import StreamsynthError
 
             raise StreamsynthError(
                 f"{self.ctx.source}: events[{self.index}].params.weights: {len(p.weights)} weights "

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration, Scalar
 from streamsynth.scenarios.injectors.base import Injector, Params
-from streamsynth.scenarios.spec import Duration, Scalar
 
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID, LABEL_COLUMNS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration
 from streamsynth.scenarios.injectors.fraud_common import FraudInjector, FraudParams, Templates
-from streamsynth.scenarios.spec import Duration
 
 from streamsynth import rng
 from streamsynth.identifiers import fake

@@ -14,8 +14,10 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration
 from streamsynth.scenarios.injectors.base import Injector, Params
-from streamsynth.scenarios.spec import Duration
+
+from streamsynth.errors import StreamsynthError
 
 
 class OutOfOrderParams(Params):
@@ -34,7 +36,6 @@ class OutOfOrder(Injector):
 
     def _bind(self) -> None:
         if self.params.max_delay < self.params.min_delay:
-            from streamsynth.errors import StreamsynthError
 
             raise StreamsynthError(
                 f"{self.ctx.source}: events[{self.index}].params.max_delay: is shorter than min_delay"

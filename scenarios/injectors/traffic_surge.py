@@ -11,8 +11,8 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration
 from streamsynth.scenarios.injectors.base import Injector, Params, row_keys
-from streamsynth.scenarios.spec import Duration
 
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 from pydantic import Field
+from streamsynth.scenarios.fields import Duration
 from streamsynth.scenarios.injectors.fraud_common import FraudInjector, FraudParams, Templates
-from streamsynth.scenarios.spec import Duration
 
 
 class VelocityBurstParams(FraudParams):

@@ -3,6 +3,11 @@
 Each module in ``COMMAND_MODULES`` adds its commands to :data:`app` when imported. Errors a
 user can cause (:class:`StreamsynthError`) are printed in a line or two, without a traceback,
 and the exit code is 2.
+
+The command functions import the work they run (models and torch, evaluation, scenarios,
+delivery clients) inside their bodies, not at the top of their modules: ``streamsynth --help``
+and a usage error then load only the command modules, not torch. This is the one place where
+the package imports its own modules inside functions for that reason.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ COMMAND_MODULES = [
 EXIT_USER_ERROR = 2
 
 
-def _register() -> None:
+def register_commands() -> None:
+    """Import every command module, which adds its commands to :data:`app`."""
     for module in COMMAND_MODULES:
         importlib.import_module(module)
 
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamsynth import threads
 
     threads.configure()  # before the commands import polars and torch, so their pools take the budget
-    _register()
+    register_commands()
     try:
         with warnings.catch_warnings():
             # What a command noticed (a mixed column, a guessed date layout, emulated bf16) is

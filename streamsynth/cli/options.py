@@ -10,8 +10,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from streamsynth.contract import as_utc
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import _as_utc
 from streamsynth.progress import Progress  # noqa: F401 (the commands' progress reporter)
 
 # Piped output (scripts, CI logs) gets wide tables rather than cells cut at 80 columns.
@@ -45,7 +45,7 @@ def parse_conditions(items: list[str] | None) -> dict[str, Any]:
 
 def parse_time(text: str, option: str) -> datetime:
     try:
-        return _as_utc(text.replace("Z", "+00:00"))
+        return as_utc(text)
     except StreamsynthError:
         raise StreamsynthError(
             f"{option} {text!r} is not a time", hint="use ISO 8601, e.g. 2024-05-01T10:30:00Z"

@@ -56,10 +56,9 @@ def validate(
     path = find(file)
     scenario = load_scenario(path)
     if base:
-        from streamsynth.pipeline import open_source
-        from streamsynth.scenarios.source import open_scenario
+        from streamsynth.pipeline import open_scenario_run
 
-        run = open_scenario(scenario, open_source)
+        run = open_scenario_run(scenario)
         next(run.stream, None)  # the events check their columns against the first base batch
         run.stream.close()
     typer.echo(f"{file}: ok ({scenario.name}, {len(scenario.events)} events)")
@@ -83,18 +82,15 @@ def run_command(
     from streamsynth import io
     from streamsynth.contract import StreamChecker
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
-    from streamsynth.pipeline import open_source
+    from streamsynth.pipeline import open_scenario_run
     from streamsynth.scenarios.catalog import find
-    from streamsynth.scenarios.source import open_scenario
     from streamsynth.scenarios.spec import load_scenario
 
     started = clock.perf_counter()
     path = find(file)
     scenario = load_scenario(path)
     output = output or _output_from_spec(scenario, path)
-    run = open_scenario(
-        scenario, open_source, seed=seed, n_entities=entities, n_events=n_events, batch_size=batch_size
-    )
+    run = open_scenario_run(scenario, seed=seed, n_entities=entities, n_events=n_events, batch_size=batch_size)
     counter = ManifestCounter(time=run.time)
     checker = StreamChecker(time=run.time, entity=run.entity, check_unique_ids=False)
     with Progress(total=None, label=f"scenario {scenario.name}") as progress:

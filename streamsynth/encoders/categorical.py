@@ -52,7 +52,7 @@ class CategoricalEncoder(Encoder):
         return joined["code"].fill_null(fallback).to_numpy().astype(np.int64)
 
     def decode(self, codes: np.ndarray) -> pl.Series:
-        dtype = _polars_dtype(self.dtype)
+        dtype = polars_dtype(self.dtype)
         return pl.Series(self.values, dtype=dtype).gather(np.asarray(codes, dtype=np.int64))
 
     def to_json(self) -> dict[str, Any]:
@@ -73,7 +73,7 @@ class CategoricalEncoder(Encoder):
         return enc
 
 
-def _polars_dtype(name: str) -> pl.DataType:
+def polars_dtype(name: str) -> pl.DataType:
     table = {
         "String": pl.String(), "Boolean": pl.Boolean(), "Int64": pl.Int64(), "Int32": pl.Int32(),
         "Int16": pl.Int16(), "Int8": pl.Int8(), "UInt32": pl.UInt32(), "UInt64": pl.UInt64(),

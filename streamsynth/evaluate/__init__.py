@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from streamsynth.devices import default_device
 from streamsynth.evaluate.attacks import attribute_inference, membership_inference, prepare_train
 from streamsynth.evaluate.balance import balance
 from streamsynth.evaluate.data import Table, prepare
@@ -22,7 +23,7 @@ from streamsynth.evaluate.report import render, write_report
 from streamsynth.evaluate.result import EvaluationResult, Utility
 from streamsynth.evaluate.scorecard import METRICS, build, check_columns, parse_gates
 from streamsynth.evaluate.sequences import SequenceOptions, sequence_scores
-from streamsynth.evaluate.utility import default_device, discriminative_fit, discriminative_score, predictive_score
+from streamsynth.evaluate.utility import discriminative_fit, discriminative_score, predictive_score
 from streamsynth.schema import Schema
 
 __all__ = [

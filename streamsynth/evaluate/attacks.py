@@ -16,12 +16,12 @@ import polars as pl
 import torch
 from scipy.stats import rankdata
 
+from streamsynth.devices import default_device
 from streamsynth.errors import StreamsynthError
-from streamsynth.evaluate.data import Prepared, Table
+from streamsynth.evaluate.data import Prepared, Table, prepare
 from streamsynth.evaluate.features import FeatureEncoder
-from streamsynth.evaluate.privacy import _two_nearest
+from streamsynth.evaluate.privacy import two_nearest
 from streamsynth.evaluate.result import AttributeInference, MembershipInference
-from streamsynth.evaluate.utility import default_device
 
 MAX_ENTITIES = 500  # per side
 ROWS_PER_ENTITY = 20
@@ -55,8 +55,8 @@ def membership_inference(
     encoder, weights = _encoder(prep, seed, pl.concat([members, non_members], how="vertical_relaxed"))
     ref = encoder.encode(_sample_rows(prep.synth, reference_rows, rng)) * weights
     dev = default_device(device)
-    d_in = _two_nearest(encoder.encode(members) * weights, ref, dev)[:, 0]
-    d_out = _two_nearest(encoder.encode(non_members) * weights, ref, dev)[:, 0]
+    d_in = two_nearest(encoder.encode(members) * weights, ref, dev)[:, 0]
+    d_out = two_nearest(encoder.encode(non_members) * weights, ref, dev)[:, 0]
     row_auc = _auc(-d_in, -d_out)
     if prep.entity:
         s_in = -_mean_by(members[prep.entity], d_in)
@@ -127,7 +127,6 @@ def attribute_inference(
 
 def prepare_train(prep: Prepared, train: Table) -> pl.DataFrame:
     """The training table (frame or path) lined up like ``prep.real``: same columns and types."""
-    from streamsynth.evaluate.data import prepare
 
     return prepare(train, prep.synth, prep.schema).real
 

@@ -14,12 +14,13 @@ import polars as pl
 import torch
 from torch import nn
 
+from streamsynth.devices import default_device
 from streamsynth.evaluate.auc import roc_auc
 from streamsynth.evaluate.data import POSITIVE, SEQ, Prepared
 from streamsynth.evaluate.features import FeatureEncoder
 from streamsynth.evaluate.leakage import leaking_columns
 from streamsynth.evaluate.result import FraudUtility
-from streamsynth.evaluate.utility import default_device, small_model_threads
+from streamsynth.evaluate.utility import small_model_threads
 
 MAX_TRAIN_ROWS = 200_000
 MAX_TEST_ROWS = 200_000

@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 import torch
 
+from streamsynth.devices import default_device
 from streamsynth.evaluate.data import SEQ, Prepared
 from streamsynth.evaluate.features import FeatureEncoder
 from streamsynth.evaluate.result import Privacy
-from streamsynth.evaluate.utility import default_device
 
 HOLDOUT_SHARE = 0.1  # of real rows, held out as the baseline of distances and row copies
 SEQUENCE_HOLDOUT_SHARE = 0.2  # of real sequences, the baseline of sequence copies
@@ -52,8 +52,8 @@ def privacy(
     weights = np.where(encoder.one_hot_mask(), np.sqrt(0.5), 1.0).astype(np.float32)
     ref = encoder.encode(real[ref_idx]) * weights
     dev = default_device(device)
-    d_hold = _two_nearest(encoder.encode(real[hold_idx]) * weights, ref, dev)
-    d_synth = _two_nearest(encoder.encode(synth[synth_idx]) * weights, ref, dev)
+    d_hold = two_nearest(encoder.encode(real[hold_idx]) * weights, ref, dev)
+    d_synth = two_nearest(encoder.encode(synth[synth_idx]) * weights, ref, dev)
     hold_med, synth_med = float(np.median(d_hold[:, 0])), float(np.median(d_synth[:, 0]))
     hold_p5 = float(np.quantile(d_hold[:, 0], 0.05))
     out = Privacy(
@@ -118,7 +118,7 @@ def _sequence_copies(
     return copies, float(held.is_in(rest.implode()).mean())
 
 
-def _two_nearest(query: np.ndarray, ref: np.ndarray, dev: torch.device) -> np.ndarray:
+def two_nearest(query: np.ndarray, ref: np.ndarray, dev: torch.device) -> np.ndarray:
     """Distances from each query row to its nearest and second-nearest reference rows."""
     refs = torch.from_numpy(ref).to(dev)
     k = min(2, len(ref))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamsynth.devices import default_device
 from streamsynth.errors import StreamsynthError
 from streamsynth.threads import threads_for
 
@@ -30,24 +31,6 @@ DISCRIMINATOR_LR = 5e-3
 CHECK_EVERY = 25  # steps between validation losses
 PATIENCE = 8  # validation losses without improvement before stopping (200 steps)
 MIN_IMPROVEMENT = 1e-4
-
-
-def default_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else ``cuda`` when present, else CPU."""
-    if not device:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise StreamsynthError(
-            f"device {device!r} is not a torch device", hint="e.g. cpu, cuda or cuda:1"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise StreamsynthError(
-            f"device {device!r}: CUDA is not available on this machine",
-            hint="use --device cpu, or leave --device out to pick one",
-        )
-    return dev
 
 
 def small_model_threads(dev: torch.device) -> AbstractContextManager[None]:

@@ -28,10 +28,13 @@ from streamsynth.contract import (
     NORMAL,
     SCENARIO_ID,
     TIME_DTYPE,
+    as_utc,
     check_count,
+    label_expressions,
     order_columns,
     rebatch,
     take,
+    until,
 )
 from streamsynth.errors import StreamsynthError
 from streamsynth.schema import Role, Schema
@@ -122,8 +125,8 @@ class Synthesizer(ABC):
         batch_size = check_count(batch_size, "the batch size (batch_size)")
         shard = _check_shard(shard)
         self._check_conditions(conditions)
-        start = _as_utc(start) if start is not None else self.default_start()
-        end = _as_utc(end) if end is not None else None
+        start = as_utc(start) if start is not None else self.default_start()
+        end = as_utc(end) if end is not None else None
         batches = self._stream(
             start=start,
             n_entities=n_entities or self.fitted_entities,
@@ -159,7 +162,7 @@ class Synthesizer(ABC):
         """
         self._require_fitted()
         n_events = check_count(n_events, "the number of events (n_events)")
-        start = _as_utc(start) if start is not None else self.default_start()
+        start = as_utc(start) if start is not None else self.default_start()
         if end is None and n_events is None:
             end = self.default_end(start)
         parts = list(self.stream(
@@ -173,7 +176,7 @@ class Synthesizer(ABC):
     def default_end(self, start: datetime | None = None) -> datetime:
         """Where a finite sample without limits ends: as long after ``start`` (default: the
         default start) as training covered."""
-        start = _as_utc(start) if start is not None else self.default_start()
+        start = as_utc(start) if start is not None else self.default_start()
         return start + (self.fitted_span or timedelta(days=1))
 
     def default_start(self) -> datetime:
@@ -335,40 +338,6 @@ class Synthesizer(ABC):
                 )
 
 
-def label_expressions(dtype: pl.DataType, column: str) -> list[pl.Expr]:
-    """``label``/``is_anomaly`` from a learned ground-truth column (``is_fraud`` -> ``fraud``)."""
-    col = pl.col(column)
-    if dtype == pl.Boolean or dtype.is_integer():
-        positive = column.lower().removeprefix("is_") or column
-        flag = col.cast(pl.Boolean).fill_null(False)
-        return [
-            pl.when(flag).then(pl.lit(positive)).otherwise(pl.lit(NORMAL)).alias(LABEL),
-            flag.alias(IS_ANOMALY),
-        ]
-    text = col.cast(pl.String)
-    normal = text.is_null() | text.str.to_lowercase().is_in(["-", "normal", "none", "0", "false", "benign", ""])
-    return [
-        pl.when(normal).then(pl.lit(NORMAL)).otherwise(text).alias(LABEL),
-        (~normal).alias(IS_ANOMALY),
-    ]
-
-
-def until(stream: Iterator[pl.DataFrame], time: str, end: datetime) -> Iterator[pl.DataFrame]:
-    """Events strictly before ``end``, then stop (closing the source)."""
-    try:
-        for batch in stream:
-            if batch.height and batch[time][-1] >= end:
-                head = batch.filter(pl.col(time) < end)
-                if head.height:
-                    yield head
-                return
-            yield batch
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-
-
 def read_config(directory: str | Path) -> dict[str, Any]:
     """Read and check a model directory's ``config.json``."""
     directory = Path(directory)
@@ -421,19 +390,6 @@ def _check_shard(shard: Shard | None) -> Shard | None:
     if not (isinstance(k, int) and isinstance(n, int) and n >= 1 and 0 <= k < n):
         raise StreamsynthError(f"bad shard {k}/{n}", hint="a shard is K/N with 0 <= K < N, e.g. 3/16")
     return (k, n)
-
-
-def _as_utc(moment: datetime | str) -> datetime:
-    if isinstance(moment, str):
-        try:
-            moment = datetime.fromisoformat(moment)
-        except ValueError:
-            raise StreamsynthError(
-                f"cannot read {moment!r} as a time", hint="use ISO 8601, e.g. 2024-05-01T10:30:00Z"
-            ) from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _json_default(value: Any) -> Any:

@@ -22,9 +22,10 @@ from scipy.special import ndtr, ndtri
 from streamsynth import rng
 from streamsynth.contract import event_ids
 from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
+from streamsynth.encoders.categorical import polars_dtype
 from streamsynth.encoders.resolution import Grid, TimeSnapper
 from streamsynth.errors import StreamsynthError
-from streamsynth.identifiers import event_key
+from streamsynth.identifiers import event_key, generate, learn_shape
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
 from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
@@ -715,19 +716,16 @@ def _entity_format(ids: pl.Series, kind: str | None) -> dict[str, Any]:
 
 def _learn_shape(values: pl.Series, kind: str | None) -> dict[str, Any] | None:
     """The format of a column of ids of no known kind (models saved before shapes have none)."""
-    from streamsynth.identifiers import learn_shape
 
     shape = learn_shape(values) if kind in (None, "code") else None
     return shape.to_json() if shape is not None else None
 
 
 def _fake(kind: str | None, keys: np.ndarray, seed: int, shape: dict[str, Any] | None = None) -> pl.Series:
-    from streamsynth.identifiers import generate
 
     return generate(kind or "code", np.asarray(keys, dtype=np.int64), seed, shape)
 
 
 def _dtype(name: str) -> pl.DataType:
-    from streamsynth.encoders.categorical import _polars_dtype
 
-    return _polars_dtype(name) if name != "String" else pl.Float64()
+    return polars_dtype(name) if name != "String" else pl.Float64()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.models.registry import model_class
 
 #: Parameters set by a flag of their own or by the code, not by ``--option``: name -> how.
 NOT_OPTIONS = {
@@ -99,8 +100,6 @@ class ModelOption:
 
 def model_options(model: str) -> list[ModelOption]:
     """Every ``__init__`` parameter of ``model``'s class, with default, type and meaning."""
-    from streamsynth.models import model_class
-
     cls = model_class(model)
     try:
         hints = typing.get_type_hints(cls.__init__)

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from streamsynth.identifiers import fake
+from streamsynth.rng import child_seed, hash64
+
 BOS, EOS = 0, 1
 MAX_TOKENS = 64
 
@@ -40,8 +43,6 @@ def scrub(texts: pl.Series) -> pl.Series:
 
 def fill(texts: pl.Series, row_keys: np.ndarray, seed: int) -> pl.Series:
     """Replace each placeholder occurrence with a faked value keyed by (row, occurrence)."""
-    from streamsynth.identifiers import fake
-    from streamsynth.rng import child_seed, hash64
 
     frame = pl.DataFrame({"t": texts})
     for token, _, kind in PLACEHOLDERS:

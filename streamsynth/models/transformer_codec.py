@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
+from streamsynth.contract import EVENT_ID, LABEL, NORMAL, TIME_DTYPE, event_ids, label_expressions
 from streamsynth.encoders import (
     CategoricalEncoder,
     InterArrivalEncoder,
@@ -24,7 +24,7 @@ from streamsynth.encoders import (
 from streamsynth.encoders.interarrival import gaps_seconds
 from streamsynth.encoders.resolution import Grid
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import label_expressions
+from streamsynth.identifiers import KINDS, event_key, generate, learn_shape
 from streamsynth.rng import child_seed, hash64, uniform
 from streamsynth.schema import Role, Schema
 
@@ -164,7 +164,6 @@ class EventCodec:
                 sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + end of sequence
 
     def _fit_entity_ids(self, ids: pl.Series, kind: str | None) -> None:
-        from streamsynth.identifiers import KINDS
 
         self.entity_kind = kind if kind in KINDS else None
         self.entity_shape = _learned_shape(ids, kind)
@@ -352,7 +351,6 @@ class EventCodec:
         """New ids: of the learned shape, faked for identifier kinds, else the training prefix, 'S'
         and the number."""
         if self.entity_kind is not None or self.entity_shape is not None:
-            from streamsynth.identifiers import generate
 
             ids = generate(self.entity_kind, entity_no, child_seed(seed, "entity"), self.entity_shape)
             return ids.alias(self.entity)
@@ -361,7 +359,6 @@ class EventCodec:
         return ids.alias(self.entity)
 
     def _fake(self, spec: IdentSpec, entity_no: np.ndarray, seq: np.ndarray, seed: int) -> pl.Series:
-        from streamsynth.identifiers import event_key, generate
 
         col_seed = child_seed(seed, "identifier", spec.name)
         e = entity_no.astype(np.uint64)
@@ -438,7 +435,6 @@ def _all_gaps(frame: pl.DataFrame, time: str, entity: str, start: Any) -> np.nda
 
 def _entity_labels(frame: pl.DataFrame, entity: str, label: str) -> pl.Series:
     """Per entity: its most frequent non-normal label (``fraud``, an alert tag) or ``normal``."""
-    from streamsynth.contract import LABEL, NORMAL
 
     tagged = frame.select(pl.col(entity), *label_expressions(frame.schema[label], label))
     per = tagged.group_by(entity, maintain_order=True).agg(
@@ -449,7 +445,6 @@ def _entity_labels(frame: pl.DataFrame, entity: str, label: str) -> pl.Series:
 
 def _label_value(value: Any, column: str, dtype: str) -> str:
     """The entity label a condition on the label column asks for."""
-    from streamsynth.contract import LABEL
 
     series = pl.Series(column, [value])
     if dtype == "Boolean":
@@ -463,7 +458,6 @@ def _label_value(value: Any, column: str, dtype: str) -> str:
 
 
 def _ident_spec(frame: pl.DataFrame, multi: pl.DataFrame, entity: str, name: str, kind: str) -> IdentSpec:
-    from streamsynth.identifiers import KINDS
 
     kind = kind if kind in KINDS else "code"
     shape = _learned_shape(frame[name], kind)
@@ -480,7 +474,6 @@ def _ident_spec(frame: pl.DataFrame, multi: pl.DataFrame, entity: str, name: str
 
 def _learned_shape(values: pl.Series, kind: str | None) -> dict[str, Any] | None:
     """The format of ids of no known kind; known kinds (cards, IPs, emails) keep their generators."""
-    from streamsynth.identifiers import learn_shape
 
     shape = learn_shape(values) if kind in (None, "code") else None
     return shape.to_json() if shape is not None else None

@@ -21,17 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamsynth.devices import default_device
+from streamsynth.errors import StreamsynthError
 from streamsynth.models.heap import keep_freed_memory
-from streamsynth.models.transformer import (
-    N_TIME,
-    EventTransformer,
-    FieldHeads,
-    KVCache,
-    default_device,
-    threads_for,
-    time_features,
-)
 from streamsynth.models.transformer_codec import OFFSET_CLASSES, UNIFORM_OFFSET_KEY, EventCodec
+from streamsynth.models.transformer_network import N_TIME, EventTransformer, FieldHeads, KVCache, time_features
+from streamsynth.threads import threads_for
 
 FLUSH_EVERY = 8  # steps between releases of finished events
 SLOT_STATE = ("ent", "wstart", "pos", "t", "last", "attrs", "hbase")  # per-slot tensors of the pool
@@ -158,7 +153,6 @@ class Sampler:
         end_s: float | None = None,
     ) -> None:
         if temperature <= 0:
-            from streamsynth.errors import StreamsynthError
 
             raise StreamsynthError(f"temperature must be > 0, got {temperature}")
         self.device = default_device(device)

@@ -12,15 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from streamsynth.models.distributed import Dist
-from streamsynth.models.transformer import (
-    EventTransformer,
-    TransformerConfig,
-    default_device,
-    threads_for,
-    time_features,
-)
+from streamsynth.devices import default_device
+from streamsynth.distributed import Dist
+from streamsynth.models.transformer_network import EventTransformer, TransformerConfig, time_features
 from streamsynth.progress import Progress
+from streamsynth.threads import threads_for
 
 
 @dataclass
@@ -61,7 +57,7 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batches = _Batches(data, cfg.block_size, origin_s, span_s, device)
+    batches = Batches(data, cfg.block_size, origin_s, span_s, device)
     n = batches.n_entities
     order = rng.permutation(n)
     n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
@@ -132,7 +128,7 @@ def train(
 
 
 @torch.no_grad()
-def _evaluate(model: EventTransformer, batches: _Batches, idx: np.ndarray, size: int, amp: bool) -> float:
+def _evaluate(model: EventTransformer, batches: Batches, idx: np.ndarray, size: int, amp: bool) -> float:
     model.eval()
     nll, count = 0.0, 0.0
     for i in range(0, len(idx), size):
@@ -146,7 +142,7 @@ def _evaluate(model: EventTransformer, batches: _Batches, idx: np.ndarray, size:
     return nll / max(count, 1.0)
 
 
-class _Batches:
+class Batches:
     """Pads encoded entities into model batches (events, attributes, time features, censoring)."""
 
     def __init__(

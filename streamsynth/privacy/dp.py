@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamsynth.distributed import world_size
 from streamsynth.errors import StreamsynthError
 from streamsynth.privacy.budget import UNIT_ENTITY, Plan, PrivacyBudget, PrivacyRecord, plan
 
@@ -28,7 +29,6 @@ LossFn = Callable[[np.ndarray], torch.Tensor]
 
 def refuse_torchrun() -> None:
     """DP-SGD trains in one process: its batches, clipping and accountant assume one optimiser."""
-    from streamsynth.models.distributed import world_size
 
     if world_size() > 1:
         raise StreamsynthError(

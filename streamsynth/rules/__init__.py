@@ -5,8 +5,8 @@ makes the stream; :class:`streamsynth.models.rules.RuleSynthesizer` wraps them a
 """
 
 from streamsynth.rules.generator import RuleGenerator
-from streamsynth.rules.plan import Plan, build_plan
-from streamsynth.rules.spec import RuleSpec, load_spec, parse_spec
+from streamsynth.rules.plan import Plan, build_plan, load_spec
+from streamsynth.rules.spec import RuleSpec, parse_spec
 
 EXAMPLES = ("payments", "weblogs", "metrics")
 

@@ -9,6 +9,7 @@ caught here, with the file and key path in the message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,10 @@ from streamsynth.rules.spec import (
     FieldSpec,
     RuleSpec,
     Zipf,
+    parse_spec,
 )
 from streamsynth.schema import IDENTIFIER_KINDS, Column, Role, Schema
+from streamsynth.yamlfile import read_yaml
 
 #: Names every event field may read besides attributes and other fields.
 EVENT_CONTEXT: dict[str, pl.DataType] = {
@@ -104,6 +107,19 @@ class Plan:
             cols.append(self.machine.column)
         cols += [f.name for f in self.fields if f.spec.output]
         return cols
+
+
+def load_spec(path: str | Path) -> RuleSpec:
+    """Read and validate a schema file; semantic checks (names, cycles) come with it."""
+    data = read_yaml(
+        path,
+        what="schema file",
+        missing_hint="write an example with `streamsynth schema init payments -o schema.yaml`",
+        syntax_hint="check indentation and quoting (expressions with ':' or '#' need quotes)",
+    )
+    spec = parse_spec(data, source=str(path))
+    build_plan(spec, source=str(path))
+    return spec
 
 
 def build_plan(spec: RuleSpec, source: str = "schema") -> Plan:

@@ -12,7 +12,6 @@ import difflib
 import types
 import typing
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -25,8 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from streamsynth.contract import as_utc, utc_field
 from streamsynth.errors import StreamsynthError
-from streamsynth.yamlfile import read_yaml
+from streamsynth.identifiers import KINDS, UNIQUE_KINDS
 
 Scalar = str | int | float | bool
 
@@ -226,7 +226,6 @@ class FieldSpec(_Strict):
     @field_validator("faker")
     @classmethod
     def _kind(cls, value: str | None) -> str | None:
-        from streamsynth.identifiers import KINDS
 
         if value is not None and value not in KINDS:
             close = difflib.get_close_matches(value, KINDS, n=1)
@@ -249,7 +248,6 @@ class IdSpec(_Strict):
     def _one(self) -> IdSpec:
         if (self.faker is None) == (self.prefix is None):
             raise ValueError("give exactly one of 'faker' (an identifier kind) or 'prefix'")
-        from streamsynth.identifiers import UNIQUE_KINDS
 
         if self.faker is not None and self.faker not in UNIQUE_KINDS:
             raise ValueError(
@@ -348,19 +346,13 @@ class EventsSpec(_Strict):
     fields: dict[str, FieldSpec] = {}
 
 
-def _utc(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 class RuleSpec(_Strict):
     """A whole rule-based schema file."""
 
     name: str = Field(default="rules", pattern=r"^[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*$")
     description: str | None = None
     seed: int = 0
-    start: Annotated[datetime, BeforeValidator(_utc)] = datetime(2024, 1, 1, tzinfo=UTC)
+    start: Annotated[datetime, BeforeValidator(utc_field)] = datetime(2024, 1, 1, tzinfo=UTC)
     duration_hours: float = Field(default=24.0, gt=0)
     time: str = "ts"
     label: str | None = None
@@ -371,25 +363,10 @@ class RuleSpec(_Strict):
     @field_validator("start", mode="after")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return _utc(value).astimezone(UTC)
+        return as_utc(value)
 
 
 # -- loading and error messages ------------------------------------------------------------------
-def load_spec(path: str | Path) -> RuleSpec:
-    """Read and validate a schema file; semantic checks (names, cycles) come with it."""
-    from streamsynth.rules.plan import build_plan
-
-    data = read_yaml(
-        path,
-        what="schema file",
-        missing_hint="write an example with `streamsynth schema init payments -o schema.yaml`",
-        syntax_hint="check indentation and quoting (expressions with ':' or '#' need quotes)",
-    )
-    spec = parse_spec(data, source=str(path))
-    build_plan(spec, source=str(path))
-    return spec
-
-
 def parse_spec(data: Any, source: str = "schema") -> RuleSpec:
     """Validate a parsed mapping; the first problem becomes a :class:`StreamsynthError`."""
     if not isinstance(data, dict):

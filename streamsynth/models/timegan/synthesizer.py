@@ -22,8 +22,10 @@ from streamsynth import rng, threads
 from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
+from streamsynth.models.timegan.dp import train_private
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.models.timegan.train import Windows, train
+from streamsynth.privacy import PrivacyBudget
 from streamsynth.schema import Column, Role, Schema
 
 #: Tables without a time column get this daily grid (one row a day per series).
@@ -95,7 +97,6 @@ class TimeGANSynthesizer(Synthesizer):
         self.preset = preset
         self.dp_budget = None
         if dp_epsilon is not None:  # checked now, before any data is read
-            from streamsynth.privacy import PrivacyBudget
 
             self.dp_budget = PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
         if module not in ("gru", "lstm"):
@@ -152,7 +153,6 @@ class TimeGANSynthesizer(Synthesizer):
         layout = Layout([rows.shape[1]], [self._softmax_groups()])
         log = print if self.verbose else None
         if self.dp_budget is not None:  # DP-SGD, the series (entity) as the unit of privacy
-            from streamsynth.privacy.timegan_dp import train_private
 
             entity = frame[schema.entity].to_numpy()[starts] if schema.entity else np.zeros(len(starts))
             self.net, privacy = train_private(

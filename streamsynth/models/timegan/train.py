@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamsynth import rng
-from streamsynth.models.distributed import Dist
+from streamsynth.distributed import Dist
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.progress import Progress
 from streamsynth.threads import threads_for

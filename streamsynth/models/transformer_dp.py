@@ -1,20 +1,23 @@
 """DP-SGD training of the event transformer: one entity's whole sequence is one example.
 
-The private counterpart of ``transformer_train.train``: Poisson batches of entities, each
+The private counterpart of ``transformer_train.train``, beside it: Poisson batches of entities, each
 entity's gradient (of its own mean negative log-likelihood) clipped, calibrated noise, and no
 early stopping on held-out entities (choosing an epoch by their loss would leak them).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
+from streamsynth.devices import default_device
 from streamsynth.errors import StreamsynthError
+from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
+from streamsynth.models.transformer_train import Batches, TrainConfig
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
 from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
+from streamsynth.progress import Progress
+from streamsynth.threads import threads_for
 
 #: What DP-SGD covers and what it does not, written into the record.
 NOTES = (
@@ -24,20 +27,16 @@ NOTES = (
 
 
 def train_private(
-    cfg: Any,
+    cfg: TransformerConfig,
     data: dict[str, np.ndarray],
-    tc: Any,
+    tc: TrainConfig,
     *,
     seed: int,
     origin_s: float,
     span_s: float,
     entity_column: str | None,
-) -> tuple[Any, list[dict[str, float]], PrivacyRecord]:
+) -> tuple[EventTransformer, list[dict[str, float]], PrivacyRecord]:
     """(model on CPU in eval mode, per-epoch history, the spent budget) for ``tc.dp_epsilon``."""
-    from streamsynth.models.transformer import EventTransformer, default_device, threads_for
-    from streamsynth.models.transformer_train import _Batches
-    from streamsynth.progress import Progress
-
     refuse_torchrun()
     if entity_column is None:
         raise StreamsynthError(
@@ -46,7 +45,7 @@ def train_private(
         )
     budget = PrivacyBudget(epsilon=tc.dp_epsilon, delta=tc.dp_delta)
     device = default_device(tc.device)
-    batches = _Batches(data, cfg.block_size, origin_s, span_s, device)
+    batches = Batches(data, cfg.block_size, origin_s, span_s, device)
     n = batches.n_entities
     steps_per_epoch = max(1, round(n / tc.batch_size))
     dp = PrivateTraining(

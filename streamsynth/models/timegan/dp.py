@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from streamsynth.errors import StreamsynthError
+from streamsynth.models.timegan.network import TimeGANNet
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
 from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
 from streamsynth.progress import Progress
@@ -45,7 +46,6 @@ def train_private(
 ) -> tuple[object, PrivacyRecord]:
     """(trained ``TimeGANNet`` in eval mode, spent budget) for windows ``starts`` of ``rows``;
     ``window_entity[i]`` is the entity number of window ``i``."""
-    from streamsynth.models.timegan.network import TimeGANNet
 
     refuse_torchrun()
     if entity_column is None:
