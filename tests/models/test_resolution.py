@@ -22,7 +22,7 @@ from streamsynth.models.baseline import BaselineSynthesizer
 DAY_US = 86_400_000_000
 FIVE_MIN_US = 300_000_000
 START = datetime(2024, 3, 1, tzinfo=UTC)
-BEFORE = Path(__file__).parent / "data" / "baseline_before_resolution"
+BEFORE = Path(__file__).resolve().parents[1] / "data" / "baseline_before_resolution"
 
 
 def purchases(n: int = 3000, seed: int = 0) -> pl.DataFrame:

@@ -320,7 +320,7 @@ def test_cli_fit_reports_every_phase_with_loss_and_eta_and_saves_the_preset(metr
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "STREAMSYNTH_PROGRESS_EVERY": "0.02"}
     env.pop("STREAMSYNTH_PROGRESS", None)

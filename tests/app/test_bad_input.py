@@ -5,7 +5,7 @@ hold (the input it names). Errors the tool raises print ``error: ...`` and ``  h
 and nothing after; click's usage errors print the usage line, ``Try '... --help'`` and
 ``Error: ...``. None prints a traceback. The cases run through ``streamsynth.cli.main`` in this
 process (stderr captured), since 60 interpreter starts would take a minute on 2 cores;
-tests/test_cli_usage.py runs the usage errors through a real subprocess.
+tests/app/test_cli_usage.py runs the usage errors through a real subprocess.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def files(tmp_path_factory, payments_small) -> dict[str, str]:
     from streamsynth.cli.rules import example_text
 
     (tmp / "typo_rules.yaml").write_text(example_text("payments").replace("\nentity:", "\nentitys:", 1))
-    scenario = (Path(__file__).resolve().parents[1] / "scenarios/library/card_testing_burst.yaml").read_text()
+    scenario = (Path(__file__).resolve().parents[2] / "scenarios/library/card_testing_burst.yaml").read_text()
     (tmp / "bad_kind.yaml").write_text(scenario.replace("kind: card_testing", "kind: fraud_wave"))
     (tmp / "bad_duration.yaml").write_text(scenario.replace("duration: 20m", "duration: soon"))
     return {"tmp": str(tmp), "model": str(model), "csv": str(csv)}

@@ -61,7 +61,7 @@ def test_a_closed_stdout_ends_the_stream_quietly(batch_size, tmp_path):
 
 
 # -- every command the tool itself prints parses -------------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRINTED = re.compile(r"`streamsynth ([^`]+)`|(?:next|Generate|Stream|Replay): +streamsynth ([^\n\"']+)")
 #: placeholders in hints and help texts -> a value of the right kind
 PLACEHOLDERS = {

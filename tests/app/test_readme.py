@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 USE = README[README.index("## Use"):README.index("\n## ", README.index("## Use") + 1)]
 

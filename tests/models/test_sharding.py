@@ -17,7 +17,7 @@ from polars.testing import assert_frame_equal
 from streamsynth.cli import main
 from streamsynth.contract import EVENT_ID
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "streamsynth" / "rules" / "examples"
 LIBRARY = ROOT / "scenarios" / "library"
 TINY_TRANSFORMER = {"n_layer": 1, "n_head": 2, "n_embd": 32, "epochs": 2, "batch_size": 8, "progress": False}

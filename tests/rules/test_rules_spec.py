@@ -12,7 +12,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.models.rules import RuleSynthesizer
 from streamsynth.rules import EXAMPLES, load_spec, parse_spec
 
-BAD = Path(__file__).parent / "data" / "bad_schemas"
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad_schemas"
 
 # file -> (key path the message names, what it says was expected or wrong)
 EXPECTED = {

@@ -20,7 +20,7 @@ from streamsynth.connectors.metrics import ReplayMetrics
 
 from streamsynth.cli import app, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"

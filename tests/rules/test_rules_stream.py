@@ -18,7 +18,7 @@ from streamsynth.models import create, load_model
 from streamsynth.models.rules import RuleSynthesizer
 from streamsynth.rules import EXAMPLES
 
-EXAMPLE_DIR = Path(__file__).parent.parent / "streamsynth" / "rules" / "examples"
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "streamsynth" / "rules" / "examples"
 START = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday
 
 

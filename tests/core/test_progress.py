@@ -18,7 +18,7 @@ import pytest
 
 from streamsynth.progress import Progress
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Terminal(io.StringIO):

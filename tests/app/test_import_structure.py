@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: import name -> the folder that holds it (pyproject.toml's package-dir)
 FOLDERS = {"streamsynth.connectors": "connectors", "streamsynth.scenarios": "scenarios", "streamsynth": "streamsynth"}
 

@@ -12,7 +12,7 @@ import pytest
 
 from streamsynth import threads
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOUR = {0, 1, 2, 3}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Where each import name's folder sits in the repository.
 FOLDERS = {"streamsynth": "streamsynth", "streamsynth.connectors": "connectors", "streamsynth.scenarios": "scenarios"}
 
