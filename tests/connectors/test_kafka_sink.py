@@ -270,9 +270,14 @@ def test_paced_replay_to_kafka_keeps_the_rate(broker, make_events):
     result = replay(rebatch(iter([frame]), 1_000), sink, time_column="ts",
                     pacing=Pacing(rate=3_000))
     assert result.sent == 6_000
-    # +-5% of a 2 s run: one pause of 100 ms (a full garbage collection after the suite's large
-    # tests) broke +-2% once in a full run. The issue's +-2% over 10 s is test_replay's test.
-    assert abs(result.send_seconds - 5_999 / 3_000) <= 0.1
+    expected = 5_999 / 3_000
+    # Never faster than the rate. Never slower either, beyond what the Kafka client itself took:
+    # on a loaded 2-core machine kafka-python needed 2.4 s for these 6,000 events, and pacing
+    # cannot make the client faster; what is checked is that pacing adds no delay of its own.
+    # 250 ms of slack: a full garbage collection after the suite's large tests, the loop itself.
+    assert result.send_seconds >= expected - 0.1
+    client = result.timings["sink"] + result.timings["acks"]
+    assert result.send_seconds <= max(expected, client) + 0.25
 
 
 def test_secrets_come_from_the_environment_and_are_never_printed(broker, tmp_path, capsys,
