@@ -196,7 +196,8 @@ def until(stream: Iterable[pl.DataFrame], time: str, end: datetime | None = None
                 if after is None:
                     raise ValueError("until() needs an end or an after")
                 end = batch[time][0] + after
-            if batch[time][-1] < end:
+            # compared in polars: a time past year 9999 has no Python datetime
+            if (batch[time].tail(1) < end).item():
                 yield batch
                 continue
             head = batch.filter(pl.col(time) < end)

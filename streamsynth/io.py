@@ -19,6 +19,7 @@ import polars as pl
 
 from streamsynth.contract import TIME_DTYPE
 from streamsynth.errors import StreamsynthError, closest
+from streamsynth.outputs import Staged
 
 FORMATS = {
     ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -188,16 +189,18 @@ def write(frame: pl.DataFrame, path: str | Path) -> Path:
     return write_batches([frame], path)
 
 
-def write_batches(batches: Iterable[pl.DataFrame], path: str | Path) -> Path:
-    """Write a stream of batches to one file without holding them all in memory."""
+def write_batches(batches: Iterable[pl.DataFrame], path: str | Path, stage: Staged | None = None) -> Path:
+    """Write a stream of batches to one file without holding them all in memory.
+
+    The file is written under a temporary name beside ``path`` and renamed into place once
+    complete: a failure (a bad batch, a full disk) leaves any earlier file at ``path`` as it was.
+    With ``stage`` the rename waits for the stage to commit (with a manifest, say)."""
     path = Path(path)
     fmt = format_of(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = BatchFileWriter(path, fmt)
-    except OSError as exc:
-        raise StreamsynthError(f"cannot write {path}: {exc.strerror}", hint="choose a writable path") from None
-    with writer:
+    if stage is None:
+        with Staged() as own:
+            return write_batches(batches, path, own)
+    with BatchFileWriter(stage.file(path), fmt) as writer:
         for batch in batches:
             writer.write(batch)
     return path

@@ -18,6 +18,7 @@ import polars as pl
 
 from streamsynth import __version__
 from streamsynth.contract import IS_ANOMALY, LABEL
+from streamsynth.outputs import Staged, write_text
 
 
 @dataclass
@@ -112,8 +113,12 @@ def build_manifest(
     return record
 
 
-def write_manifest(record: dict[str, Any], output: str | Path) -> Path:
-    """Write ``record`` beside ``output`` and return the manifest's path."""
+def write_manifest(record: dict[str, Any], output: str | Path, stage: Staged | None = None) -> Path:
+    """Write ``record`` beside ``output`` and return the manifest's path. With ``stage``, it is
+    written under a temporary name and put in place with the output when the stage commits."""
     path = manifest_path(output)
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    if stage is None:
+        return write_text(path, text)
+    stage.file(path).write_text(text)
     return path

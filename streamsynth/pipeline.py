@@ -19,7 +19,7 @@ from streamsynth.contract import check_count, rebatch, until
 from streamsynth.datasets import payments
 from streamsynth.errors import StreamsynthError
 from streamsynth.models import load_model
-from streamsynth.models.base import CONFIG_FILE, ENCODERS_FILE, WEIGHTS_FILE, Synthesizer
+from streamsynth.models.base import CONFIG_FILE, MODEL_FILES, Synthesizer
 from streamsynth.models.baseline import BaselineSynthesizer
 from streamsynth.models.rules import RuleSynthesizer
 from streamsynth.scenarios.source import ScenarioStream, open_scenario, plan_base
@@ -27,7 +27,6 @@ from streamsynth.scenarios.spec import Scenario, is_scenario_file
 from streamsynth.sources import Source, open_recorded
 
 DEMO = "demo"
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ENCODERS_FILE)
 YAML = (".yaml", ".yml")
 
 

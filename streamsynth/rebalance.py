@@ -17,6 +17,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
 from streamsynth.models import load_model
 from streamsynth.models.baseline import BaselineSynthesizer
+from streamsynth.outputs import Staged
 
 SYNTHETIC = "is_synthetic"
 _MAX_ROUNDS = 8
@@ -28,7 +29,7 @@ class Rebalanced:
     summary: dict[str, Any]
     model: dict[str, Any]
 
-    def write_manifest(self, output: str | Path) -> Path:
+    def write_manifest(self, output: str | Path, stage: Staged | None = None) -> Path:
 
         counter = ManifestCounter(time=None)
         counter.add(self.frame)
@@ -36,7 +37,7 @@ class Rebalanced:
             counter=counter, output=output, model=self.model, seed=self.summary["seed"],
             extra={"rebalance": self.summary},
         )
-        return write_manifest(record, output)
+        return write_manifest(record, output, stage)
 
 
 def rebalance(

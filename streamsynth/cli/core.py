@@ -103,6 +103,9 @@ def fit(
     frame, schema = read_with_schema(data, time, entity, schema_file)
     synthesizer.fit(frame, schema)
     if _is_main_process():
+        roles = synthesizer.schema
+        typer.echo(f"roles: time {roles.time}, entity {roles.entity or '(none)'}, label {roles.label or '(none)'} "
+                   "(override with --time, --entity or --schema)", err=True)
         synthesizer.save(output)
         typer.echo(
             f"fitted {model} on {frame.height:,} events of {synthesizer.fitted_entities:,} entities "
@@ -125,14 +128,18 @@ def sample(
 ) -> None:
     """Write a finite, labelled sample with a manifest beside it."""
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
+    from streamsynth.outputs import Staged
 
     src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition)
     counter = ManifestCounter(time=src.time)
-    with Progress(total=n_events, label="sampling") as progress:
-        batches = (progress.advance(counter.add(b)) for b in src.stream)
-        _write(batches, output)
-    record = build_manifest(counter=counter, output=output, model=src.description, seed=src.description.get("seed"))
-    path = write_manifest(record, output)
+    # the sample and its manifest replace an earlier pair together, or not at all
+    with Staged() as stage:
+        with Progress(total=n_events, label="sampling") as progress:
+            batches = (progress.advance(counter.add(b)) for b in src.stream)
+            _write(batches, output, stage)
+        record = build_manifest(counter=counter, output=output, model=src.description,
+                                seed=src.description.get("seed"))
+        path = write_manifest(record, output, stage)
     typer.echo(f"wrote {counter.events:,} events to {output} (manifest {path.name})", err=True)
 
 
@@ -224,31 +231,32 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     """Simulate card payments, fit the baseline, sample a labelled stream, write Parquet + manifest."""
+    from streamsynth import io
     from streamsynth.datasets import payments
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
     from streamsynth.models.baseline import BaselineSynthesizer
+    from streamsynth.outputs import Staged
 
     started = clock.perf_counter()
     check_count(n_events, "--events (-n)")
-    output.mkdir(parents=True, exist_ok=True)
     typer.echo("1/4 simulating card payments (2,000 customers, 30 days) ...", err=True)
     real = payments(n_customers=2000, n_days=30, seed=seed)
-    real_path = output / "payments_real.parquet"
-    real.write_parquet(real_path)
+    real_path = io.write(real, output / "payments_real.parquet")
     typer.echo("2/4 fitting the statistical baseline ...", err=True)
     model = BaselineSynthesizer(seed=seed).fit(real)
     model_dir = model.save(output / "model")
     typer.echo(f"3/4 sampling {n_events:,} synthetic events ...", err=True)
     synth_path = output / "payments_synthetic.parquet"
     counter = ManifestCounter(time=model.schema.time)
-    with Progress(total=n_events, label="sampling") as progress:
-        batches = model.stream(batch_size=20_000)
-        _write((progress.advance(counter.add(b)) for b in take(batches, n_events)), synth_path)
-    record = build_manifest(
-        counter=counter, output=synth_path, seed=seed,
-        model={"kind": "model", "path": str(model_dir), "model": model.name, "trained_on": str(real_path)},
-    )
-    manifest = write_manifest(record, synth_path)
+    with Staged() as stage:
+        with Progress(total=n_events, label="sampling") as progress:
+            batches = model.stream(batch_size=20_000)
+            _write((progress.advance(counter.add(b)) for b in take(batches, n_events)), synth_path, stage)
+        record = build_manifest(
+            counter=counter, output=synth_path, seed=seed,
+            model={"kind": "model", "path": str(model_dir), "model": model.name, "trained_on": str(real_path)},
+        )
+        manifest = write_manifest(record, synth_path, stage)
     typer.echo("4/4 summary", err=True)
     synth = pl.read_parquet(synth_path)
     rows = [
@@ -330,7 +338,7 @@ def open_for_cli(
     )
 
 
-def _write(batches: Any, path: Path) -> int:
+def _write(batches: Any, path: Path, stage: Any = None) -> int:
     from streamsynth import io
 
     count = 0
@@ -341,7 +349,7 @@ def _write(batches: Any, path: Path) -> int:
             count += batch.height
             yield batch
 
-    io.write_batches(counted(), path)
+    io.write_batches(counted(), path, stage)
     return count
 
 

@@ -129,13 +129,7 @@ def evaluate(
         ("--json", json_path, result.write_json),
     ):
         if path:
-            try:
-                write(path)
-            except OSError as exc:
-                raise StreamsynthError(
-                    f"{option} {path}: cannot write it ({exc.strerror or exc})",
-                    hint="choose a writable path",
-                ) from None
+            write(path)  # in place once complete, or a one-line error naming the path
             typer.echo(f"{'report' if option == '--report' else 'metrics'}: {path}", err=True)
     _print_scorecard(result)
     _print_discriminator(result)

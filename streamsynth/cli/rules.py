@@ -14,6 +14,7 @@ import typer
 
 from streamsynth.cli import app
 from streamsynth.errors import StreamsynthError
+from streamsynth.outputs import write_text
 
 schema_app = typer.Typer(
     help="Rule-based schemas: start from rules and distributions when there is no data yet.",
@@ -49,10 +50,7 @@ def init(
         return
     if path.exists() and not force:
         raise StreamsynthError(f"{path} already exists", hint="pass --force to overwrite it, or -o OTHER.yaml")
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise StreamsynthError(f"cannot write {path}: {exc.strerror}") from None
+    write_text(path, text)
     typer.echo(f"wrote the {example} example schema to {path}", err=True)
     typer.echo(f"next: streamsynth sample {path} -n 10000 -o {example}.parquet", err=True)
 

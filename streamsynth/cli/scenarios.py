@@ -82,6 +82,7 @@ def run_command(
     from streamsynth import io
     from streamsynth.contract import StreamChecker
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
+    from streamsynth.outputs import Staged
     from streamsynth.pipeline import open_scenario_run
     from streamsynth.scenarios.catalog import find
     from streamsynth.scenarios.spec import load_scenario
@@ -93,14 +94,15 @@ def run_command(
     run = open_scenario_run(scenario, seed=seed, n_entities=entities, n_events=n_events, batch_size=batch_size)
     counter = ManifestCounter(time=run.time)
     checker = StreamChecker(time=run.time, entity=run.entity, check_unique_ids=False)
-    with Progress(total=None, label=f"scenario {scenario.name}") as progress:
-        batches = (progress.advance(counter.add(checker.check(b))) for b in run.stream)
-        io.write_batches(batches, output)
-    base = {k: v for k, v in run.description.items() if k != "scenario"}
-    record = build_manifest(
-        counter=counter, output=output, model=base, seed=run.report["seed"], scenario=run.report
-    )
-    manifest = write_manifest(record, output)
+    with Staged() as stage:  # the events and their manifest replace an earlier pair together
+        with Progress(total=None, label=f"scenario {scenario.name}") as progress:
+            batches = (progress.advance(counter.add(checker.check(b))) for b in run.stream)
+            io.write_batches(batches, output, stage)
+        base = {k: v for k, v in run.description.items() if k != "scenario"}
+        record = build_manifest(
+            counter=counter, output=output, model=base, seed=run.report["seed"], scenario=run.report
+        )
+        manifest = write_manifest(record, output, stage)
     rows = [
         [e["kind"], e["label"], e["window_start"], e["window_end"],
          f"{e['rows_added']:,}", f"{e['rows_changed']:,}", f"{e['rows_removed']:,}"]
@@ -144,14 +146,16 @@ def rebalance(
 ) -> None:
     """Build a training set with the asked class ratio from real plus marked synthetic rows."""
     from streamsynth import io
+    from streamsynth.outputs import Staged
     from streamsynth.rebalance import rebalance as run_rebalance
 
     started = clock.perf_counter()
     frame = io.read(data, time=time)
     result = run_rebalance(frame, label=label, ratio=ratio, model=model, minority=minority, seed=seed,
                            source=str(data))
-    io.write(result.frame, output)
-    manifest = result.write_manifest(output)
+    with Staged() as stage:
+        io.write_batches([result.frame], output, stage)
+        manifest = result.write_manifest(output, stage)
     s = result.summary
     typer.echo(
         f"wrote {result.frame.height:,} rows ({s['real_rows']:,} real + {s['synthetic_rows']:,} synthetic); "

@@ -14,6 +14,7 @@ from typing import Any
 from streamsynth.evaluate import plots
 from streamsynth.evaluate.privacy import HOLDOUT_SHARE, SEQUENCE_HOLDOUT_SHARE
 from streamsynth.evaluate.result import EvaluationResult, RowDiscriminator
+from streamsynth.outputs import write_text
 
 #: Features the report lists under the discriminator, the most telling first.
 TOP_FEATURES = 10
@@ -462,6 +463,4 @@ def render(result: EvaluationResult) -> str:
 
 
 def write_report(result: EvaluationResult, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(render(result), encoding="utf-8")
-    return path
+    return write_text(path, render(result))

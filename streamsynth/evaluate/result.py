@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamsynth.outputs import write_text
+
 
 @dataclass
 class NumericColumn:
@@ -296,9 +298,7 @@ class EvaluationResult:
         return _finite(out)
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return write_text(path, json.dumps(self.to_dict(), indent=1))
 
 
 def _finite(value: Any) -> Any:

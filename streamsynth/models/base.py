@@ -8,9 +8,11 @@ arguments, and the on-disk format (``config.json`` + ``weights.safetensors`` +
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
 from streamsynth import __version__
 from streamsynth.contract import (
@@ -37,12 +41,24 @@ from streamsynth.contract import (
     until,
 )
 from streamsynth.errors import StreamsynthError
+from streamsynth.io import DataWarning
+from streamsynth.models.conditions import check_conditions, learn_domains
+from streamsynth.outputs import Staged, errno_in
 from streamsynth.schema import Role, Schema
 
 FORMAT_VERSION = 1
+#: the fewest events, and distinct event times, a model learns from
+MIN_EVENTS = 20
+#: the event times a stream may hold: what Python's datetime and nanosecond readers (pandas,
+#: Arrow ns) represent; an endless stream ends at the last one
+EARLIEST, LATEST = datetime(1678, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 ENCODERS_FILE = "encoders.json"
+#: sha256 of every other file of a saved model, in ``sha256sum`` format (``sha256sum -c`` checks it)
+CHECKSUMS_FILE = "checksums.sha256"
+#: what a model folder may hold; saving replaces such a folder whole, and refuses one holding more
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ENCODERS_FILE, CHECKSUMS_FILE, "schema.yaml")
 
 Shard = tuple[int, int]  # (index K, count N): this process makes entities with number % N == K
 
@@ -70,6 +86,9 @@ class Synthesizer(ABC):
     name: ClassVar[str]
     #: Whether ``conditions`` (e.g. ``{"is_fraud": True}``) are honoured by this model.
     supports_conditions: ClassVar[bool] = False
+    #: every float weight is a finite number (network parameters): checked at load, so damaged
+    #: weights are an error rather than a sampler waiting forever on NaN times
+    finite_weights: ClassVar[bool] = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -78,6 +97,8 @@ class Synthesizer(ABC):
         self.fitted_start: datetime | None = None
         self.fitted_entities: int = 0
         self.metadata: dict[str, Any] = {}
+        #: each data column's learned values or range, for checking conditions (see conditions.py)
+        self.domains: dict[str, dict[str, Any]] = {}
 
     # -- public interface ------------------------------------------------------------------
     def fit(self, frame: pl.DataFrame, schema: Schema | None = None) -> Self:
@@ -91,6 +112,13 @@ class Synthesizer(ABC):
                 f"the {self.name} model needs an event-time column and none was found",
                 hint="name it with --time COLUMN (or Date+Time), or mark it in a schema file",
             )
+        frame = _without_null_keys(frame, schema)
+        distinct = frame[schema.time].n_unique()
+        if frame.height < MIN_EVENTS or distinct < 2:
+            raise StreamsynthError(
+                f"too little data to learn from: {frame.height} events at {distinct} distinct times",
+                hint=f"give at least {MIN_EVENTS} events at 2 or more distinct times",
+            )
         self.schema = schema
         sort_by = [c for c in (schema.entity, schema.time) if c]
         frame = frame.sort(sort_by, maintain_order=True)
@@ -98,6 +126,7 @@ class Synthesizer(ABC):
         self.fitted_start = times.min()
         self.fitted_span = times.max() - times.min()
         self.fitted_entities = frame[schema.entity].n_unique() if schema.entity else 1
+        self.domains = learn_domains(frame, schema)
         self._fit(frame)
         return self
 
@@ -124,9 +153,14 @@ class Synthesizer(ABC):
         n_entities = check_count(n_entities, "the number of entities (n_entities)")
         batch_size = check_count(batch_size, "the batch size (batch_size)")
         shard = _check_shard(shard)
-        self._check_conditions(conditions)
-        start = as_utc(start) if start is not None else self.default_start()
-        end = as_utc(end) if end is not None else None
+        conditions = self._check_conditions(conditions)
+        start = _in_range(as_utc(start), "start") if start is not None else self.default_start()
+        end = _in_range(as_utc(end), "end") if end is not None else None
+        if end is not None and end <= start:
+            raise StreamsynthError(
+                f"the end {end.isoformat()} is not after the start {start.isoformat()}",
+                hint="give an end (--end) later than the start (--start, default: the training start)",
+            )
         batches = self._stream(
             start=start,
             n_entities=n_entities or self.fitted_entities,
@@ -138,8 +172,8 @@ class Synthesizer(ABC):
         )
         # models cut batches by time windows; the contract's batches are exact in size
         batches = rebatch((self._finish(batch) for batch in batches if batch.height), batch_size)
-        if end is not None:
-            batches = until(batches, self.schema.time, end)
+        # an endless stream ends where timestamps end
+        batches = until(batches, self.schema.time, end if end is not None else LATEST)
         if n_events is not None:
             batches = take(batches, n_events)
         return batches
@@ -177,7 +211,10 @@ class Synthesizer(ABC):
         """Where a finite sample without limits ends: as long after ``start`` (default: the
         default start) as training covered."""
         start = as_utc(start) if start is not None else self.default_start()
-        return start + (self.fitted_span or timedelta(days=1))
+        try:
+            return min(start + (self.fitted_span or timedelta(days=1)), LATEST)
+        except OverflowError:
+            return LATEST
 
     def default_start(self) -> datetime:
         """Where streams start by default: the start of the training data."""
@@ -185,21 +222,33 @@ class Synthesizer(ABC):
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json``, ``weights.safetensors`` and ``encoders.json`` to ``directory``.
+        """Write ``config.json``, ``weights.safetensors``, ``encoders.json`` and their checksums
+        to ``directory``: into a temporary folder beside it, put in place of the old folder only
+        when complete (a failed or killed save leaves the previous model as it was).
 
         Under ``torchrun`` only rank 0 writes; the other ranks hold the same weights and return
         the path untouched, so a training script may call ``save`` on every rank.
         """
-        from safetensors.numpy import save_file
-
         self._require_fitted()
         if int(os.environ.get("RANK", "0")) != 0:
             return Path(directory)
         directory = Path(directory)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StreamsynthError(f"cannot create model directory {directory}: {exc.strerror}") from None
+        if directory.is_dir():
+            foreign = sorted(p.name for p in directory.iterdir() if p.name not in MODEL_FILES)
+            if foreign:
+                raise StreamsynthError(
+                    f"cannot save the model to {directory}: it holds files that are not a model's "
+                    f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''})",
+                    hint="give a new or empty folder (a model folder is replaced whole when saved again)",
+                )
+        with Staged() as stage:
+            folder = stage.folder(directory)
+            self._write_files(folder)
+            write_checksums(folder)
+        return directory
+
+    def _write_files(self, folder: Path) -> None:
+        """The model's files; a subclass with more files adds them after these."""
         config, tensors, encoders = self._state()
         header = {
             "format_version": FORMAT_VERSION,
@@ -212,13 +261,17 @@ class Synthesizer(ABC):
             "fitted_span_s": self.fitted_span.total_seconds() if self.fitted_span else None,
             "fitted_entities": self.fitted_entities,
             "metadata": self.metadata,
+            "domains": self.domains,
             "config": config,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(header, indent=2, default=_json_default))
+        (folder / CONFIG_FILE).write_text(json.dumps(header, indent=2, default=_json_default))
         arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-        save_file(arrays, str(directory / WEIGHTS_FILE), metadata={"model": self.name})
-        (directory / ENCODERS_FILE).write_text(json.dumps(encoders, default=_json_default))
-        return directory
+        try:
+            save_file(arrays, str(folder / WEIGHTS_FILE), metadata={"model": self.name})
+        except SafetensorError as exc:  # its IO errors are not OSErrors; the stage names the cause
+            raise OSError(errno_in(str(exc)), str(exc)) from None
+        (folder / WEIGHTS_FILE).chmod(0o644)  # safetensors writes 0600; the other files are 0644
+        (folder / ENCODERS_FILE).write_text(json.dumps(encoders, default=_json_default))
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
@@ -233,9 +286,6 @@ class Synthesizer(ABC):
 
     @classmethod
     def _from_header(cls, directory: Path, header: dict[str, Any]) -> Self:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
         model = cls(seed=header.get("seed", 0))
         model.schema = Schema.from_dict(header["schema"], source=str(directory / CONFIG_FILE))
         if header.get("fitted_start"):
@@ -244,6 +294,7 @@ class Synthesizer(ABC):
             model.fitted_span = timedelta(seconds=header["fitted_span_s"])
         model.fitted_entities = header.get("fitted_entities", 1)
         model.metadata = header.get("metadata", {})
+        model.domains = header.get("domains", {})
         weights = directory / WEIGHTS_FILE
         try:
             tensors = load_file(str(weights))
@@ -254,6 +305,13 @@ class Synthesizer(ABC):
                 f"{weights} is corrupt or not a safetensors file ({exc})",
                 hint="re-create it with `streamsynth fit`",
             ) from None
+        if cls.finite_weights:
+            bad = sorted(k for k, v in tensors.items() if v.dtype.kind == "f" and not np.isfinite(v).all())
+            if bad:
+                raise StreamsynthError(
+                    f"{weights} is damaged: {', '.join(bad[:3])} hold values that are not numbers",
+                    hint="copy the model folder again, or re-create it with `streamsynth fit`",
+                )
         try:
             encoders = json.loads((directory / ENCODERS_FILE).read_text())
         except FileNotFoundError:
@@ -321,9 +379,10 @@ class Synthesizer(ABC):
         if self.schema is None:
             raise StreamsynthError(f"the {self.name} model is not fitted", hint="call fit() or load() first")
 
-    def _check_conditions(self, conditions: dict[str, Any] | None) -> None:
+    def _check_conditions(self, conditions: dict[str, Any] | None) -> dict[str, Any]:
+        """The conditions checked against the schema and the learned domains, normalised."""
         if not conditions:
-            return
+            return {}
         if not self.supports_conditions:
             raise StreamsynthError(
                 f"the {self.name} model does not take conditions ({', '.join(conditions)})",
@@ -336,6 +395,34 @@ class Synthesizer(ABC):
                     f"condition on unknown column {key!r}",
                     hint=f"condition on one of: {', '.join(sorted(names))}",
                 )
+        return check_conditions(conditions, self.domains, self.name)
+
+
+def _in_range(moment: datetime, what: str) -> datetime:
+    if not EARLIEST <= moment <= LATEST:
+        raise StreamsynthError(
+            f"the {what} {moment.isoformat()} is outside the times a stream can hold",
+            hint=f"give a time between {EARLIEST.date()} and {LATEST.date()}",
+        )
+    return moment
+
+
+def _without_null_keys(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """Rows without an entity or an event time are left out of learning, with a warning saying
+    how many (they belong to no sequence and no moment)."""
+    keys = [c for c in (schema.entity, schema.time) if c]
+    missing = frame.select(pl.any_horizontal(pl.col(k).is_null() for k in keys).sum()).item()
+    if missing:
+        if missing == frame.height:
+            raise StreamsynthError(f"every row has no {' or '.join(keys)}",
+                                   hint="check the --entity and --time columns")
+        warnings.warn(
+            f"{missing:,} of {frame.height:,} rows ({missing / frame.height:.1%}) have no "
+            f"{' or '.join(keys)} and were left out of learning",
+            DataWarning, stacklevel=3,
+        )
+        frame = frame.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
+    return frame
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -364,7 +451,42 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     for key in ("model", "schema", "config"):
         if key not in header:
             raise StreamsynthError(f"{path} has no {key!r} entry", hint="re-create the model")
+    verify_checksums(directory)
     return header
+
+
+def write_checksums(folder: Path) -> None:
+    """``checksums.sha256``: the sha256 of every file in ``folder``, as ``sha256sum`` writes it."""
+    lines = [f"{_sha256(p)}  {p.name}\n" for p in sorted(folder.iterdir()) if p.name != CHECKSUMS_FILE]
+    (folder / CHECKSUMS_FILE).write_text("".join(lines))
+
+
+def verify_checksums(directory: Path) -> None:
+    """Check every file ``checksums.sha256`` lists; a model saved before checksums has none."""
+    listing = directory / CHECKSUMS_FILE
+    if not listing.exists():
+        return
+    for number, line in enumerate(listing.read_text().splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if not name or len(digest) != 64:
+            raise StreamsynthError(f"{listing}: line {number} is not 'SHA256  FILE'",
+                                   hint="the model folder is damaged; re-create the model")
+        path = directory / name
+        if not path.is_file():
+            raise StreamsynthError(f"{path} is missing", hint="copy the whole model folder, or re-create the model")
+        if _sha256(path) != digest:
+            raise StreamsynthError(
+                f"{path} is damaged: its checksum does not match {CHECKSUMS_FILE}",
+                hint="copy the model folder again (a truncated or altered file), or re-create the model",
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def data_roles(schema: Schema) -> dict[Role, list[str]]:

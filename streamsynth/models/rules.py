@@ -103,9 +103,8 @@ class RuleSynthesizer(Synthesizer):
     def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
         self._use(parse_spec(config["spec"], source="saved rules model"), "saved rules model")
 
-    def save(self, directory: str | Path) -> Path:
+    def _write_files(self, folder: Path) -> None:
         """The usual model files plus ``schema.yaml``, the spec as written (comments kept)."""
-        directory = super().save(directory)
+        super()._write_files(folder)
         text = self._text or yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False)
-        (directory / SPEC_FILE).write_text(text)
-        return directory
+        (folder / SPEC_FILE).write_text(text)

@@ -41,6 +41,7 @@ class TransformerSynthesizer(Synthesizer):
     """
 
     name = "transformer"
+    finite_weights = True
     supports_conditions = True
 
     def __init__(

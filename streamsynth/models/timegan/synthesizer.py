@@ -68,6 +68,7 @@ class TimeGANSynthesizer(Synthesizer):
     """
 
     name = "timegan"
+    finite_weights = True
 
     def __init__(
         self,
