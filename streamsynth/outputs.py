@@ -30,6 +30,7 @@ CAUSES = {
     errno.EROFS: ("the file system is read-only", "choose a writable folder"),
     errno.ENOENT: ("a folder on the way does not exist", "create the folder first"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path"),
+    errno.EEXIST: ("a part of the path is a file, not a folder", "check the path"),
     errno.EISDIR: ("it is a folder", "give a file name"),
 }
 _counter = itertools.count()

@@ -22,6 +22,24 @@ from streamsynth.cli import main
 # {model} a fitted baseline, {csv} its training data. Usage errors (click) are marked USAGE.
 USAGE = "usage"
 CASES: list[tuple[str, list[str], str] | tuple[str, list[str], str, str]] = [
+    # nothing lost, nothing silently wrong (issue 29): checked before anything is written
+    ("condition on an unseen category", ["sample", "{model}", "-c", "merchant_category=spaceship", "-o",
+                                         "{tmp}/o.parquet"], "never saw that value of merchant_category"),
+    ("condition boolean spelled maybe", ["sample", "{model}", "-c", "is_fraud=maybe", "-o", "{tmp}/o.parquet"],
+     "is_fraud is a true/false column"),
+    ("condition boolean spelled t", ["sample", "{model}", "-c", "is_fraud=t", "-o", "{tmp}/o.parquet"],
+     "is_fraud is a true/false column"),
+    ("condition out of the learned range", ["sample", "{model}", "-c", "amount=1e12", "-o", "{tmp}/o.parquet"],
+     "outside the range the baseline model learned"),
+    ("end before start", ["sample", "{model}", "--start", "2024-03-02", "--end", "2024-03-01", "-o",
+                          "{tmp}/o.parquet"], "is not after the start"),
+    ("start before 1678", ["sample", "{model}", "--start", "1500-01-01", "-o", "{tmp}/o.parquet"],
+     "outside the times a stream can hold"),
+    ("one-row training file", ["fit", "{tmp}/one.csv", "-o", "{tmp}/m1"], "too little data to learn from"),
+    ("bit-flipped weights", ["sample", "{tmp}/flipped_model", "-o", "{tmp}/o.parquet"], "is damaged"),
+    ("fit over a folder of other files", ["fit", "{csv}", "-o", "{tmp}/nodata"], "holds files that are not a model's"),
+    ("output under a file", ["sample", "{model}", "-n", "5", "-o", "{tmp}/empty.csv/o.parquet"],
+     "a part of the path is a file"),
     # files and columns
     ("missing file", ["inspect", "{tmp}/missing.csv"], "missing.csv"),
     ("empty file", ["inspect", "{tmp}/empty.csv"], "empty.csv is empty"),
@@ -124,6 +142,11 @@ def files(tmp_path_factory, payments_small) -> dict[str, str]:
     (tmp / "ts.csv").write_text("timestamp,v\n2024-01-01T00:00:00,1\nyesterday,2\n")
     (tmp / "year17.csv").write_text("ts,v\n0017-06-09T10:00:00,1\n0017-06-09T10:00:01,2\n")
     (tmp / "notime.csv").write_text("user,amount\na,1\nb,2\n")
+    payments_small.head(1).write_csv(tmp / "one.csv")
+    flipped = _copy_model(model, tmp / "flipped_model") / "weights.safetensors"
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    flipped.write_bytes(bytes(data))
     _copy_model(model, tmp / "headless").joinpath("config.json").unlink()
     (tmp / "hollow").mkdir()
     old = _copy_model(model, tmp / "old_model")
