@@ -7,7 +7,8 @@ its durable length).
 
 One replay at a time owns a checkpoint: :class:`CheckpointLock` holds an ``flock`` on
 ``<checkpoint>.lock`` for the whole run. The kernel drops it when the process ends however it
-ends (``kill -9`` included), so a stale lock never blocks; the empty lock file stays behind.
+ends (``kill -9`` included), so a stale lock never blocks. A run that ends normally removes the
+lock file; a killed one leaves it behind, empty of meaning, for the next run to take.
 """
 
 from __future__ import annotations
@@ -94,30 +95,44 @@ class CheckpointLock:
         self._fd: int | None = None
 
     def acquire(self) -> CheckpointLock:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StreamsynthError(f"cannot lock checkpoint {self.checkpoint}: {exc.strerror}",
-                                   hint="choose a writable path for --checkpoint") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise StreamsynthError(
+                    f"checkpoint {self.checkpoint} is in use by another replay"
+                    + (f" (process {holder})" if holder else ""),
+                    hint="wait for it to finish or stop it, or give this replay its own --checkpoint",
+                ) from None
+            # The file may have been removed by a run finishing between our open and our lock:
+            # a lock on a removed file guards nothing, so take the file at the path again.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise StreamsynthError(
-                f"checkpoint {self.checkpoint} is in use by another replay"
-                + (f" (process {holder})" if holder else ""),
-                hint="wait for it to finish or stop it, or give this replay its own --checkpoint",
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the message above
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StreamsynthError(f"cannot lock checkpoint {self.checkpoint}: {exc.strerror}",
+                                   hint="choose a writable path for --checkpoint") from None
+
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            self.path.unlink(missing_ok=True)  # while still held: a waiting run re-checks the path
             os.close(fd)  # closing the descriptor drops the flock
 
     def __enter__(self) -> CheckpointLock:

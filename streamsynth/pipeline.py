@@ -146,6 +146,9 @@ def _open_model(model: Synthesizer, description: dict[str, Any], request: Reques
         shard=f"{shard[0]}/{shard[1]}" if shard else None,
         conditions=request.conditions or None,
     )
+    if model.dependencies:  # the live count: the manifest is written once the stream is done
+        description["dependencies"] = {"kept": [d.describe() for d in model.dependencies],
+                                       "rows_with_new_determinants": model.dependency_draws}
     if model.metadata.get("privacy"):  # the DP budget the model spent travels into every manifest
         description["privacy"] = model.metadata["privacy"]
     return Source(stream, model.schema.time, model.schema.entity, description, model)

@@ -93,6 +93,9 @@ class Schema:
     time: str | None = None
     label: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: "auto" (found at fit), "off", or a list of stated changes to what is found:
+    #: ``{determinants: [a, b], determines: c}`` adds one, ``{determines: c, off: true}`` drops one
+    dependencies: str | list[dict[str, Any]] = "auto"
 
     # -- lookups -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Column:
@@ -213,7 +216,8 @@ class Schema:
             else replace(c, role=Role.IGNORE) if c.role is Role.TIME and c.name != time else c
             for c in columns
         ]
-        return Schema(columns=columns, entity=entity, time=time, label=self.label, extra=self.extra)
+        return Schema(columns=columns, entity=entity, time=time, label=self.label, extra=self.extra,
+                      dependencies=self.dependencies)
 
     # -- validation against data ---------------------------------------------------------
     def validate(self, frame: pl.DataFrame, source: str = "data") -> None:
@@ -242,16 +246,18 @@ class Schema:
         }
         if self.extra:
             out["extra"] = self.extra
+        if self.dependencies != "auto":
+            out["dependencies"] = self.dependencies
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "schema") -> Schema:
         if isinstance(data, dict):
-            unknown = set(data) - {"entity", "time", "label", "columns", "extra"}
+            unknown = set(data) - {"entity", "time", "label", "columns", "extra", "dependencies"}
             if unknown:
                 raise StreamsynthError(
                     f"{source}: unknown keys {sorted(unknown)}",
-                    hint="a schema has the keys entity, time, label, columns",
+                    hint="a schema has the keys entity, time, label, columns, dependencies",
                 )
         if not isinstance(data, dict) or "columns" not in data:
             raise StreamsynthError(
@@ -284,6 +290,7 @@ class Schema:
             time=data.get("time"),
             label=data.get("label"),
             extra=data.get("extra") or {},
+            dependencies=check_dependencies(data.get("dependencies", "auto"), source),
         )
 
     def to_yaml(self, path: str | Path) -> None:
@@ -302,18 +309,52 @@ def overrides_from_yaml(path: str | Path) -> dict[str, Any]:
     data = read_yaml(path, what="schema file") or {}
     if not isinstance(data, dict):
         raise StreamsynthError(f"schema file {path}: expected a mapping at the top level")
-    unknown = set(data) - {"entity", "time", "time_format", "label", "columns", "extra"}
+    unknown = set(data) - {"entity", "time", "time_format", "label", "columns", "extra", "dependencies"}
     if unknown:
         raise StreamsynthError(
             f"schema file {path}: unknown keys {sorted(unknown)}",
-            hint="a schema file has the keys entity, time, time_format, label, columns",
+            hint="a schema file has the keys entity, time, time_format, label, columns, dependencies",
         )
+    if "dependencies" in data:
+        data["dependencies"] = check_dependencies(data["dependencies"], f"schema file {path}")
     if data.get("time_format") is not None and not isinstance(data["time_format"], str):
         raise StreamsynthError(
             f"schema file {path}: time_format is {data['time_format']!r}",
             hint="give a strftime layout in quotes, e.g. time_format: '%y/%m/%d %H:%M:%S'",
         )
     return data
+
+
+def check_dependencies(value: Any, source: str) -> str | list[dict[str, Any]]:
+    """A schema's ``dependencies``: ``auto``, ``off`` (YAML reads it as false), or a list of
+    ``{determinants: [...], determines: NAME}`` and ``{determines: NAME, off: true}``."""
+    if value is False or value == "off":
+        return "off"
+    if value is None or value == "auto":
+        return "auto"
+    hint = ("write dependencies: off, or a list such as "
+            "[{determinants: [origin, dest], determines: distance}, {determines: level, off: true}]")
+    if not isinstance(value, list):
+        raise StreamsynthError(f"{source}: dependencies is {value!r}", hint=hint)
+    out = []
+    for i, item in enumerate(value):
+        where = f"{source}: dependencies[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("determines"), str):
+            raise StreamsynthError(f"{where} names no column to determine ('determines: NAME')", hint=hint)
+        unknown = set(item) - {"determinants", "determines", "off"}
+        if unknown:
+            raise StreamsynthError(f"{where} has unknown keys {sorted(unknown)}", hint=hint)
+        if item.get("off"):
+            out.append({"determines": item["determines"], "off": True})
+            continue
+        determinants = item.get("determinants")
+        if isinstance(determinants, str):
+            determinants = [determinants]
+        if not isinstance(determinants, list) or not 1 <= len(determinants) <= 2 or not all(
+                isinstance(d, str) for d in determinants):
+            raise StreamsynthError(f"{where}.determinants must name one or two columns", hint=hint)
+        out.append({"determinants": determinants, "determines": item["determines"]})
+    return out
 
 
 def text_overrides(spec: dict[str, Any]) -> list[str]:

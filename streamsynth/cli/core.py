@@ -106,6 +106,9 @@ def fit(
         roles = synthesizer.schema
         typer.echo(f"roles: time {roles.time}, entity {roles.entity or '(none)'}, label {roles.label or '(none)'} "
                    "(override with --time, --entity or --schema)", err=True)
+        if synthesizer.dependencies:
+            typer.echo("dependencies kept exactly: " + "; ".join(d.describe() for d in synthesizer.dependencies),
+                       err=True)
         synthesizer.save(output)
         typer.echo(
             f"fitted {model} on {frame.height:,} events of {synthesizer.fitted_entities:,} entities "
@@ -204,6 +207,7 @@ def inspect(
     write_schema: Annotated[Path | None, typer.Option("--write-schema", help="Save the inferred schema.")] = None,
 ) -> None:
     """Show each column's role, type, cardinality and nulls, and sequence statistics."""
+    from streamsynth.dependencies import discover
     from streamsynth.schema import sequence_stats
 
     frame, schema = read_with_schema(data, time, entity, schema_file)
@@ -217,6 +221,11 @@ def inspect(
              ["label column", schema.label or "-"]]
     facts += [[k.replace("_", " "), _fmt(v)] for k, v in stats.items()]
     print_table("sequences", ["statistic", "value"], facts)
+    dependencies = discover(frame, schema)
+    if dependencies:
+        print_table("dependencies (kept exactly in samples; `dependencies:` in a schema file changes them)",
+                    ["determined by", "column", "rows"],
+                    [[" + ".join(d.determinants), d.determines, f"{d.support:.2%}"] for d in dependencies])
     if write_schema:
         schema.to_yaml(write_schema)
         typer.echo(f"schema written to {write_schema}", err=True)
@@ -293,6 +302,7 @@ def read_with_schema(
         label=spec.get("label"),
         overrides=spec.get("columns"),
     )
+    schema.dependencies = spec.get("dependencies", "auto")
     return frame, schema
 
 

@@ -132,6 +132,12 @@ def evaluate(
             write(path)  # in place once complete, or a one-line error naming the path
             typer.echo(f"{'report' if option == '--report' else 'metrics'}: {path}", err=True)
     _print_scorecard(result)
+    deps = result.fidelity.dependencies
+    if deps is not None and deps.dependencies and deps.dependencies[0].broken_share > 0:
+        worst = deps.dependencies[0]
+        example = ", ".join(f"{k}={v}" for k, v in (worst.example or {}).items())
+        typer.echo(f"dependencies: {worst.broken_share:.1%} of synthetic rows break {worst.rule}"
+                   + (f", e.g. {example}" if example else ""), err=True)
     _print_discriminator(result)
     for note in result.utility.notes:
         typer.echo(f"note: {note}", err=True)

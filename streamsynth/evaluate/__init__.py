@@ -14,6 +14,7 @@ from streamsynth.devices import default_device
 from streamsynth.evaluate.attacks import attribute_inference, membership_inference, prepare_train
 from streamsynth.evaluate.balance import balance
 from streamsynth.evaluate.data import Table, prepare
+from streamsynth.evaluate.dependencies import dependency_check
 from streamsynth.evaluate.discriminator import row_discriminator
 from streamsynth.evaluate.fidelity import fidelity
 from streamsynth.evaluate.figures import figure_data
@@ -90,6 +91,7 @@ def evaluate(
     options = sequences or SequenceOptions(device=device)
     fid = timed("fidelity", lambda: fidelity(prep, seed))
     fid.discriminator = timed("discriminator", lambda: row_discriminator(prep, seed))
+    fid.dependencies = timed("dependencies", lambda: dependency_check(prep))
     if gru:
         util = timed("sequences", lambda: sequence_scores(prep, options, seed))
     else:

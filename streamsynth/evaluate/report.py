@@ -208,6 +208,18 @@ def render(result: EvaluationResult) -> str:
                 ]
             )
         )
+    # -- fidelity: columns fixed by others
+    if f.dependencies is not None:
+        sections.append("<h2>Dependencies between columns</h2>")
+        sections.append(
+            f'<p class="note">{_num(f.dependencies.broken_share)} of synthetic rows break at least one '
+            "dependency the real data holds (worst first)</p>"
+        )
+        sections.append(_table(
+            ["dependency (real rows)", "synthetic rows breaking it", "example"],
+            [[d.rule, d.broken_share, ", ".join(f"{k}={v}" for k, v in d.example.items()) if d.example else "-"]
+             for d in f.dependencies.dependencies],
+        ))
     # -- fidelity: dependence
     for title, m, lo in (
         ("Spearman correlation", f.correlation, -1.0),

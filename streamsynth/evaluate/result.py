@@ -109,6 +109,24 @@ class RowDiscriminator:
 
 
 @dataclass
+class DependencyResult:
+    """One dependency of the real data and how the synthetic rows keep it."""
+
+    rule: str
+    determinants: list[str]
+    determines: str
+    real_support: float  # share of real rows it holds in
+    broken_share: float  # share of synthetic rows breaking it
+    example: dict[str, str] | None = None  # a breaking synthetic row, with the expected value
+
+
+@dataclass
+class DependencyCheck:
+    broken_share: float  # share of synthetic rows breaking at least one dependency
+    dependencies: list[DependencyResult] = field(default_factory=list)
+
+
+@dataclass
 class Fidelity:
     numeric: list[NumericColumn] = field(default_factory=list)
     categorical: list[CategoricalColumn] = field(default_factory=list)
@@ -120,6 +138,7 @@ class Fidelity:
     hour_of_day: Profile | None = None
     day_of_week: Profile | None = None
     discriminator: RowDiscriminator | None = None
+    dependencies: DependencyCheck | None = None
 
 
 @dataclass

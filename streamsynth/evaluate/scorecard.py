@@ -72,6 +72,12 @@ METRICS: dict[str, Metric] = {
         0.15,
         _fid(lambda f: f.correlation.max_abs_diff if f.correlation else None),
     ),
+    "dependencies": Metric(
+        "share of synthetic rows breaking a dependency of the real data (a column fixed by others)",
+        False,
+        0.01,
+        _fid(lambda f: f.dependencies.broken_share if f.dependencies else None),
+    ),
     "association": Metric(
         "largest difference between real and synthetic Cramer's V",
         False,

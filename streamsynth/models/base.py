@@ -14,7 +14,7 @@ import os
 import platform
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +40,7 @@ from streamsynth.contract import (
     take,
     until,
 )
+from streamsynth.dependencies import Dependency, apply_all, discover
 from streamsynth.errors import StreamsynthError
 from streamsynth.io import DataWarning
 from streamsynth.models.conditions import check_conditions, learn_domains
@@ -99,6 +100,10 @@ class Synthesizer(ABC):
         self.metadata: dict[str, Any] = {}
         #: each data column's learned values or range, for checking conditions (see conditions.py)
         self.domains: dict[str, dict[str, Any]] = {}
+        #: columns fixed by others in the training data, kept exactly in samples
+        self.dependencies: list[Dependency] = []
+        #: the latest stream's count of rows whose determinant value was new (its value drawn once)
+        self.dependency_draws: dict[str, int] = {"rows": 0}
 
     # -- public interface ------------------------------------------------------------------
     def fit(self, frame: pl.DataFrame, schema: Schema | None = None) -> Self:
@@ -127,6 +132,7 @@ class Synthesizer(ABC):
         self.fitted_span = times.max() - times.min()
         self.fitted_entities = frame[schema.entity].n_unique() if schema.entity else 1
         self.domains = learn_domains(frame, schema)
+        self.dependencies = discover(frame, schema) if schema.dependencies != "off" else []
         self._fit(frame)
         return self
 
@@ -171,7 +177,8 @@ class Synthesizer(ABC):
             needed=Needed(n_events, end) if n_events is not None or end is not None else None,
         )
         # models cut batches by time windows; the contract's batches are exact in size
-        batches = rebatch((self._finish(batch) for batch in batches if batch.height), batch_size)
+        kept = self._kept_dependencies(seed if seed is not None else self.seed, set(conditions or {}))
+        batches = rebatch((self._finish(kept(batch)) for batch in batches if batch.height), batch_size)
         # an endless stream ends where timestamps end
         batches = until(batches, self.schema.time, end if end is not None else LATEST)
         if n_events is not None:
@@ -262,6 +269,7 @@ class Synthesizer(ABC):
             "fitted_entities": self.fitted_entities,
             "metadata": self.metadata,
             "domains": self.domains,
+            "dependencies": [d.to_json() for d in self.dependencies],
             "config": config,
         }
         (folder / CONFIG_FILE).write_text(json.dumps(header, indent=2, default=_json_default))
@@ -295,6 +303,7 @@ class Synthesizer(ABC):
         model.fitted_entities = header.get("fitted_entities", 1)
         model.metadata = header.get("metadata", {})
         model.domains = header.get("domains", {})
+        model.dependencies = [Dependency.from_json(d) for d in header.get("dependencies", [])]
         weights = directory / WEIGHTS_FILE
         try:
             tensors = load_file(str(weights))
@@ -356,6 +365,18 @@ class Synthesizer(ABC):
         """Rebuild the fitted state from what ``_state`` returned."""
 
     # -- shared helpers ------------------------------------------------------------------------
+    def _kept_dependencies(self, seed: int, conditioned: set[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+        """A batch with every learned dependency applied (but those fixing a conditioned column:
+        the condition wins); counts new determinant values in :attr:`dependency_draws`."""
+        self.dependency_draws = counts = {"rows": 0}
+
+        def keep(batch: pl.DataFrame) -> pl.DataFrame:
+            batch, drawn = apply_all(batch, self.dependencies, seed, skip=conditioned)
+            counts["rows"] += drawn
+            return batch
+
+        return keep
+
     def _finish(self, batch: pl.DataFrame) -> pl.DataFrame:
         """Fill label columns from the schema's label column where the model did not."""
         schema = self.schema

@@ -130,6 +130,8 @@ def test_two_replays_cannot_share_a_checkpoint_and_a_killed_ones_lock_does_not_l
     third = start(source, str(out), "--checkpoint", str(checkpoint))
     _, err = third.communicate(timeout=60)
     assert third.returncode == 0 and "resuming after" in err, err
+    # a run that ends normally takes its lock file with it
+    assert not checkpoint.with_name(checkpoint.name + ".lock").exists()
 
 
 def test_an_endpoint_failing_at_shutdown_does_not_hold_it_past_the_timeout(receiver, source, tmp_path):

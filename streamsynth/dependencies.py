@@ -1,0 +1,281 @@
+"""Functional dependencies between columns: found in real data, kept exactly in samples.
+
+A column is *determined* by one column, or by a pair, when nearly every row agrees with a lookup
+from the determinant values (a terminal fixes its merchant category, a route fixes its distance,
+a log template id fixes its text and component). :func:`discover` finds them among categorical,
+boolean, identifier and discrete numeric columns: a candidate holds in at least
+:data:`THRESHOLD` of the rows (a little noise does not hide one), its determinant values repeat
+(a row id determines everything and means nothing), and the determined column is not nearly
+constant already. Each determined column keeps one dependency, the best, and the dependencies
+form no loop (of a one-to-one pair only one direction is kept), so they can be applied in order.
+
+:class:`Dependency` carries what sampling needs: the lookup (each determinant value's most
+frequent determined value) and the determined column's overall distribution, from which a
+determinant value never seen in training draws its value once, by a hash of the value and the
+seed, so every row with that value agrees, in any batch, shard or process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from streamsynth.errors import StreamsynthError
+from streamsynth.rng import child_seed, stable_int, uniform
+from streamsynth.schema import Role, Schema
+
+#: the share of rows a dependency must hold in
+THRESHOLD = 0.995
+#: determinant values must repeat: at most this share of the rows are distinct
+MAX_DISTINCT_SHARE = 0.5
+#: numeric columns with more distinct values than this (or than a tenth of the rows) are not discrete
+MAX_DISCRETE = 5000
+#: pairs of determinants are tried among at most this many columns, within this many seconds
+MAX_PAIR_COLUMNS = 16
+PAIR_BUDGET_S = 20.0
+_ROLES = (Role.CATEGORICAL, Role.BOOLEAN, Role.IDENTIFIER, Role.NUMERIC)
+
+
+@dataclass
+class Dependency:
+    """``determines`` is fixed by ``determinants`` in ``support`` of the training rows."""
+
+    determinants: tuple[str, ...]
+    determines: str
+    support: float
+    #: determinant values (one list per determinant, row-aligned) -> the determined value
+    keys: list[list[Any]] = field(default_factory=list, repr=False)
+    values: list[Any] = field(default_factory=list, repr=False)
+    #: the determined column's distribution, for determinant values never seen in training
+    marginal_values: list[Any] = field(default_factory=list, repr=False)
+    marginal_weights: list[float] = field(default_factory=list, repr=False)
+
+    def describe(self) -> str:
+        return f"{' + '.join(self.determinants)} -> {self.determines} ({self.support:.2%} of rows)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"determinants": list(self.determinants), "determines": self.determines, "support": self.support,
+                "keys": self.keys, "values": self.values, "marginal_values": self.marginal_values,
+                "marginal_weights": self.marginal_weights}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dependency:
+        return cls(tuple(data["determinants"]), data["determines"], float(data["support"]), data["keys"],
+                   data["values"], data["marginal_values"], data["marginal_weights"])
+
+    # -- applying -------------------------------------------------------------------------------
+    def apply(self, frame: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, int]:
+        """``frame`` with the determined column set from the lookup, and how many rows had a
+        determinant value never seen in training (their value drawn once, by hash)."""
+        if frame.height == 0 or any(c not in frame.columns for c in (*self.determinants, self.determines)):
+            return frame, 0
+        target = self.determines
+        dtype = frame.schema[target]
+        lookup = pl.DataFrame(
+            {**{f"__k{i}": pl.Series(keys, dtype=frame.schema[name], strict=False)
+                for i, (name, keys) in enumerate(zip(self.determinants, self.keys, strict=True))},
+             "__v": pl.Series(self.values, dtype=dtype, strict=False)}
+        )
+        keyed = frame.with_columns(pl.col(n).alias(f"__k{i}") for i, n in enumerate(self.determinants))
+        joined = keyed.join(lookup, on=[f"__k{i}" for i in range(len(self.determinants))], how="left",
+                            maintain_order="left", nulls_equal=True)
+        has_key = joined.select(pl.all_horizontal(pl.col(f"__k{i}").is_not_null()
+                                                  for i in range(len(self.determinants))))
+        unseen = joined["__v"].is_null() & has_key.to_series()
+        n_unseen = int(unseen.sum())
+        filled = joined["__v"]
+        if n_unseen:
+            drawn = _scatter(joined.height, unseen, self._drawn(joined.filter(unseen), seed), dtype)
+            filled = pl.select(pl.coalesce(filled, drawn)).to_series()
+        # rows whose determinants are null keep the model's value
+        out = frame.with_columns(pl.coalesce(filled.cast(dtype), pl.col(target)).alias(target))
+        return out, n_unseen
+
+    def _drawn(self, rows: pl.DataFrame, seed: int) -> pl.Series:
+        """One value per row from the marginal, the same for the same determinant values."""
+        text = rows.select(pl.concat_str([pl.col(f"__k{i}").cast(pl.String).fill_null("")
+                                          for i in range(len(self.determinants))], separator="\x1f"))
+        # a polars hash of the text would change between polars versions; the counter-based one does not
+        keys = np.array([stable_int(t) for t in text.to_series().to_list()], dtype=np.uint64)
+        u = uniform(child_seed(seed, "dependency", self.determines), keys)
+        cumulative = np.cumsum(np.asarray(self.marginal_weights, dtype=np.float64))
+        picks = np.searchsorted(cumulative / cumulative[-1], u, side="right").clip(max=len(self.marginal_values) - 1)
+        return pl.Series([self.marginal_values[i] for i in picks])
+
+
+def _scatter(height: int, mask: pl.Series, values: pl.Series, dtype: pl.DataType) -> pl.Series:
+    out = pl.Series([None] * height, dtype=dtype)
+    positions = np.flatnonzero(mask.to_numpy())
+    return out.scatter(positions, values.cast(dtype, strict=False))
+
+
+def apply_all(frame: pl.DataFrame, dependencies: list[Dependency], seed: int,
+              skip: set[str] = frozenset()) -> tuple[pl.DataFrame, int]:
+    """Every dependency in order (they are stored in an order where determinants come first),
+    except those determining a column in ``skip`` (a condition fixes it)."""
+    unseen = 0
+    for dep in dependencies:
+        if dep.determines not in skip:
+            frame, n = dep.apply(frame, seed)
+            unseen += n
+    return frame, unseen
+
+
+# -- discovery ------------------------------------------------------------------------------------
+def candidates(frame: pl.DataFrame, schema: Schema) -> list[str]:
+    """Columns that may determine or be determined: discrete, not the time, entity or label
+    columns of the contract."""
+    out = []
+    for column in schema.columns:
+        name = column.name
+        if name not in frame.columns or column.role not in _ROLES or name in (schema.time, schema.entity):
+            continue
+        series = frame[name]
+        if series.dtype.is_float() and not (series.drop_nulls() == series.drop_nulls().round(0)).all():
+            continue
+        if column.role is Role.NUMERIC and series.n_unique() > min(MAX_DISCRETE, max(frame.height // 10, 2)):
+            continue
+        out.append(name)
+    return out
+
+
+def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOLD,
+             budget_s: float = PAIR_BUDGET_S) -> list[Dependency]:
+    """The dependencies of ``frame``, at most one per determined column, in applying order;
+    ``schema.dependencies`` switches them off, or adds and drops stated ones."""
+    if schema.dependencies == "off":
+        return []
+    stated = schema.dependencies if isinstance(schema.dependencies, list) else []
+    names = candidates(frame, schema)
+    n = frame.height
+    found = _found(frame, names, threshold, budget_s) if n >= 2 and len(names) >= 2 else {}
+    for i, item in enumerate(stated):
+        target = item["determines"]
+        for column in (target, *item.get("determinants", ())):
+            if column not in frame.columns:
+                raise StreamsynthError(
+                    f"schema dependencies[{i}] names column {column!r}, which is not in the data",
+                    hint=f"columns are: {', '.join(frame.columns)}",
+                )
+        if item.get("off"):
+            found.pop(target, None)
+        else:
+            determinants = tuple(item["determinants"])
+            found[target] = (determinants, _support(frame, determinants, target))
+    distinct = {t: frame[t].n_unique() for t in found}
+    order = _acyclic_order(found, frame.columns, distinct, first={item["determines"] for item in stated})
+    return [_learn(frame, found[t][0], t, found[t][1]) for t in order]
+
+
+def _found(frame: pl.DataFrame, names: list[str], threshold: float,
+           budget_s: float) -> dict[str, tuple[tuple[str, ...], float]]:
+    """Determined column -> (its best determinants, their support)."""
+    n = frame.height
+    distinct = {c: frame[c].n_unique() for c in names}
+    mode_share = {c: _mode_share(frame, c) for c in names}
+    targets = [c for c in names if distinct[c] >= 2 and mode_share[c] < threshold]
+    sources = [c for c in names if 2 <= distinct[c] <= MAX_DISTINCT_SHARE * n]
+    found: dict[str, tuple[tuple[str, ...], float]] = {}
+    for target in targets:
+        best = None
+        for source in sources:
+            if source == target:
+                continue
+            support = _support(frame, (source,), target)
+            # the best: the most rows, then the fewest determinant values (the coarsest rule)
+            rank = (support, -distinct[source])
+            if support >= threshold and (best is None or rank > (best[1], -distinct[best[0][0]])):
+                best = ((source,), support)
+        if best is not None:
+            found[target] = best
+    started = time.monotonic()
+    pair_sources = sorted(sources, key=lambda c: distinct[c])[:MAX_PAIR_COLUMNS]
+    for target in targets:
+        if target in found:
+            continue
+        best = None
+        for i, a in enumerate(pair_sources):
+            for b in pair_sources[i + 1:]:
+                if target in (a, b) or time.monotonic() - started > budget_s:
+                    continue
+                if frame.select(pl.struct(a, b).n_unique()).item() > MAX_DISTINCT_SHARE * n:
+                    continue
+                support = _support(frame, (a, b), target)
+                if support >= threshold and (best is None or support > best[1]):
+                    best = ((a, b), support)
+        if best is not None:
+            found[target] = best
+    return found
+
+
+def _mode_share(frame: pl.DataFrame, column: str) -> float:
+    counts = frame.group_by(column).len()["len"]
+    return float(counts.max()) / frame.height if counts.len() else 1.0
+
+
+def _support(frame: pl.DataFrame, determinants: tuple[str, ...], target: str) -> float:
+    """The share of rows whose target is the most frequent one for their determinant values."""
+    counts = frame.group_by([*determinants, target]).len()
+    agree = counts.group_by(list(determinants)).agg(pl.col("len").max())["len"].sum()
+    return float(agree) / frame.height
+
+
+def _acyclic_order(found: dict[str, tuple[tuple[str, ...], float]], names: list[str], distinct: dict[str, int],
+                   first: set[str] = frozenset()) -> list[str]:
+    """Determined columns in an order where each one's determinants come first.
+
+    Of dependencies that would close a loop (both directions of a one-to-one pair; a route
+    fixing its distance while origin and distance fix the destination) the first kept wins:
+    stated ones (``first``), then the most rows, then the determined column with the most
+    distinct values (the distance rather than the airport: a derived measurement, not a key
+    the model's sequences are built on)."""
+    order: list[str] = []
+    parents: dict[str, tuple[str, ...]] = {}
+    for target in sorted(found, key=lambda t: (t not in first, -found[t][1], -distinct[t], names.index(t))):
+        determinants = found[target][0]
+        if any(_reaches(target, d, parents) for d in determinants):
+            continue
+        parents[target] = determinants
+    placed: set[str] = set()
+    while len(placed) < len(parents):
+        for target in sorted(parents, key=names.index):
+            if target not in placed and all(d not in parents or d in placed for d in parents[target]):
+                placed.add(target)
+                order.append(target)
+    return order
+
+
+def _reaches(start: str, goal: str, parents: dict[str, tuple[str, ...]]) -> bool:
+    """Whether ``goal`` is determined, directly or through others, by ``start``... i.e. whether
+    ``start`` is among the determinants upstream of ``goal``."""
+    stack, seen = [goal], set()
+    while stack:
+        node = stack.pop()
+        if node == start:
+            return True
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(parents.get(node, ()))
+    return False
+
+
+def _learn(frame: pl.DataFrame, determinants: tuple[str, ...], target: str, support: float) -> Dependency:
+    counts = frame.group_by([*determinants, target]).len()
+    best = counts.sort("len", descending=True, maintain_order=True).unique(list(determinants), keep="first",
+                                                                           maintain_order=True)
+    best = best.sort(list(determinants), nulls_last=True)
+    marginal = frame.group_by(target).len().drop_nulls(target).sort("len", descending=True)
+    return Dependency(
+        determinants=determinants,
+        determines=target,
+        support=round(support, 6),
+        keys=[best[d].to_list() for d in determinants],
+        values=best[target].to_list(),
+        marginal_values=marginal[target].to_list(),
+        marginal_weights=[float(w) for w in marginal["len"].to_list()],
+    )
