@@ -53,6 +53,11 @@ class Dependency:
     #: the determined column's distribution, for determinant values never seen in training
     marginal_values: list[Any] = field(default_factory=list, repr=False)
     marginal_weights: list[float] = field(default_factory=list, repr=False)
+    #: for a pair: the determinant with the fewest values, and the determined column's
+    #: distribution per value of it (text of the value -> [values, weights]), so a new pair draws
+    #: from what its known half allows (a new card's fraud rows from the fraud scenarios)
+    fallback_on: str | None = None
+    fallback: dict[str, list[list[Any]]] = field(default_factory=dict, repr=False)
 
     def describe(self) -> str:
         return f"{' + '.join(self.determinants)} -> {self.determines} ({self.support:.2%} of rows)"
@@ -60,12 +65,14 @@ class Dependency:
     def to_json(self) -> dict[str, Any]:
         return {"determinants": list(self.determinants), "determines": self.determines, "support": self.support,
                 "keys": self.keys, "values": self.values, "marginal_values": self.marginal_values,
-                "marginal_weights": self.marginal_weights}
+                "marginal_weights": self.marginal_weights, "fallback_on": self.fallback_on,
+                "fallback": self.fallback}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Dependency:
         return cls(tuple(data["determinants"]), data["determines"], float(data["support"]), data["keys"],
-                   data["values"], data["marginal_values"], data["marginal_weights"])
+                   data["values"], data["marginal_values"], data["marginal_weights"], data.get("fallback_on"),
+                   data.get("fallback") or {})
 
     # -- applying -------------------------------------------------------------------------------
     def apply(self, frame: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, int]:
@@ -96,15 +103,26 @@ class Dependency:
         return out, n_unseen
 
     def _drawn(self, rows: pl.DataFrame, seed: int) -> pl.Series:
-        """One value per row from the marginal, the same for the same determinant values."""
+        """One value per row, the same for the same determinant values: from the distribution
+        its known half allows (a pair's fallback), else from the column's overall one."""
         text = rows.select(pl.concat_str([pl.col(f"__k{i}").cast(pl.String).fill_null("")
                                           for i in range(len(self.determinants))], separator="\x1f"))
         # a polars hash of the text would change between polars versions; the counter-based one does not
         keys = np.array([stable_int(t) for t in text.to_series().to_list()], dtype=np.uint64)
         u = uniform(child_seed(seed, "dependency", self.determines), keys)
-        cumulative = np.cumsum(np.asarray(self.marginal_weights, dtype=np.float64))
-        picks = np.searchsorted(cumulative / cumulative[-1], u, side="right").clip(max=len(self.marginal_values) - 1)
-        return pl.Series([self.marginal_values[i] for i in picks])
+        if self.fallback_on is None:
+            groups = np.zeros(rows.height, dtype=object)
+        else:
+            position = self.determinants.index(self.fallback_on)
+            groups = np.array(rows[f"__k{position}"].cast(pl.String).to_list(), dtype=object)
+        out = np.empty(rows.height, dtype=object)
+        for group in set(groups.tolist()):
+            rows_of = groups == group
+            values, weights = self.fallback.get(group) or (self.marginal_values, self.marginal_weights)
+            cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
+            picks = np.searchsorted(cumulative / cumulative[-1], u[rows_of], side="right").clip(max=len(values) - 1)
+            out[rows_of] = [values[i] for i in picks]
+        return pl.Series(out.tolist())
 
 
 def _scatter(height: int, mask: pl.Series, values: pl.Series, dtype: pl.DataType) -> pl.Series:
@@ -270,6 +288,14 @@ def _learn(frame: pl.DataFrame, determinants: tuple[str, ...], target: str, supp
                                                                            maintain_order=True)
     best = best.sort(list(determinants), nulls_last=True)
     marginal = frame.group_by(target).len().drop_nulls(target).sort("len", descending=True)
+    fallback_on, fallback = None, {}
+    if len(determinants) > 1:
+        fallback_on = min(determinants, key=lambda d: frame[d].n_unique())
+        per = frame.group_by(fallback_on, target).len().drop_nulls(target).sort("len", descending=True)
+        for part in per.partition_by(fallback_on, maintain_order=True):
+            key = part[fallback_on].cast(pl.String)[0]  # as the rows' values read when applied
+            if key is not None:
+                fallback[key] = [part[target].to_list(), [float(w) for w in part["len"].to_list()]]
     return Dependency(
         determinants=determinants,
         determines=target,
@@ -278,4 +304,6 @@ def _learn(frame: pl.DataFrame, determinants: tuple[str, ...], target: str, supp
         values=best[target].to_list(),
         marginal_values=marginal[target].to_list(),
         marginal_weights=[float(w) for w in marginal["len"].to_list()],
+        fallback_on=fallback_on,
+        fallback=fallback,
     )

@@ -120,7 +120,9 @@ def test_a_field_above_12_decides_the_layout_without_a_warning(tmp_path, values,
 
 def test_an_ambiguous_day_month_order_warns_with_the_override(tmp_path):
     path = tmp_path / "d.csv"
-    pl.DataFrame({"ts": ["05/06/2017 10:00:00", "07/06/2017 10:00:00"], "v": [1, 2]}).write_csv(path)
+    # twenty events (the fewest a model learns from), every date ambiguous
+    days = ["05/06/2017 10:00:00", "07/06/2017 10:00:00"] + [f"07/06/2017 11:{m:02d}:00" for m in range(20)]
+    pl.DataFrame({"ts": days, "v": list(range(len(days)))}).write_csv(path)
     with pytest.warns(io.DataWarning, match=r"reading them as %d/%m/%Y. If that is wrong, give `time_format: '%m/%d"):
         assert io.read(path)["ts"][0] == datetime(2017, 6, 5, 10, tzinfo=UTC)
     schema_file = tmp_path / "s.yaml"

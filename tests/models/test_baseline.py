@@ -69,7 +69,7 @@ def test_shards_partition_the_unsharded_stream(baseline_model):
 def test_save_load_gives_identical_samples(tmp_path, baseline_model):
     baseline_model.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "config.json", "encoders.json", "weights.safetensors",
+        "checksums.sha256", "config.json", "encoders.json", "weights.safetensors",
     ]
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, BaselineSynthesizer)
@@ -161,6 +161,9 @@ def test_model_directory_from_another_version(tmp_path, baseline_model):
 def test_corrupt_weights_file(tmp_path, baseline_model):
     baseline_model.save(tmp_path / "m")
     (tmp_path / "m" / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(StreamsynthError, match="weights.safetensors is damaged: its checksum"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "checksums.sha256").unlink()  # as a model saved before checksums
     with pytest.raises(StreamsynthError, match="weights.safetensors is corrupt"):
         load_model(tmp_path / "m")
 

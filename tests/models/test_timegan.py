@@ -83,7 +83,7 @@ def test_sample_is_deterministic_and_seeded(model):
 def test_save_load_gives_identical_samples(model, tmp_path):
     model.save(tmp_path / "tg")
     assert {p.name for p in (tmp_path / "tg").iterdir()} == {
-        "config.json", "weights.safetensors", "encoders.json"
+        "config.json", "weights.safetensors", "encoders.json", "checksums.sha256"
     }
     loaded = load_model(tmp_path / "tg")
     assert isinstance(loaded, TimeGANSynthesizer)
@@ -153,7 +153,7 @@ def test_registry_creates_timegan():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: f.group_by("host", maintain_order=True).head(5), "too few rows for one"),
+        (lambda f: f.group_by("host", maintain_order=True).head(5), "too little data to learn from: 10 events"),
         (lambda f: f.with_columns(region=pl.lit("eu-west")), "column 'region'"),
         (lambda f: f.with_columns(pl.when(pl.col("cpu") > 80).then(float("nan"))
                                   .otherwise(pl.col("cpu")).alias("cpu")), "column 'cpu' has"),
@@ -161,11 +161,17 @@ def test_registry_creates_timegan():
                                   .otherwise(pl.col("latency_ms")).alias("latency_ms")),
          "column 'latency_ms' has"),
     ],
-    ids=["too-few-rows", "undeclared-text-column", "nan", "null"],
+    ids=["too-little-data", "undeclared-text-column", "nan", "null"],
 )
 def test_bad_input_gives_clear_errors(frame, change, message):
     with pytest.raises(StreamsynthError, match=message) as info:
         TimeGANSynthesizer(**TINY).fit(change(frame))
+    assert info.value.hint
+
+
+def test_series_shorter_than_a_window_are_a_clear_error(frame):
+    with pytest.raises(StreamsynthError, match="too few rows for one") as info:
+        TimeGANSynthesizer(**{**TINY, "seq_len": 30}).fit(frame.group_by("host", maintain_order=True).head(12))
     assert info.value.hint
 
 
