@@ -272,3 +272,45 @@ def test_text_timestamps_past_9999_are_an_error_naming_the_column(tmp_path):
     path.write_text("ts,v\n10000-01-01T00:00:00,1\n10000-01-01T00:00:01,2\n")
     with pytest.raises(StreamsynthError, match=r"column 'ts' holds years past 9999 \(e.g. '10000-01-01T00:00:00'\)"):
         io.read(path)
+
+
+def _fit_and_sample(tmp_path, frame: pl.DataFrame, n: int = 60) -> tuple[pl.DataFrame, int]:
+    real = tmp_path / "real.parquet"
+    frame.write_parquet(real)
+    assert main(["fit", str(real), "-o", str(tmp_path / "m")]) == 0
+    assert main(["sample", str(tmp_path / "m"), "-n", str(n), "-o", str(tmp_path / "s.parquet")]) == 0
+    code = main(["evaluate", str(real), str(tmp_path / "s.parquet"), "--no-gru", "--json", str(tmp_path / "e.json")])
+    return pl.read_parquet(tmp_path / "s.parquet"), code
+
+
+def test_a_decimal_column_is_learned_as_numbers_and_sampled_back_as_the_same_decimal(tmp_path):
+    frame = events().with_columns((pl.col("amount") * 100 + 0.37).cast(pl.Decimal(12, 2)))
+    assert Schema.infer(io.read(_write(tmp_path, frame)))["amount"].role is Role.NUMERIC
+    sample, code = _fit_and_sample(tmp_path, frame)
+    assert sample.schema["amount"] == pl.Decimal(12, 2) and sample["amount"].null_count() == 0
+    assert code == 0  # evaluate reads the sample it made
+
+
+def test_a_duration_column_is_learned_as_counts_of_its_unit_and_sampled_back_as_a_duration(tmp_path, recwarn):
+    frame = events().with_columns(wait=pl.duration(seconds=pl.int_range(40) * 13 % 300, time_unit="ms"))
+    schema = Schema.infer(io.read(_write(tmp_path, frame)))
+    assert schema["wait"].role is Role.NUMERIC
+    assert not [w for w in recwarn if "holds timestamps" in str(w.message)]
+    sample, code = _fit_and_sample(tmp_path, frame)
+    assert sample.schema["wait"] == pl.Duration("ms")
+    assert frame["wait"].min() <= sample["wait"].min() <= sample["wait"].max() <= frame["wait"].max()
+    assert code == 0
+
+
+def test_list_columns_are_named_in_a_warning_at_fit(tmp_path):
+    path = tmp_path / "lists.jsonl"
+    events().with_columns(tags=pl.Series([["a", "b"], ["c"]] * 20)).write_ndjson(path)
+    with pytest.warns(io.DataWarning, match=r"models leave out 'tags' \(List\(String\)\)"):
+        schema = Schema.infer(io.read(path))
+    assert schema["tags"].role is Role.IGNORE
+
+
+def _write(tmp_path, frame: pl.DataFrame):
+    path = tmp_path / "typed.parquet"
+    frame.write_parquet(path)
+    return path
