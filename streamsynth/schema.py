@@ -3,6 +3,10 @@
 A :class:`Schema` says which column is the entity key, which is event time, which columns
 are categorical, numeric, boolean, identifier-like or free text, and which column (if any)
 is the ground-truth label. Models, scenarios and evaluation all read it.
+
+The entity is found by name (``customer_id``, ``host``, ``*_id``) and, when no name says so
+(``客户``), by its values: a text column of repeating keys, with a warning naming it. Decimal
+and Duration columns are numeric; list and binary columns are left out with a warning.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ _ENTITY_NAMES = (
 )
 _LABEL_NAMES = ("is_fraud", "fraud", "is_anomaly", "anomaly", "is_attack", "label", "class")
 _CODE_HINTS = ("status", "code", "type", "level", "category", "kind", "mcc", "method", "channel")
+_ENTITY_MIN_KEYS = 5  # an entity column found by its values has at least this many keys
 _ROWNUM_NAMES = ("lineid", "line_id", "row", "row_id", "index", "idx", "rownum", "")
 
 _UNLEARNABLE = (pl.List, pl.Array, pl.Binary, pl.Object, pl.Struct)  # left out, with a warning
@@ -139,8 +144,8 @@ class Schema:
                     hint=f"columns are: {', '.join(frame.columns)}",
                 )
         time = time or _infer_time(frame)
-        entity = entity or _infer_entity(frame, exclude={time})
         label = label or _infer_label(frame)
+        entity = entity or _infer_entity(frame, exclude={time, label})
         columns = []
         for name in frame.columns:
             series = frame[name]
@@ -429,7 +434,40 @@ def _infer_entity(frame: pl.DataFrame, exclude: set[str | None]) -> str | None:
         score = rank if rank is not None else len(_ENTITY_NAMES)
         if best is None or score < best[0]:
             best = (score, name)
-    return best[1] if best else None
+    return best[1] if best else _entity_by_values(frame, exclude)
+
+
+def _entity_by_values(frame: pl.DataFrame, exclude: set[str | None]) -> str | None:
+    """The entity key when no column's name says so (``客户``, ``Kunde``): a text column present
+    on every event whose values look like keys (hold a digit and no space, or are emails,
+    addresses, hosts...) and repeat, with at least a handful of them, and whose name is not that
+    of a code or an event type; the one with most keys wins, and a warning names it. Integer
+    columns are left alone (amounts look the same)."""
+    n = frame.height
+    best: tuple[int, str] | None = None
+    for name, dtype in frame.schema.items():
+        if name in exclude or name in CONTRACT_COLUMNS or name.lower() in _ROWNUM_NAMES:
+            continue
+        if any(h in name.lower() for h in (*_CODE_HINTS, "event", "template")):
+            continue  # event types and codes (a log's EventId E1..E14) are categories
+        if dtype not in (pl.String, pl.Categorical) or frame[name].null_count():
+            continue
+        uniques = frame[name].n_unique()
+        if not (_ENTITY_MIN_KEYS <= uniques <= n / 2):
+            continue
+        keys = frame[name].cast(pl.String).unique().head(200)
+        if (keys.str.contains(r"^\S*\d\S*$").mean() or 0) < 0.9 and _identifier_kind(keys) is None:
+            continue
+        if best is None or uniques > best[0]:
+            best = (uniques, name)
+    if best is None:
+        return None
+    warnings.warn(
+        f"taking {best[1]!r} as the entity column, for its values: {best[0]:,} keys repeating over {n:,} events. "
+        "To choose another, give --entity NAME (or `entity:` in a schema file)",
+        DataWarning, stacklevel=3,
+    )
+    return best[1]
 
 
 def _infer_label(frame: pl.DataFrame) -> str | None:
