@@ -155,10 +155,11 @@ def _scan_csv(source: str) -> pl.LazyFrame:
 def _sniff_csv(source: str) -> tuple[str, list[str]]:
     """The separator (``,`` ``;`` tab ``|``, in that preference) that splits the first lines into
     the same number of fields, more than one; ``,`` when none does. Also the header's names."""
+    lines: list[str] = []
     with open(source, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        text = fh.read(_SNIFF_CHARS)
-        if len(text) == _SNIFF_CHARS and "\n" in text:
-            text = text[: text.rindex("\n") + 1]  # whole lines only
+        while len(lines) < _SNIFF_ROWS and sum(map(len, lines)) < _SNIFF_CHARS and (line := fh.readline()):
+            lines.append(line)  # whole lines, so that the header's last name is not cut
+    text = "".join(lines)
     for sep in _SEPARATORS:
         rows = [r for r in _first_rows(text, sep) if r]
         widths = {len(r) for r in rows}
