@@ -6,13 +6,28 @@ Numeric dates whose layout is ambiguous (``17/06/09``) are decided from the data
 :class:`DataWarning` when the data cannot decide; years outside 1900-2200 are an error.
 Integer-looking columns with leading zeros (``00005``) stay strings; mostly-numeric text
 columns become numbers with nulls, with a warning.
+
+Input types, so that nothing is lost or silently wrong (issue 29):
+
+- CSV: the separator (``,`` ``;`` tab ``|``) is the one that splits the first lines into the
+  same number of fields; a header naming a column twice is an error.
+- Nested objects (JSON Lines objects, Parquet structs) become one column per field, named
+  ``parent.field`` (``device.os``); models learn and sample them as flat columns.
+- Timestamps stored as such (Parquet, typed JSON) must fall in years 1678-9999; text read as
+  timestamps in 1900-2200. Either is otherwise an error naming the column.
+- ``Decimal`` and ``Duration`` columns are read as they are: the schema calls them numeric,
+  models learn their numbers (durations as counts of their unit) and samples carry the input's
+  type back (``Decimal(12, 2)`` in, ``Decimal(12, 2)`` out).
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from io import StringIO
 from pathlib import Path
 
 import polars as pl
@@ -44,6 +59,7 @@ _STRING_FORMATS = (
 )
 _DEFAULT_YEAR = 2000  # for logs whose dates carry no year (syslog "Dec 10 06:55:46"); a leap year
 _YEARS = (1900, 2200)  # event times outside these years come from a misread layout
+_STORED_YEARS = (1678, 9999)  # timestamps stored as such outside these years are an error
 _INFER_ROWS = 10_000
 # Values that are timestamps whatever the column is called (flights' ``time_hour``).
 _TIME_VALUE = re.compile(
@@ -57,6 +73,8 @@ _LAYOUTS = {  # by preference when the data fit several: log layouts first, then
 }
 _CLOCKS = ("", " %H:%M:%S%.f", " %H:%M:%S", " %H:%M", "T%H:%M:%S%.f", "T%H:%M:%S", " %H:%M:%S%.f%z", "T%H:%M:%S%.f%z")
 _MIXED_SHARE = 0.5  # a text column whose values are mostly numbers is read as numbers
+_SEPARATORS = (",", ";", "\t", "|")  # CSV separators, by preference when several fit
+_SNIFF_CHARS, _SNIFF_ROWS = 1 << 16, 20  # the separator is judged on the first lines
 
 
 class DataWarning(UserWarning):
@@ -118,16 +136,65 @@ def scan(path: str | Path) -> pl.LazyFrame:
 
 def _scan_csv(source: str) -> pl.LazyFrame:
     """A CSV scan in which integer columns written with leading zeros (ids ``00005``, codes
-    ``0042``) stay strings, judged on the rows polars infers types from."""
-    frame = pl.scan_csv(source, infer_schema_length=_INFER_ROWS, try_parse_dates=False)
+    ``0042``) stay strings, judged on the rows polars infers types from. The separator is
+    sniffed from the first lines; a header that names a column twice is an error."""
+    sep, header = _sniff_csv(source)
+    _check_header(header, source, sep)
+    frame = pl.scan_csv(source, separator=sep, infer_schema_length=_INFER_ROWS, try_parse_dates=False)
     ints = [name for name, dtype in frame.collect_schema().items() if dtype.is_integer()]
     if not ints:
         return frame
-    head = pl.read_csv(source, n_rows=_INFER_ROWS, infer_schema=False, columns=ints)
+    head = pl.read_csv(source, separator=sep, n_rows=_INFER_ROWS, infer_schema=False, columns=ints)
     padded = {name: pl.String for name in ints if head[name].str.contains(r"^[+-]?0\d").any()}
     if not padded:
         return frame
-    return pl.scan_csv(source, infer_schema_length=_INFER_ROWS, try_parse_dates=False, schema_overrides=padded)
+    return pl.scan_csv(source, separator=sep, infer_schema_length=_INFER_ROWS, try_parse_dates=False,
+                       schema_overrides=padded)
+
+
+def _sniff_csv(source: str) -> tuple[str, list[str]]:
+    """The separator (``,`` ``;`` tab ``|``, in that preference) that splits the first lines into
+    the same number of fields, more than one; ``,`` when none does. Also the header's names."""
+    lines: list[str] = []
+    with open(source, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        while len(lines) < _SNIFF_ROWS and sum(map(len, lines)) < _SNIFF_CHARS and (line := fh.readline()):
+            lines.append(line)  # whole lines, so that the header's last name is not cut
+    text = "".join(lines)
+    for sep in _SEPARATORS:
+        rows = [r for r in _first_rows(text, sep) if r]
+        widths = {len(r) for r in rows}
+        if len(widths) == 1 and widths.pop() > 1:
+            return sep, rows[0]
+    rows = _first_rows(text, ",")
+    return ",", rows[0] if rows else []
+
+
+def _first_rows(text: str, sep: str) -> list[list[str]]:
+    try:
+        return list(itertools.islice(csv.reader(StringIO(text), delimiter=sep), _SNIFF_ROWS))
+    except csv.Error:
+        return []
+
+
+def _check_header(header: list[str], source: str, sep: str) -> None:
+    """Columns named twice (polars would rename the second ``amount_duplicated_0``), and a
+    header that reads as one column although it holds another separator, are errors."""
+    seen: set[str] = set()
+    twice = [name for name in header if name in seen or seen.add(name)]
+    if twice:
+        raise StreamsynthError(
+            f"{source}: the header names {', '.join(map(repr, dict.fromkeys(twice)))} more than once",
+            hint="give every column its own name",
+        )
+    if len(header) == 1:
+        inside = [s for s in _SEPARATORS if s != sep and s in header[0]]
+        if inside:
+            name = {"\t": "tab"}.get(inside[0], repr(inside[0]))
+            raise StreamsynthError(
+                f"{source}: the header reads as one column {header[0]!r}, which holds the separator {name}, "
+                "but the first lines do not all split into the same number of fields by it",
+                hint=f"separate columns by {name} (or ','), with the same number of fields on every line",
+            )
 
 
 def read(
@@ -152,11 +219,14 @@ def read(
         raise _read_error(path, exc) from None
     if frame.height == 0:
         raise StreamsynthError(f"{path} has a header but no rows", hint="give data with rows")
+    frame = _flatten(frame, str(path))
     if columns:
         _require_columns(frame, columns, str(path))
         frame = frame.select(columns)
     frame = _numbers_from_mixed(frame, str(path), keep=set(text_columns))
-    return normalize_time(frame, time=time, source=str(path), time_format=time_format)
+    frame = normalize_time(frame, time=time, source=str(path), time_format=time_format)
+    _check_years(frame, str(path))
+    return frame
 
 
 def iter_batches(path: str | Path, batch_size: int = 10_000, *, time: str | None = None) -> Iterator[pl.DataFrame]:
@@ -179,6 +249,7 @@ def iter_batches(path: str | Path, batch_size: int = 10_000, *, time: str | None
                     warnings.simplefilter("ignore", DataWarning)
                     batch = normalize_time(batch, time=chosen["time"], time_format=chosen.get("format"),
                                            source=str(path))
+            _check_years(batch, str(path))
             yield batch
     except pl.exceptions.PolarsError as exc:
         raise _read_error(path, exc) from None
@@ -308,9 +379,15 @@ def normalize_time(
             # strict: a layout that only parses to implausible years is reported as such
             parsed = _parse(frame, _combine(frame, cand), cand, source=source, time_format=time_format, strict=True)
             failed = frame.height if parsed is None else parsed.null_count()
+            example = _first_unparsed(frame, cand, parsed)
+            if re.match(r"^\s*[+-]?\d{5,}-\d\d-\d\d", example):
+                raise StreamsynthError(
+                    f"{source}: column {'+'.join(cand)!r} holds years past 9999 (e.g. {example!r})",
+                    hint=f"fix or drop those rows; event times must fall in {_YEARS[0]}-{_YEARS[1]}",
+                )
             raise StreamsynthError(
                 f"{source}: cannot parse column {'+'.join(cand)!r} as timestamps: {failed:,} of "
-                f"{frame.height:,} values fail (e.g. {_first_unparsed(frame, cand, parsed)!r})",
+                f"{frame.height:,} values fail (e.g. {example!r})",
                 hint="use ISO 8601 or epoch seconds/milliseconds, fix or drop those rows, name the time "
                 "column with --time, or mark this one as not a time in a schema file",
             )
@@ -588,6 +665,49 @@ def _numbers_from_mixed(frame: pl.DataFrame, source: str, keep: set[str]) -> pl.
         )
         converted.append(pl.col(name).cast(pl.Float64, strict=False))
     return frame.with_columns(converted) if converted else frame
+
+
+def _flatten(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Struct columns (nested JSON objects, Parquet groups) as one column per field, named
+    ``parent.field`` (``device.os``), nested ones to any depth."""
+    while any(isinstance(dtype, pl.Struct) for dtype in frame.schema.values()):
+        exprs = []
+        for name, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Struct):
+                exprs += [pl.col(name).struct.field(f.name).alias(f"{name}.{f.name}") for f in dtype.fields]
+            else:
+                exprs.append(pl.col(name))
+        names = [e.meta.output_name() for e in exprs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise StreamsynthError(
+                f"{source}: nested fields flatten to {', '.join(map(repr, twice))}, which another column is "
+                "already called",
+                hint="rename that column or the nested field",
+            )
+        frame = frame.select(exprs)
+    return frame
+
+
+def _check_years(frame: pl.DataFrame, source: str) -> None:
+    """Timestamps stored as such (Parquet, or text already parsed) in years outside 1678-9999:
+    beyond what Python's datetimes and nanosecond clocks downstream hold, and most likely a
+    misread unit."""
+    low, high = _STORED_YEARS
+    for name, dtype in frame.schema.items():
+        if not (isinstance(dtype, pl.Datetime) or dtype == pl.Date):
+            continue
+        years = frame[name].dt.year()
+        first, last = years.min(), years.max()
+        if first is None or low <= first <= last <= high:
+            continue
+        outside = (years < low) | (years > high)
+        row = int(outside.arg_true()[0])
+        raise StreamsynthError(
+            f"{source}: column {name!r} holds the year {years[row]} (row {row + 1}), outside {low}-{high}",
+            hint="fix or drop those rows; a timestamp stored in the wrong unit (milliseconds taken as seconds) "
+            "gives such years",
+        )
 
 
 def _read_error(path: Path, exc: Exception) -> StreamsynthError:

@@ -3,6 +3,10 @@
 A :class:`Schema` says which column is the entity key, which is event time, which columns
 are categorical, numeric, boolean, identifier-like or free text, and which column (if any)
 is the ground-truth label. Models, scenarios and evaluation all read it.
+
+The entity is found by name (``customer_id``, ``host``, ``*_id``) and, when no name says so
+(``客户``), by its values: a text column of repeating keys, with a warning naming it. Decimal
+and Duration columns are numeric; list and binary columns are left out with a warning.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ _ENTITY_NAMES = (
 )
 _LABEL_NAMES = ("is_fraud", "fraud", "is_anomaly", "anomaly", "is_attack", "label", "class")
 _CODE_HINTS = ("status", "code", "type", "level", "category", "kind", "mcc", "method", "channel")
+_ENTITY_MIN_KEYS = 5  # an entity column found by its values has at least this many keys
 _ROWNUM_NAMES = ("lineid", "line_id", "row", "row_id", "index", "idx", "rownum", "")
 
+_UNLEARNABLE = (pl.List, pl.Array, pl.Binary, pl.Object, pl.Struct)  # left out, with a warning
 _PERSONAL_KINDS = ("credit_card", "email", "iban", "uuid", "ipv4", "ipv6", "mac", "phone")
 
 _PATTERNS: dict[str, re.Pattern[str]] = {
@@ -141,8 +147,8 @@ class Schema:
                     hint=f"columns are: {', '.join(frame.columns)}",
                 )
         time = time or _infer_time(frame)
-        entity = entity or _infer_entity(frame, exclude={time})
         label = label or _infer_label(frame)
+        entity = entity or _infer_entity(frame, exclude={time, label})
         columns = []
         for name in frame.columns:
             series = frame[name]
@@ -155,6 +161,8 @@ class Schema:
                 role, kind = Role.CONTRACT, None
             elif time and _is_second_time(series):
                 role, kind = Role.IGNORE, "second time column"
+            elif isinstance(series.dtype, _UNLEARNABLE):
+                role, kind = Role.IGNORE, "unsupported type"
             columns.append(
                 Column(
                     name=name,
@@ -172,6 +180,14 @@ class Schema:
                 f"{', '.join(map(repr, dropped))} {'hold' if len(dropped) > 1 else 'holds'} timestamps besides "
                 f"the event time {time!r}; models leave {'them' if len(dropped) > 1 else 'it'} out. To use one "
                 "as the event time, give --time NAME (or `time:` in a schema file)",
+                DataWarning, stacklevel=2,
+            )
+        unlearnable = [f"{c.name!r} ({c.dtype})" for c in schema.columns
+                       if c.kind == "unsupported type" and c.role is Role.IGNORE]
+        if unlearnable:
+            warnings.warn(
+                f"models leave out {', '.join(unlearnable)}: lists and binary values cannot be learned. To learn "
+                "one, store its values in columns of their own (nested objects are flattened to parent.field)",
                 DataWarning, stacklevel=2,
             )
         return schema
@@ -367,6 +383,46 @@ def text_overrides(spec: dict[str, Any]) -> list[str]:
     return out
 
 
+# -- types models learn as numbers -----------------------------------------------------------
+_DECIMAL = re.compile(r"^Decimal\(precision=(\d+|None), scale=(\d+)\)$")
+_DURATION = re.compile(r"^Duration\(time_unit='(ns|us|ms)'\)$")
+
+
+def stored_type(dtype: str) -> pl.DataType | None:
+    """The Decimal or Duration type a column's dtype names (``"Decimal(precision=12, scale=2)"``),
+    or None: models learn such columns as plain numbers, and samples carry the type back."""
+    if found := _DECIMAL.match(dtype):
+        precision = None if found[1] == "None" else int(found[1])
+        return pl.Decimal(precision, int(found[2]))
+    if found := _DURATION.match(dtype):
+        return pl.Duration(found[1])  # type: ignore[arg-type]
+    return None
+
+
+def as_numbers(frame: pl.DataFrame) -> pl.DataFrame:
+    """Decimal columns as Float64 and Duration columns as Int64 counts of their unit."""
+    exprs = [
+        pl.col(name).cast(pl.Float64) if isinstance(dtype, pl.Decimal) else pl.col(name).to_physical()
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Decimal | pl.Duration)
+    ]
+    return frame.with_columns(exprs) if exprs else frame
+
+
+def with_stored_types(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """The columns ``schema`` says were Decimal or Duration, cast back from a model's numbers."""
+    exprs = []
+    for col in schema.columns:
+        wanted = stored_type(col.dtype) if col.name in frame.columns else None
+        if wanted is None or frame.schema[col.name] == wanted:
+            continue
+        number = pl.col(col.name).cast(pl.Float64, strict=False)
+        if isinstance(wanted, pl.Duration):
+            number = number.round(0).cast(pl.Int64)
+        exprs.append(number.cast(wanted, strict=False))
+    return frame.with_columns(exprs) if exprs else frame
+
+
 # -- inference helpers ---------------------------------------------------------------------
 def _parse_role(value: Any, where: str) -> Role:
     try:
@@ -381,6 +437,8 @@ def _parse_role(value: Any, where: str) -> Role:
 def _is_second_time(series: pl.Series) -> bool:
     """Timestamps, epoch numbers or unparsed text in a time-named column; a duration such as
     ``air_time`` (minutes in the air) is a number, not a second time."""
+    if isinstance(series.dtype, pl.Duration):
+        return False
     if series.dtype.is_temporal():
         return True
     if not is_time_name(series.name):
@@ -417,7 +475,40 @@ def _infer_entity(frame: pl.DataFrame, exclude: set[str | None]) -> str | None:
         score = rank if rank is not None else len(_ENTITY_NAMES)
         if best is None or score < best[0]:
             best = (score, name)
-    return best[1] if best else None
+    return best[1] if best else _entity_by_values(frame, exclude)
+
+
+def _entity_by_values(frame: pl.DataFrame, exclude: set[str | None]) -> str | None:
+    """The entity key when no column's name says so (``客户``, ``Kunde``): a text column present
+    on every event whose values look like keys (hold a digit and no space, or are emails,
+    addresses, hosts...) and repeat, with at least a handful of them, and whose name is not that
+    of a code or an event type; the one with most keys wins, and a warning names it. Integer
+    columns are left alone (amounts look the same)."""
+    n = frame.height
+    best: tuple[int, str] | None = None
+    for name, dtype in frame.schema.items():
+        if name in exclude or name in CONTRACT_COLUMNS or name.lower() in _ROWNUM_NAMES:
+            continue
+        if any(h in name.lower() for h in (*_CODE_HINTS, "event", "template")):
+            continue  # event types and codes (a log's EventId E1..E14) are categories
+        if dtype not in (pl.String, pl.Categorical) or frame[name].null_count():
+            continue
+        uniques = frame[name].n_unique()
+        if not (_ENTITY_MIN_KEYS <= uniques <= n / 2):
+            continue
+        keys = frame[name].cast(pl.String).unique().head(200)
+        if (keys.str.contains(r"^\S*\d\S*$").mean() or 0) < 0.9 and _identifier_kind(keys) is None:
+            continue
+        if best is None or uniques > best[0]:
+            best = (uniques, name)
+    if best is None:
+        return None
+    warnings.warn(
+        f"taking {best[1]!r} as the entity column, for its values: {best[0]:,} keys repeating over {n:,} events. "
+        "To choose another, give --entity NAME (or `entity:` in a schema file)",
+        DataWarning, stacklevel=3,
+    )
+    return best[1]
 
 
 def _infer_label(frame: pl.DataFrame) -> str | None:
@@ -435,6 +526,8 @@ def _infer_role(series: pl.Series, n_rows: int) -> tuple[Role, str | None]:
     uniques = series.n_unique()
     if dtype == pl.Boolean:
         return Role.BOOLEAN, None
+    if isinstance(dtype, pl.Duration | pl.Decimal):
+        return Role.NUMERIC, None  # learned as numbers (see as_numbers)
     if dtype.is_temporal():
         return Role.IGNORE, None
     if dtype.is_numeric():

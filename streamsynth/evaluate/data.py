@@ -125,12 +125,13 @@ def _tidy(
     exprs: list[pl.Expr] = []
     for name in numeric:
         dtype = frame.schema[name]
-        if not (dtype.is_numeric() or dtype == pl.Boolean or dtype == pl.Null):
+        duration = isinstance(dtype, pl.Duration)  # compared as counts of its unit
+        if not (dtype.is_numeric() or dtype == pl.Boolean or dtype == pl.Null or duration):
             raise StreamsynthError(
                 f"{source}: column {name!r} is {dtype}, but the schema says numeric",
                 hint="fix the column's type or its role in the schema",
             )
-        exprs.append(pl.col(name).cast(pl.Float64).fill_nan(None))
+        exprs.append((pl.col(name).to_physical() if duration else pl.col(name)).cast(pl.Float64).fill_nan(None))
     exprs += [pl.col(name).cast(pl.String) for name in categorical]
     if entity:
         exprs.append(pl.col(entity).cast(pl.String))

@@ -45,7 +45,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.io import DataWarning
 from streamsynth.models.conditions import check_conditions, learn_domains
 from streamsynth.outputs import Staged, errno_in
-from streamsynth.schema import Role, Schema
+from streamsynth.schema import Role, Schema, as_numbers, with_stored_types
 
 FORMAT_VERSION = 1
 #: the fewest events, and distinct event times, a model learns from
@@ -131,6 +131,7 @@ class Synthesizer(ABC):
         self.fitted_start = times.min()
         self.fitted_span = times.max() - times.min()
         self.fitted_entities = frame[schema.entity].n_unique() if schema.entity else 1
+        frame = as_numbers(frame)  # Decimal and Duration columns as numbers; _finish casts them back
         self.domains = learn_domains(frame, schema)
         self.dependencies = discover(frame, schema) if schema.dependencies != "off" else []
         self._fit(frame)
@@ -389,7 +390,7 @@ class Synthesizer(ABC):
             )
         if SCENARIO_ID not in batch.columns:
             batch = batch.with_columns(pl.lit(None, dtype=pl.String).alias(SCENARIO_ID))
-        return order_columns(batch, schema.time, schema.entity)
+        return order_columns(with_stored_types(batch, schema), schema.time, schema.entity)
 
     def _empty(self) -> pl.DataFrame:
         return self._finish(

@@ -112,6 +112,13 @@ CASES: list[tuple[str, list[str], str] | tuple[str, list[str], str, str]] = [
     ("scenario unknown injector", ["scenario", "validate", "{tmp}/bad_kind.yaml"], "fraud_wave"),
     ("scenario bad duration", ["scenario", "validate", "{tmp}/bad_duration.yaml"], "soon"),
     ("run a bad scenario", ["scenario", "run", "{tmp}/bad_kind.yaml", "-o", "{tmp}/o.parquet"], "fraud_wave"),
+    # input types (issue 29)
+    ("a column named twice", ["inspect", "{tmp}/twice.csv"], "'amount' more than once"),
+    ("semicolons over ragged rows", ["inspect", "{tmp}/ragged.csv"], "holds the separator ';'"),
+    ("stored year past 9999", ["fit", "{tmp}/far.parquet", "-o", "{tmp}/x"], "column 'ts' holds the year 10000"),
+    ("stored year before 1678", ["inspect", "{tmp}/old.parquet"], "column 'ts' holds the year 1600"),
+    ("text year past 9999", ["inspect", "{tmp}/year10000.csv"], "column 'ts' holds years past 9999"),
+    ("nested field named twice", ["inspect", "{tmp}/nested_twice.jsonl"], "flatten to 'device.os'"),
     # usage errors, from click
     ("missing -o", ["sample", "{model}"], "Missing option '--output'", USAGE),
     ("-n ten", ["sample", "{model}", "-n", "ten", "-o", "{tmp}/o.parquet"], "'-n'", USAGE),
@@ -163,6 +170,19 @@ def files(tmp_path_factory, payments_small) -> dict[str, str]:
     scenario = (Path(__file__).resolve().parents[2] / "scenarios/library/card_testing_burst.yaml").read_text()
     (tmp / "bad_kind.yaml").write_text(scenario.replace("kind: card_testing", "kind: fraud_wave"))
     (tmp / "bad_duration.yaml").write_text(scenario.replace("duration: 20m", "duration: soon"))
+    (tmp / "twice.csv").write_text("ts,amount,amount\n2024-01-01T00:00:00,1,2\n2024-01-01T00:00:01,3,4\n")
+    (tmp / "ragged.csv").write_text("ts;user;amount\n2024-01-01T00:00:00;a;1\n2024-01-01T00:00:01;b\n")
+    (tmp / "year10000.csv").write_text("ts,v\n10000-01-01T00:00:00,1\n10000-01-01T00:00:01,2\n")
+    (tmp / "nested_twice.jsonl").write_text(
+        '{"ts": "2024-01-01T00:00:00", "device.os": "x", "device": {"os": "y"}}\n'
+        '{"ts": "2024-01-01T00:00:01", "device.os": "x", "device": {"os": "z"}}\n'
+    )
+    import polars as pl
+
+    for name, year in (("far", 10000), ("old", 1600)):
+        stamps = pl.datetime_range(pl.datetime(2000, 1, 1), pl.datetime(2000, 1, 4), "1d", eager=True)
+        pl.DataFrame({"ts": stamps.dt.offset_by(f"{year - 2000}y"), "user": ["a", "b", "a", "b"]}).write_parquet(
+            tmp / f"{name}.parquet")
     return {"tmp": str(tmp), "model": str(model), "csv": str(csv)}
 
 

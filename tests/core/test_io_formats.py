@@ -198,3 +198,121 @@ def test_batches_of_a_file_share_the_first_batchs_columns_and_layout(tmp_path, r
     # Found by name on the first batch, the combined Date+Time is parsed in every batch.
     auto = list(io.iter_batches(path, batch_size=5))
     assert all(b.schema["ts"] == pl.Datetime("us", "UTC") for b in auto)
+
+
+# -- input types (issue 29) ------------------------------------------------------------------
+def events(n: int = 40, entity: str = "customer_id") -> pl.DataFrame:
+    return pl.DataFrame({
+        "ts": [datetime(2024, 1, 1, 0, i // 60, i % 60, tzinfo=UTC) for i in range(n)],
+        entity: [f"c{i % 5}" for i in range(n)],
+        "amount": [float(i % 7) + 0.25 for i in range(n)],
+    })
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_separated_by_semicolons_tabs_or_bars_is_read_by_its_separator(tmp_path, sep):
+    path = tmp_path / "events.csv"
+    events().with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S")).write_csv(path, separator=sep)
+    frame = io.read(path)
+    assert frame.columns == ["ts", "customer_id", "amount"] and frame["ts"].dtype == pl.Datetime("us", "UTC")
+    assert frame["amount"].dtype == pl.Float64
+
+
+def test_a_comma_csv_whose_text_holds_semicolons_stays_a_comma_csv(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("ts,note\n2024-01-01T00:00:00,a;b\n2024-01-01T00:00:01,c;d\n")
+    assert io.read(path).columns == ["ts", "note"]
+
+
+def test_a_header_split_by_semicolons_over_ragged_rows_names_the_separator(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("ts;customer_id;amount\n2024-01-01T00:00:00;c1;1\n2024-01-01T00:00:01;c2\n")
+    with pytest.raises(StreamsynthError, match=r"holds the separator ';'") as err:
+        io.read(path)
+    assert "same number of fields" in err.value.hint
+
+
+def test_a_header_that_names_a_column_twice_is_an_error(tmp_path, capsys):
+    path = tmp_path / "twice.csv"
+    path.write_text("ts,amount,amount\n2024-01-01T00:00:00,1,2\n2024-01-01T00:00:01,3,4\n")
+    with pytest.raises(StreamsynthError, match=r"the header names 'amount' more than once"):
+        io.read(path)
+    assert main(["fit", str(path), "-o", str(tmp_path / "m")]) == 2
+    assert "'amount' more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_nested_fields_are_flattened_into_dotted_columns_and_learned(tmp_path, suffix):
+    frame = events().with_columns(
+        pl.struct(os=pl.Series(["ios", "android"] * 20), app=pl.struct(ver=pl.Series([1, 2, 3, 4] * 10)))
+        .alias("device")
+    )
+    path = tmp_path / f"nested{suffix}"
+    frame.write_ndjson(path) if suffix == ".jsonl" else frame.write_parquet(path)
+    read = io.read(path)
+    assert read.columns == ["ts", "customer_id", "amount", "device.os", "device.app.ver"]
+    assert Schema.infer(read)["device.os"].role is Role.CATEGORICAL
+    assert main(["fit", str(path), "-o", str(tmp_path / "m")]) == 0
+    assert main(["sample", str(tmp_path / "m"), "-n", "20", "-o", str(tmp_path / "s.parquet")]) == 0
+    assert set(pl.read_parquet(tmp_path / "s.parquet")["device.os"]) <= {"ios", "android"}
+
+
+@pytest.mark.parametrize("year", [1600, 10000])
+def test_stored_timestamps_outside_1678_to_9999_are_an_error_naming_the_column(tmp_path, year):
+    base = datetime(2000 if year < 5000 else 9999, 1, 1, tzinfo=UTC)
+    stamps = pl.Series([base] * 4).dt.offset_by(f"{year - base.year}y")
+    path = tmp_path / "far.parquet"
+    events(4).with_columns(stamps.alias("ts")).write_parquet(path)
+    with pytest.raises(StreamsynthError, match=rf"column 'ts' holds the year {year} \(row 1\), outside 1678-9999"):
+        io.read(path)
+    with pytest.raises(StreamsynthError, match=rf"year {year}"):
+        list(io.iter_batches(path))
+
+
+def test_text_timestamps_past_9999_are_an_error_naming_the_column(tmp_path):
+    path = tmp_path / "far.csv"
+    path.write_text("ts,v\n10000-01-01T00:00:00,1\n10000-01-01T00:00:01,2\n")
+    with pytest.raises(StreamsynthError, match=r"column 'ts' holds years past 9999 \(e.g. '10000-01-01T00:00:00'\)"):
+        io.read(path)
+
+
+def _fit_and_sample(tmp_path, frame: pl.DataFrame, n: int = 60) -> tuple[pl.DataFrame, int]:
+    real = tmp_path / "real.parquet"
+    frame.write_parquet(real)
+    assert main(["fit", str(real), "-o", str(tmp_path / "m")]) == 0
+    assert main(["sample", str(tmp_path / "m"), "-n", str(n), "-o", str(tmp_path / "s.parquet")]) == 0
+    code = main(["evaluate", str(real), str(tmp_path / "s.parquet"), "--no-gru", "--json", str(tmp_path / "e.json")])
+    return pl.read_parquet(tmp_path / "s.parquet"), code
+
+
+def test_a_decimal_column_is_learned_as_numbers_and_sampled_back_as_the_same_decimal(tmp_path):
+    frame = events().with_columns((pl.col("amount") * 100 + 0.37).cast(pl.Decimal(12, 2)))
+    assert Schema.infer(io.read(_write(tmp_path, frame)))["amount"].role is Role.NUMERIC
+    sample, code = _fit_and_sample(tmp_path, frame)
+    assert sample.schema["amount"] == pl.Decimal(12, 2) and sample["amount"].null_count() == 0
+    assert code == 0  # evaluate reads the sample it made
+
+
+def test_a_duration_column_is_learned_as_counts_of_its_unit_and_sampled_back_as_a_duration(tmp_path, recwarn):
+    frame = events().with_columns(wait=pl.duration(seconds=pl.int_range(40) * 13 % 300, time_unit="ms"))
+    schema = Schema.infer(io.read(_write(tmp_path, frame)))
+    assert schema["wait"].role is Role.NUMERIC
+    assert not [w for w in recwarn if "holds timestamps" in str(w.message)]
+    sample, code = _fit_and_sample(tmp_path, frame)
+    assert sample.schema["wait"] == pl.Duration("ms")
+    assert frame["wait"].min() <= sample["wait"].min() <= sample["wait"].max() <= frame["wait"].max()
+    assert code == 0
+
+
+def test_list_columns_are_named_in_a_warning_at_fit(tmp_path):
+    path = tmp_path / "lists.jsonl"
+    events().with_columns(tags=pl.Series([["a", "b"], ["c"]] * 20)).write_ndjson(path)
+    with pytest.warns(io.DataWarning, match=r"models leave out 'tags' \(List\(String\)\)"):
+        schema = Schema.infer(io.read(path))
+    assert schema["tags"].role is Role.IGNORE
+
+
+def _write(tmp_path, frame: pl.DataFrame):
+    path = tmp_path / "typed.parquet"
+    frame.write_parquet(path)
+    return path

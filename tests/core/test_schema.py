@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 import pytest
 
@@ -107,3 +109,36 @@ def test_sequence_stats(payments_small):
     assert stats["entities"] == payments_small["customer_id"].n_unique()
     assert stats["events_per_entity_min"] <= stats["events_per_entity_median"] <= stats["events_per_entity_max"]
     assert stats["median_inter_arrival_s"] > 0
+
+
+def _keyed(entity: str, keys: list[str]) -> pl.DataFrame:
+    n = 200
+    return pl.DataFrame({
+        "ts": pl.datetime_range(datetime(2024, 1, 1), datetime(2024, 1, 1, 3, 19), "1m", time_zone="UTC",
+                                eager=True),
+        "channel": ["web", "app"] * (n // 2),
+        entity: [keys[i % len(keys)] for i in range(n)],
+        "amount": [float(i % 17) for i in range(n)],
+    })
+
+
+def test_an_entity_column_named_in_another_language_is_found_by_its_values(tmp_path):
+    frame = _keyed("客户", [f"c{i:03d}" for i in range(10)])
+    with pytest.warns(io.DataWarning, match=r"taking '客户' as the entity column, for its values: 10 keys"):
+        assert Schema.infer(frame).entity == "客户"
+    path = tmp_path / "客户.csv"
+    frame.write_csv(path)
+    with pytest.warns(io.DataWarning, match="'客户'"):
+        assert Schema.infer(io.read(path)).entity == "客户"
+
+
+def test_a_named_entity_wins_over_one_found_by_its_values(recwarn):
+    frame = _keyed("客户", [f"c{i:03d}" for i in range(10)]).with_columns(
+        pl.Series("customer_id", [f"u{i % 20}" for i in range(200)]))
+    assert Schema.infer(frame).entity == "customer_id"
+    assert not [w for w in recwarn if "entity column" in str(w.message)]
+
+
+@pytest.mark.parametrize("keys", [["ios", "android", "web", "tv", "car"], ["E1", "E2", "E3"]])
+def test_words_and_a_handful_of_codes_are_not_taken_for_entities(keys):
+    assert Schema.infer(_keyed("kunde", keys)).entity is None
