@@ -296,6 +296,10 @@ class BatchFileWriter:
                 self._parquet = pq.ParquetWriter(self.path, table.schema, compression="zstd")
             self._parquet.write_table(table)
         elif self.fmt == "csv":
+            # CSV has no duration type: a duration is written as a count of its own unit
+            durations = [name for name, dtype in batch.schema.items() if isinstance(dtype, pl.Duration)]
+            if durations:
+                batch = batch.with_columns(pl.col(durations).cast(pl.Int64))
             batch.write_csv(self._fh, include_header=self.rows == 0)
         else:
             batch.write_ndjson(self._fh)
