@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from streamsynth.constraints import check_constraints
 from streamsynth.contract import CONTRACT_COLUMNS, EVENT_ID, IS_ANOMALY, LABEL
 from streamsynth.errors import StreamsynthError, closest
 from streamsynth.io import DataWarning, is_epoch, is_time_name
@@ -102,6 +103,8 @@ class Schema:
     #: "auto" (found at fit), "off", or a list of stated changes to what is found:
     #: ``{determinants: [a, b], determines: c}`` adds one, ``{determines: c, off: true}`` drops one
     dependencies: str | list[dict[str, Any]] = "auto"
+    #: rules every sample keeps (see streamsynth.constraints): min/max, one_of, monotone, ...
+    constraints: list[dict[str, Any]] = field(default_factory=list)
 
     # -- lookups -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Column:
@@ -233,7 +236,7 @@ class Schema:
             for c in columns
         ]
         return Schema(columns=columns, entity=entity, time=time, label=self.label, extra=self.extra,
-                      dependencies=self.dependencies)
+                      dependencies=self.dependencies, constraints=self.constraints)
 
     # -- validation against data ---------------------------------------------------------
     def validate(self, frame: pl.DataFrame, source: str = "data") -> None:
@@ -264,16 +267,18 @@ class Schema:
             out["extra"] = self.extra
         if self.dependencies != "auto":
             out["dependencies"] = self.dependencies
+        if self.constraints:
+            out["constraints"] = self.constraints
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "schema") -> Schema:
         if isinstance(data, dict):
-            unknown = set(data) - {"entity", "time", "label", "columns", "extra", "dependencies"}
+            unknown = set(data) - {"entity", "time", "label", "columns", "extra", "dependencies", "constraints"}
             if unknown:
                 raise StreamsynthError(
                     f"{source}: unknown keys {sorted(unknown)}",
-                    hint="a schema has the keys entity, time, label, columns, dependencies",
+                    hint="a schema has the keys entity, time, label, columns, dependencies, constraints",
                 )
         if not isinstance(data, dict) or "columns" not in data:
             raise StreamsynthError(
@@ -307,6 +312,7 @@ class Schema:
             label=data.get("label"),
             extra=data.get("extra") or {},
             dependencies=check_dependencies(data.get("dependencies", "auto"), source),
+            constraints=check_constraints(data.get("constraints"), source),
         )
 
     def to_yaml(self, path: str | Path) -> None:
@@ -325,14 +331,18 @@ def overrides_from_yaml(path: str | Path) -> dict[str, Any]:
     data = read_yaml(path, what="schema file") or {}
     if not isinstance(data, dict):
         raise StreamsynthError(f"schema file {path}: expected a mapping at the top level")
-    unknown = set(data) - {"entity", "time", "time_format", "label", "columns", "extra", "dependencies"}
+    unknown = set(data) - {"entity", "time", "time_format", "label", "columns", "extra", "dependencies",
+                           "constraints"}
     if unknown:
         raise StreamsynthError(
             f"schema file {path}: unknown keys {sorted(unknown)}",
-            hint="a schema file has the keys entity, time, time_format, label, columns, dependencies",
+            hint="a schema file has the keys entity, time, time_format, label, columns, dependencies, "
+            "constraints",
         )
     if "dependencies" in data:
         data["dependencies"] = check_dependencies(data["dependencies"], f"schema file {path}")
+    if "constraints" in data:
+        data["constraints"] = check_constraints(data["constraints"], f"schema file {path}")
     if data.get("time_format") is not None and not isinstance(data["time_format"], str):
         raise StreamsynthError(
             f"schema file {path}: time_format is {data['time_format']!r}",

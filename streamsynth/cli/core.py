@@ -303,6 +303,7 @@ def read_with_schema(
         overrides=spec.get("columns"),
     )
     schema.dependencies = spec.get("dependencies", "auto")
+    schema.constraints = spec.get("constraints", [])
     return frame, schema
 
 

@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from streamsynth import __version__
+from streamsynth.constraints import ConstraintKeeper, columns_named
 from streamsynth.contract import (
     IS_ANOMALY,
     LABEL,
@@ -124,6 +125,10 @@ class Synthesizer(ABC):
                 f"too little data to learn from: {frame.height} events at {distinct} distinct times",
                 hint=f"give at least {MIN_EVENTS} events at 2 or more distinct times",
             )
+        missing = sorted(columns_named(schema.constraints) - set(frame.columns))
+        if missing:
+            raise StreamsynthError(f"schema constraints name {', '.join(map(repr, missing))}, not in the data",
+                                   hint=f"columns are: {', '.join(frame.columns)}")
         self.schema = schema
         sort_by = [c for c in (schema.entity, schema.time) if c]
         frame = frame.sort(sort_by, maintain_order=True)
@@ -368,13 +373,15 @@ class Synthesizer(ABC):
     # -- shared helpers ------------------------------------------------------------------------
     def _kept_dependencies(self, seed: int, conditioned: set[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
         """A batch with every learned dependency applied (but those fixing a conditioned column:
-        the condition wins); counts new determinant values in :attr:`dependency_draws`."""
+        the condition wins), then the schema's constraints; counts new determinant values in
+        :attr:`dependency_draws`."""
         self.dependency_draws = counts = {"rows": 0}
+        constraints = ConstraintKeeper(self.schema.constraints, self.schema.entity, seed)
 
         def keep(batch: pl.DataFrame) -> pl.DataFrame:
             batch, drawn = apply_all(batch, self.dependencies, seed, skip=conditioned)
             counts["rows"] += drawn
-            return batch
+            return constraints(batch)
 
         return keep
 
