@@ -15,7 +15,6 @@ import platform
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -46,6 +45,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.io import DataWarning
 from streamsynth.models.conditions import check_conditions, learn_domains
 from streamsynth.outputs import Staged, errno_in
+from streamsynth.request import Shard, StreamRequest
 from streamsynth.schema import Role, Schema, as_numbers, with_stored_types
 
 FORMAT_VERSION = 1
@@ -62,19 +62,6 @@ CHECKSUMS_FILE = "checksums.sha256"
 #: what a model folder may hold; saving replaces such a folder whole, and refuses one holding more
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, ENCODERS_FILE, CHECKSUMS_FILE, "schema.yaml")
 
-Shard = tuple[int, int]  # (index K, count N): this process makes entities with number % N == K
-
-
-@dataclass(frozen=True)
-class Needed:
-    """What a finite sample keeps of a stream: its first ``events`` events, those before ``end``.
-
-    Handed to ``_stream`` as a hint: a model may stop generating what cannot be among them (an
-    entity already past the cut-off); the events it yields before the cut-off stay the same.
-    """
-
-    events: int | None = None
-    end: datetime | None = None
 
 
 class Synthesizer(ABC):
@@ -173,15 +160,16 @@ class Synthesizer(ABC):
                 f"the end {end.isoformat()} is not after the start {start.isoformat()}",
                 hint="give an end (--end) later than the start (--start, default: the training start)",
             )
-        batches = self._stream(
+        batches = self._stream(StreamRequest(
             start=start,
             n_entities=n_entities or self.fitted_entities,
             seed=self.seed if seed is None else seed,
-            batch_size=batch_size,
+            events_per_batch=batch_size,
             conditions=conditions or {},
             shard=shard,
-            needed=Needed(n_events, end) if n_events is not None or end is not None else None,
-        )
+            n_events=n_events,
+            end=end,
+        ))
         # models cut batches by time windows; the contract's batches are exact in size
         kept = self._kept_dependencies(seed if seed is not None else self.seed, set(conditions or {}))
         batches = rebatch((self._finish(kept(batch)) for batch in batches if batch.height), batch_size)
@@ -348,19 +336,9 @@ class Synthesizer(ABC):
         """Learn from ``frame``, sorted by (entity, time); ``self.schema`` is set."""
 
     @abstractmethod
-    def _stream(
-        self,
-        *,
-        start: datetime,
-        n_entities: int,
-        seed: int,
-        batch_size: int,
-        conditions: dict[str, Any],
-        shard: Shard | None,
-        needed: Needed | None = None,
-    ) -> Iterator[pl.DataFrame]:
-        """Endless time-ordered batches for entities ``0..n_entities-1`` (those of ``shard``);
-        with ``needed``, they may end once nothing more could be among the events needed."""
+    def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
+        """Endless time-ordered batches for entities ``0..n_entities-1`` (those of the shard);
+        for a finite request they may end once nothing more could be among the events asked for."""
 
     @abstractmethod
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:

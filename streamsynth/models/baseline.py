@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,8 +26,9 @@ from streamsynth.encoders.resolution import Grid, TimeSnapper
 from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import event_key, generate, learn_shape
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
-from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
+from streamsynth.models.base import Synthesizer, shard_entities
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
+from streamsynth.request import StreamRequest
 from streamsynth.schema import Role
 
 # Sub-stream tags for rng keys, so draws for different purposes never coincide.
@@ -284,17 +284,9 @@ class BaselineSynthesizer(Synthesizer):
                 self.conditional[plan.name] = probs
 
     # -- generation ----------------------------------------------------------------------------
-    def _stream(
-        self,
-        *,
-        start: datetime,
-        n_entities: int,
-        seed: int,
-        batch_size: int,
-        conditions: dict[str, Any],
-        shard: Shard | None,
-        needed: Needed | None = None,
-    ) -> Iterator[pl.DataFrame]:
+    def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
+        start, n_entities, seed, batch_size = request.start, request.n_entities, request.seed, request.events_per_batch
+        conditions, shard = request.conditions, request.shard
         numbers = shard_entities(n_entities, shard)
         if numbers.size == 0:
             return

@@ -17,7 +17,8 @@ import yaml
 
 from streamsynth.contract import rebatch
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Needed, Shard, Synthesizer
+from streamsynth.models.base import Synthesizer
+from streamsynth.request import StreamRequest
 from streamsynth.rules import RuleGenerator, RuleSpec, build_plan, load_spec, parse_spec
 
 SPEC_FILE = "schema.yaml"
@@ -81,21 +82,12 @@ class RuleSynthesizer(Synthesizer):
                 hint="build it with RuleSynthesizer.from_file('schema.yaml')",
             )
 
-    def _stream(
-        self,
-        *,
-        start: datetime,
-        n_entities: int,
-        seed: int,
-        batch_size: int,
-        conditions: dict[str, Any],
-        shard: Shard | None,
-        needed: Needed | None = None,
-    ) -> Iterator[pl.DataFrame]:
-        start_us = (start - _EPOCH) // timedelta(microseconds=1)
+    def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
+        start_us = (request.start - _EPOCH) // timedelta(microseconds=1)
         generator = RuleGenerator(self.plan)
-        frames = generator.stream(start_us=start_us, n_entities=n_entities, seed=seed, shard=shard)
-        yield from rebatch(frames, batch_size)
+        frames = generator.stream(start_us=start_us, n_entities=request.n_entities, seed=request.seed,
+                                  shard=request.shard)
+        yield from rebatch(frames, request.events_per_batch)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         return {"spec": self.spec.model_dump(mode="json")}, {}, {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,13 +18,14 @@ import torch
 from streamsynth import threads
 from streamsynth.encoders.resolution import TimeSnapper
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Needed, Shard, Synthesizer
+from streamsynth.models.base import Synthesizer
 from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler
 from streamsynth.models.transformer_train import TrainConfig, train
 from streamsynth.privacy import PrivacyBudget
+from streamsynth.request import StreamRequest
 from streamsynth.rng import uniform
 
 
@@ -130,22 +130,14 @@ class TransformerSynthesizer(Synthesizer):
             best_val_nll=min((h["val"] for h in self.history if "val" in h), default=None),
         )
 
-    def _stream(
-        self,
-        *,
-        start: datetime,
-        n_entities: int,
-        seed: int,
-        batch_size: int,
-        conditions: dict[str, Any],
-        shard: Shard | None,
-        needed: Needed | None = None,
-    ) -> Iterator[pl.DataFrame]:
+    def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
+        start, n_entities, seed, batch_size = request.start, request.n_entities, request.seed, request.events_per_batch
+        conditions, shard = request.conditions, request.shard
         threads.configure()
         forced_events, forced_attrs, exact = self.codec.forced(conditions)
-        needed = needed or Needed()
         grid = self.codec.time_grid
-        max_events, end_s = needed.events, (needed.end - start).total_seconds() if needed.end is not None else None
+        max_events = request.n_events
+        end_s = (request.end - start).total_seconds() if request.end is not None else None
         if grid is not None:
             # Times snap down by less than the coarsest step; when only a share snap, the first
             # events after snapping need not be the first generated: generate without a count.

@@ -21,11 +21,12 @@ import torch
 from streamsynth import rng, threads
 from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
-from streamsynth.models.base import Needed, Shard, Synthesizer, shard_entities
+from streamsynth.models.base import Synthesizer, shard_entities
 from streamsynth.models.timegan.dp import train_private
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.models.timegan.train import Windows, train
 from streamsynth.privacy import PrivacyBudget
+from streamsynth.request import StreamRequest
 from streamsynth.schema import Column, Role, Schema
 
 #: Tables without a time column get this daily grid (one row a day per series).
@@ -239,17 +240,9 @@ class TimeGANSynthesizer(Synthesizer):
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     # -- generation ------------------------------------------------------------------------
-    def _stream(
-        self,
-        *,
-        start: datetime,
-        n_entities: int,
-        seed: int,
-        batch_size: int,
-        conditions: dict[str, Any],
-        shard: Shard | None,
-        needed: Needed | None = None,
-    ) -> Iterator[pl.DataFrame]:
+    def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
+        start, seed, batch_size = request.start, request.seed, request.events_per_batch
+        n_entities, shard = request.n_entities, request.shard
         series = shard_entities(n_entities, shard)
         if len(series) == 0:
             return
