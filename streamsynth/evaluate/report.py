@@ -122,24 +122,37 @@ def _figures(items: list[str]) -> str:
     return '<div class="figs">' + "".join(items) + "</div>"
 
 
-def render(result: EvaluationResult) -> str:
-    """The report as one HTML string (no external resources)."""
-    f, u, fig = result.fidelity, result.utility, result.figures
-    sections: list[str] = []
-    count = 0
+class _Page:
+    """The report's sections as they are written, and how many figures they hold (the page's
+    script checks that it drew them all)."""
 
-    def figs(items: list[str]) -> str:
-        nonlocal count
-        count += len(items)
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.figure_count = 0
+
+    def add(self, html: str) -> None:
+        self.parts.append(html)
+
+    def figures(self, items: list[str]) -> str:
+        self.figure_count += len(items)
         return _figures(items)
 
-    # -- fidelity: first what tells the two sides apart, then column by column
+
+def _tells_apart(page: _Page, result: EvaluationResult) -> None:
+    """What tells real from synthetic events: the row-and-lag discriminator."""
+    f = result.fidelity
     if f.discriminator:
-        sections.append("<h2>What tells real from synthetic events</h2>")
-        sections.append(_discriminator(f.discriminator))
+        page.add("<h2>What tells real from synthetic events</h2>")
+        page.add(_discriminator(f.discriminator))
+
+
+def _numeric(page: _Page, result: EvaluationResult) -> None:
+    """Numeric columns: distances, moments, histograms and QQ plots."""
+    f = result.fidelity
+    fig = result.figures
     if f.numeric:
-        sections.append("<h2>Numeric columns</h2>")
-        sections.append(
+        page.add("<h2>Numeric columns</h2>")
+        page.add(
             _table(
                 [
                     "column",
@@ -174,10 +187,16 @@ def render(result: EvaluationResult) -> str:
             if name in fig.get("qq", {}):
                 q = fig["qq"][name]
                 items.append(plots.qq(f"{name}: QQ plot", q["real"], q["synth"]))
-        sections.append(figs(items))
+        page.add(page.figures(items))
+
+
+def _categorical(page: _Page, result: EvaluationResult) -> None:
+    """Categorical and boolean columns: total variation and shares."""
+    f = result.fidelity
+    fig = result.figures
     if f.categorical:
-        sections.append("<h2>Categorical and boolean columns</h2>")
-        sections.append(
+        page.add("<h2>Categorical and boolean columns</h2>")
+        page.add(
             _table(
                 [
                     "column",
@@ -200,35 +219,43 @@ def render(result: EvaluationResult) -> str:
                 ],
             )
         )
-        sections.append(
-            figs(
+        page.add(
+            page.figures(
                 [
                     plots.bars(f"{name}: shares", b["labels"], b["real"], b["synth"])
                     for name, b in fig.get("categories", {}).items()
                 ]
             )
         )
-    # -- fidelity: columns fixed by others
+
+
+def _dependencies(page: _Page, result: EvaluationResult) -> None:
+    """Columns fixed by others: the rows breaking each dependency of the real data."""
+    f = result.fidelity
     if f.dependencies is not None:
-        sections.append("<h2>Dependencies between columns</h2>")
-        sections.append(
+        page.add("<h2>Dependencies between columns</h2>")
+        page.add(
             f'<p class="note">{_num(f.dependencies.broken_share)} of synthetic rows break at least one '
             "dependency the real data holds (worst first)</p>"
         )
-        sections.append(_table(
+        page.add(_table(
             ["dependency (real rows)", "synthetic rows breaking it", "example"],
             [[d.rule, d.broken_share, ", ".join(f"{k}={v}" for k, v in d.example.items()) if d.example else "-"]
              for d in f.dependencies.dependencies],
         ))
-    # -- fidelity: dependence
+
+
+def _matrices(page: _Page, result: EvaluationResult) -> None:
+    """Correlation and association matrices, real, synthetic and their difference."""
+    f = result.fidelity
     for title, m, lo in (
         ("Spearman correlation", f.correlation, -1.0),
         ("Cramer's V association", f.association, 0.0),
     ):
         if m is None:
             continue
-        sections.append(f"<h2>{title}</h2>")
-        sections.append(
+        page.add(f"<h2>{title}</h2>")
+        page.add(
             f'<p class="note">mean |difference| {_num(m.mean_abs_diff)}, '
             f"max {_num(m.max_abs_diff)}</p>"
         )
@@ -236,8 +263,8 @@ def render(result: EvaluationResult) -> str:
             [s - r for r, s in zip(rr, sr, strict=True)]
             for rr, sr in zip(m.real, m.synth, strict=True)
         ]
-        sections.append(
-            figs(
+        page.add(
+            page.figures(
                 [
                     plots.heatmap(f"{title}: real", m.columns, m.real, lo, 1.0),
                     plots.heatmap(f"{title}: synthetic", m.columns, m.synth, lo, 1.0),
@@ -245,7 +272,13 @@ def render(result: EvaluationResult) -> str:
                 ]
             )
         )
-    # -- fidelity: sequences and time
+
+
+def _sequence_plots(result: EvaluationResult) -> list[str]:
+    """Autocorrelation within entities, inter-arrival and events-per-entity histograms, the hour
+    and weekday profiles."""
+    f = result.fidelity
+    fig = result.figures
     seq_items = []
     for a in f.autocorrelation:
         seq_items.append(
@@ -281,44 +314,57 @@ def render(result: EvaluationResult) -> str:
                     (0.0, max(prof.real + prof.synth + [1e-9]) * 1.1),
                 )
             )
+    return seq_items
+
+
+def _sequence_rows(result: EvaluationResult) -> list[list[Any]]:
+    """The sequence and time quantities, one table row each."""
+    f = result.fidelity
+    rows = []
+    if f.inter_arrival:
+        ia = f.inter_arrival
+        rows.append(
+            [
+                "inter-arrival (s)",
+                ia.ks,
+                ia.wasserstein_log,
+                ia.real_mean,
+                ia.synth_mean,
+                ia.real_quantiles.get("p50"),
+                ia.synth_quantiles.get("p50"),
+            ]
+        )
+    if f.events_per_entity:
+        ep = f.events_per_entity
+        rows.append(
+            [
+                "events per entity",
+                ep.ks,
+                ep.wasserstein_log,
+                ep.real_mean,
+                ep.synth_mean,
+                ep.real_quantiles.get("p50"),
+                ep.synth_quantiles.get("p50"),
+            ]
+        )
+    if f.hour_of_day:
+        rows.append(
+            ["hour-of-day profile (TV)", f.hour_of_day.tv, None, None, None, None, None]
+        )
+    if f.day_of_week:
+        rows.append(
+            ["day-of-week profile (TV)", f.day_of_week.tv, None, None, None, None, None]
+        )
+    return rows
+
+
+def _sequences(page: _Page, result: EvaluationResult) -> None:
+    """Sequences and time: the quantities' table, then the plots."""
+    seq_items = _sequence_plots(result)
     if seq_items:
-        sections.append("<h2>Sequences and time</h2>")
-        rows = []
-        if f.inter_arrival:
-            ia = f.inter_arrival
-            rows.append(
-                [
-                    "inter-arrival (s)",
-                    ia.ks,
-                    ia.wasserstein_log,
-                    ia.real_mean,
-                    ia.synth_mean,
-                    ia.real_quantiles.get("p50"),
-                    ia.synth_quantiles.get("p50"),
-                ]
-            )
-        if f.events_per_entity:
-            ep = f.events_per_entity
-            rows.append(
-                [
-                    "events per entity",
-                    ep.ks,
-                    ep.wasserstein_log,
-                    ep.real_mean,
-                    ep.synth_mean,
-                    ep.real_quantiles.get("p50"),
-                    ep.synth_quantiles.get("p50"),
-                ]
-            )
-        if f.hour_of_day:
-            rows.append(
-                ["hour-of-day profile (TV)", f.hour_of_day.tv, None, None, None, None, None]
-            )
-        if f.day_of_week:
-            rows.append(
-                ["day-of-week profile (TV)", f.day_of_week.tv, None, None, None, None, None]
-            )
-        sections.append(
+        page.add("<h2>Sequences and time</h2>")
+        rows = _sequence_rows(result)
+        page.add(
             _table(
                 [
                     "quantity",
@@ -332,13 +378,18 @@ def render(result: EvaluationResult) -> str:
                 rows,
             )
         )
-        sections.append(figs(seq_items))
+        page.add(page.figures(seq_items))
+
+
+def _samples(page: _Page, result: EvaluationResult) -> None:
+    """A few real and synthetic sequences side by side."""
+    fig = result.figures
     samples = fig.get("samples")
     if samples and (samples["real"] or samples["synth"]):
-        sections.append("<h2>Sample sequences</h2>")
+        page.add("<h2>Sample sequences</h2>")
         column = samples["column"]
-        sections.append(
-            figs(
+        page.add(
+            page.figures(
                 [
                     plots.sequences(f"real: {column}", samples["real"], plots.REAL, column),
                     plots.sequences(f"synthetic: {column}", samples["synth"], plots.SYNTH, column),
@@ -346,9 +397,13 @@ def render(result: EvaluationResult) -> str:
             )
         )
         ids = ", ".join(s["entity"] for s in samples["real"])
-        sections.append(f'<p class="note">real entities shown: {escape(ids)}</p>')
-    # -- utility, privacy, balance
-    sections.append("<h2>Utility</h2>")
+        page.add(f'<p class="note">real entities shown: {escape(ids)}</p>')
+
+
+def _utility(page: _Page, result: EvaluationResult) -> None:
+    """Utility: discriminative, predictive and fraud scores."""
+    u = result.utility
+    page.add("<h2>Utility</h2>")
     rows = [
         ["discriminative score (|acc - 0.5|, 0 best)", u.discriminative],
         [
@@ -374,13 +429,17 @@ def render(result: EvaluationResult) -> str:
                 ", ".join(d.column for d in fr.dropped) or "none",
             ],
         ]
-    sections.append(_table(["metric", "value"], rows))
+    page.add(_table(["metric", "value"], rows))
     for note in u.notes:
-        sections.append(f'<p class="note">{escape(note)}</p>')
+        page.add(f'<p class="note">{escape(note)}</p>')
+
+
+def _privacy(page: _Page, result: EvaluationResult) -> None:
+    """Privacy: distances to the closest record and exact copies."""
     if result.privacy:
         p = result.privacy
-        sections.append("<h2>Privacy</h2>")
-        sections.append(
+        page.add("<h2>Privacy</h2>")
+        page.add(
             _table(
                 ["measure", "synthetic", "real holdout (baseline)", "beyond the holdout's share"],
                 [
@@ -402,14 +461,18 @@ def render(result: EvaluationResult) -> str:
                 ],
             )
         )
-        sections.append(
+        page.add(
             f'<p class="note">{p.rows_compared} rows per side against {p.reference_rows} real '
             f"reference rows; {_num(p.closer_than_holdout_p5)} of synthetic rows are as close as "
             "the closest 5% of the holdout.</p>"
         )
-        sections.append(f'<p class="note">{escape(COPIES_NOTE)}</p>')
+        page.add(f'<p class="note">{escape(COPIES_NOTE)}</p>')
+
+
+def _attacks(page: _Page, result: EvaluationResult) -> None:
+    """Privacy attacks: membership and attribute inference."""
     if result.membership or result.attribute:
-        sections.append("<h2>Privacy attacks</h2>")
+        page.add("<h2>Privacy attacks</h2>")
         rows = []
         if result.membership:
             m = result.membership
@@ -430,24 +493,28 @@ def render(result: EvaluationResult) -> str:
                 ["accuracy on rows never trained on", a.non_member_accuracy],
                 ["leakage (training minus never-trained accuracy)", a.leakage],
             ]
-        sections.append(_table(["attack", "value"], rows))
+        page.add(_table(["attack", "value"], rows))
+
+
+def _balance(page: _Page, result: EvaluationResult) -> None:
+    """Label balance, overall and by category."""
     if result.balance:
         b = result.balance
-        sections.append(f"<h2>Label balance ({escape(b.label)})</h2>")
-        sections.append(
+        page.add(f"<h2>Label balance ({escape(b.label)})</h2>")
+        page.add(
             _table(["", "real", "synthetic"], [["positive rate", b.real_rate, b.synth_rate]])
         )
         if b.real_classes:
             keys = sorted(set(b.real_classes) | set(b.synth_classes))
-            sections.append(
+            page.add(
                 _table(
                     ["label value", "real share", "synthetic share"],
                     [[k, b.real_classes.get(k, 0.0), b.synth_classes.get(k, 0.0)] for k in keys],
                 )
             )
         for name, rates in b.per_category.items():
-            sections.append(f"<h3>by {escape(name)}</h3>")
-            sections.append(
+            page.add(f"<h3>by {escape(name)}</h3>")
+            page.add(
                 _table(
                     ["value", "real rows", "synth rows", "real rate", "synth rate"],
                     [
@@ -456,6 +523,20 @@ def render(result: EvaluationResult) -> str:
                     ],
                 )
             )
+
+
+#: the report's sections, in order: first what tells the two sides apart, then column by column,
+#: dependence, sequences, and then utility, privacy and balance
+SECTIONS = (_tells_apart, _numeric, _categorical, _dependencies, _matrices, _sequences, _samples,
+            _utility, _privacy, _attacks, _balance)
+
+
+def render(result: EvaluationResult) -> str:
+    """The report as one HTML string (no external resources)."""
+    page = _Page()
+    for section in SECTIONS:
+        section(page, result)
+    sections, count = page.parts, page.figure_count
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     head = (
         "<h1>streamsynth evaluation</h1>"
@@ -472,6 +553,8 @@ def render(result: EvaluationResult) -> str:
         f"<style>{CSS}</style></head><body>{head}{''.join(sections)}"
         f"<h2>Render check</h2>{check}<script>{RENDER_CHECK}</script></body></html>"
     )
+
+
 
 
 def write_report(result: EvaluationResult, path: str | Path) -> Path:
