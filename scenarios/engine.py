@@ -46,75 +46,93 @@ def inject(
     ``anchor`` defaults to the first base event's time. ``report`` (a dict) is filled as the
     stream runs with each event's window and its added, changed and removed row counts.
     """
-    time = ctx.time
-    injectors: list[Injector] = []
-    pending: pl.DataFrame | None = None
-    columns: list[str] = []
-    extra: dict[str, pl.DataType] = {}
-    ready = False
+    return Injection(scenario, ctx, anchor, report).run(base)
 
-    def setup(first: pl.DataFrame) -> None:
-        nonlocal anchor, columns, ready
-        ready = True
-        anchor = anchor or first[time][0]
-        if ctx.end is None and ctx.duration is not None:
-            ctx.end = anchor + ctx.duration
-        describe_base(ctx, first)
-        injectors.extend(build_injectors(scenario, anchor))
-        for injector in injectors:
-            injector.bind(ctx)
-            extra.update(injector.extra_columns(time))
-        columns = order_columns(align_first(first, extra), time, ctx.entity).columns
-        fraud = [inj.start for inj in injectors if inj.fraud]
-        if ctx.pool is None and fraud:
-            ctx.pool = StreamPool(time, ctx.entity, until=max(fraud))
-        if ctx.pool is not None:
-            ctx.pool.calibrate(anchor)
 
-    def align(frame: pl.DataFrame) -> pl.DataFrame:
-        missing = [pl.lit(None, dtype=dtype).alias(c) for c, dtype in extra.items() if c not in frame.columns]
-        return (frame.with_columns(missing) if missing else frame).select(columns)
+class Injection:
+    """One run of a scenario over a base stream: the injectors, the rows they made that wait
+    for the base to pass their time, and the output's columns."""
 
-    def merge(added: list[pl.DataFrame]) -> pl.DataFrame | None:
-        parts = ([pending] if pending is not None else []) + [align(rows) for rows in added if rows.height]
-        return pl.concat(parts, how="vertical").sort(time, maintain_order=True) if parts else None
+    def __init__(self, scenario: Scenario, ctx: Context, anchor: datetime | None,
+                 report: dict[str, Any] | None) -> None:
+        self.scenario, self.ctx, self.anchor, self.report = scenario, ctx, anchor, report
+        self.time = ctx.time
+        self.injectors: list[Injector] = []
+        self.pending: pl.DataFrame | None = None  # made rows not yet reached by the base
+        self.columns: list[str] = []
+        self.extra: dict[str, pl.DataType] = {}  # columns injectors add
+        self.ready = False
 
-    def describe() -> None:
-        if report is not None:
-            report["events"] = [inj.report() for inj in injectors]
+    def run(self, base: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        ctx = self.ctx
+        for batch in base:
+            if batch.height == 0:
+                continue
+            if not self.ready:
+                self._setup(ctx.first if ctx.first is not None else batch)
+                self._describe()
+            out = self._apply(batch)
+            self._describe()
+            if out.height:
+                yield out
+        if not self.ready and ctx.first is not None:  # a shard without base rows of its own
+            self._setup(ctx.first)
+        if ctx.end is not None:  # windows the base ended inside, or never reached on this shard
+            self.pending = self._merge([rows for inj in self.injectors if (rows := inj.close(ctx.end)) is not None])
+        self._describe()
+        if self.pending is not None and self.pending.height:
+            yield self.pending
 
-    for batch in base:
-        if batch.height == 0:
-            continue
-        if not ready:
-            setup(ctx.first if ctx.first is not None else batch)
-            describe()
-        if ctx.pool is not None:
-            ctx.pool.add(batch)
+    def _apply(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """One base batch through every injector, with the made rows it has reached merged in."""
+        time = self.time
+        if self.ctx.pool is not None:
+            self.ctx.pool.add(batch)
         reached = batch[time][-1]
         added = []
-        for injector in injectors:
+        for injector in self.injectors:
             batch, rows = injector.apply(batch)
             if rows is not None:
                 added.append(rows)
         if added:
-            pending = merge(added)
-        out = align(batch) if extra else batch
-        if pending is not None:
-            cut = int(pending[time].search_sorted(reached, side="right"))
+            self.pending = self._merge(added)
+        out = self._align(batch) if self.extra else batch
+        if self.pending is not None:
+            cut = int(self.pending[time].search_sorted(reached, side="right"))
             if cut:
-                out = pl.concat([out, pending.slice(0, cut)], how="vertical").sort(time, maintain_order=True)
-                pending = pending.slice(cut) if cut < pending.height else None
-        describe()
-        if out.height:
-            yield out
-    if not ready and ctx.first is not None:  # a shard without base rows of its own
-        setup(ctx.first)
-    if ctx.end is not None:  # windows the base ended inside, or never reached on this shard
-        pending = merge([rows for inj in injectors if (rows := inj.close(ctx.end)) is not None])
-    describe()
-    if pending is not None and pending.height:
-        yield pending
+                out = pl.concat([out, self.pending.slice(0, cut)], how="vertical").sort(time, maintain_order=True)
+                self.pending = self.pending.slice(cut) if cut < self.pending.height else None
+        return out
+
+    def _setup(self, first: pl.DataFrame) -> None:
+        ctx, time = self.ctx, self.time
+        self.ready = True
+        self.anchor = self.anchor or first[time][0]
+        if ctx.end is None and ctx.duration is not None:
+            ctx.end = self.anchor + ctx.duration
+        describe_base(ctx, first)
+        self.injectors.extend(build_injectors(self.scenario, self.anchor))
+        for injector in self.injectors:
+            injector.bind(ctx)
+            self.extra.update(injector.extra_columns(time))
+        self.columns = order_columns(align_first(first, self.extra), time, ctx.entity).columns
+        fraud = [inj.start for inj in self.injectors if inj.fraud]
+        if ctx.pool is None and fraud:
+            ctx.pool = StreamPool(time, ctx.entity, until=max(fraud))
+        if ctx.pool is not None:
+            ctx.pool.calibrate(self.anchor)
+
+    def _align(self, frame: pl.DataFrame) -> pl.DataFrame:
+        missing = [pl.lit(None, dtype=dtype).alias(c) for c, dtype in self.extra.items() if c not in frame.columns]
+        return (frame.with_columns(missing) if missing else frame).select(self.columns)
+
+    def _merge(self, added: list[pl.DataFrame]) -> pl.DataFrame | None:
+        parts = ([self.pending] if self.pending is not None else []) + [self._align(r) for r in added if r.height]
+        return pl.concat(parts, how="vertical").sort(self.time, maintain_order=True) if parts else None
+
+    def _describe(self) -> None:
+        if self.report is not None:
+            self.report["events"] = [inj.report() for inj in self.injectors]
 
 
 def align_first(batch: pl.DataFrame, extra: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -91,21 +91,11 @@ def open_source(
     return kind.open(text, path, request)
 
 
-def open_scenario_run(
-    scenario: str | Path | Scenario,
-    *,
-    seed: int | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    n_entities: int | None = None,
-    n_events: int | None = None,
-    batch_size: int | None = None,
-    shard: tuple[int, int] | None = None,
-) -> ScenarioStream:
+def open_scenario_run(scenario: str | Path | Scenario, **overrides: Any) -> ScenarioStream:
     """A scenario's labelled stream: its base opened through :data:`SOURCES`, then its events.
-    Keyword arguments override the file's base settings."""
-    scenario, base = plan_base(scenario, seed=seed, start=start, end=end, n_entities=n_entities,
-                               n_events=n_events, batch_size=batch_size, shard=shard)
+    ``overrides`` (seed, start, end, n_entities, n_events, batch_size, shard) override the
+    file's base settings, as :func:`streamsynth.scenarios.source.plan_base` takes them."""
+    scenario, base = plan_base(scenario, **overrides)
     if _is_scenario(Path(base.source)):
         raise StreamsynthError(
             f"{scenario.path}: base.source: {base.source!r} is a scenario file",
