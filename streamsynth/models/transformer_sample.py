@@ -26,6 +26,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.models.heap import keep_freed_memory
 from streamsynth.models.transformer_codec import OFFSET_CLASSES, UNIFORM_OFFSET_KEY, EventCodec
 from streamsynth.models.transformer_network import N_TIME, EventTransformer, FieldHeads, KVCache, time_features
+from streamsynth.rng_torch import hash_chain, seed_hash, to_uniform
 from streamsynth.threads import threads_for
 
 FLUSH_EVERY = 8  # steps between releases of finished events
@@ -33,55 +34,6 @@ SLOT_STATE = ("ent", "wstart", "pos", "t", "last", "attrs", "hbase")  # per-slot
 SORT_EVERY = 16  # steps between sorts of the slots by position (costs about one cache copy)
 
 # -- counter-based uniforms in torch, bit-identical to streamsynth.rng.uniform -------------------
-_GOLDEN = 0x9E3779B97F4A7C15
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
-
-
-def _signed(x: int) -> int:
-    x &= 0xFFFFFFFFFFFFFFFF
-    return x - (1 << 64) if x >= 1 << 63 else x
-
-
-def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Logical right shift of int64 bit patterns."""
-    return (x >> s) & ((1 << (64 - s)) - 1)
-
-
-def _mix(x: torch.Tensor) -> torch.Tensor:
-    x = x ^ _srl(x, 30)
-    x = x * _signed(_M1)
-    x = x ^ _srl(x, 27)
-    x = x * _signed(_M2)
-    return x ^ _srl(x, 31)
-
-
-def hash_chain(h: torch.Tensor | int, key: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
-    """One step of :func:`streamsynth.rng.hash64`'s chain: ``mix(h ^ (key + golden))``."""
-    if not isinstance(h, torch.Tensor):
-        h = torch.tensor(_signed(h), dtype=torch.long, device=device)
-    if not isinstance(key, torch.Tensor):
-        key = torch.tensor(_signed(key), dtype=torch.long, device=h.device)
-    return _mix(h ^ (key + _signed(_GOLDEN)))
-
-
-def seed_hash(seed: int, device: torch.device) -> torch.Tensor:
-    return _mix(torch.tensor(_signed(seed + _GOLDEN), dtype=torch.long, device=device))
-
-
-def to_uniform(h: torch.Tensor) -> torch.Tensor:
-    return (_srl(h, 11).double() + 0.5) / float(2**53)
-
-
-def torch_uniform(seed: int, *keys: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
-    """``streamsynth.rng.uniform(seed, *keys)`` computed in torch (on any device)."""
-    device = device or next((k.device for k in keys if isinstance(k, torch.Tensor)), torch.device("cpu"))
-    h = seed_hash(seed, device)
-    for key in keys:
-        h = hash_chain(h, key)
-    return to_uniform(h)
-
-
 def cpu_has_bf16() -> bool:
     """True when this CPU multiplies bf16 matrices natively (avx512_bf16 or AMX tiles); other
     architectures than x86 are not probed (True)."""

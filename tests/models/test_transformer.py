@@ -17,7 +17,7 @@ from streamsynth.contract import CONTRACT_COLUMNS, check_stream, take
 from streamsynth.datasets import payments
 from streamsynth.errors import StreamsynthError
 from streamsynth.models import create, load_model
-from streamsynth.models.transformer_sample import torch_uniform
+from streamsynth.rng_torch import torch_uniform
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "epochs": 2, "batch_size": 8, "progress": False}
 
