@@ -15,7 +15,7 @@ EXIT_GATE_FAILED = 1
 _FAIL_HELP = (
     "KEY=VALUE: fail (exit code 1) when metric KEY is worse than VALUE; repeatable. "
     "Lower is better for every key but fraud_auc_ratio, dcr_ratio and nndr. Keys: ks, "
-    "wasserstein, tv, correlation, association, autocorrelation, inter_arrival, "
+    "wasserstein, tv, dependencies, correlation, association, autocorrelation, inter_arrival, "
     "events_per_entity, hour_of_day, day_of_week, discriminator_auc, discriminative, predictive, predictive_ratio, "
     "fraud_auc_ratio, dcr_ratio, row_copies_excess, sequence_copies_excess, nndr, mia_auc, "
     "attribute_advantage, attribute_leakage, label_rate, and "
