@@ -1,7 +1,7 @@
 """Delivery commands: ``replay`` a source to Kafka, HTTP, files or stdout, and ``verify`` it arrived.
 
-This is where a SOURCE becomes a stream (via :mod:`streamsynth.pipeline`); everything after that
-is the ``connectors`` package. The manifest of a replay records the source's arguments, so
+This is where a SOURCE becomes a stream (:meth:`SourceOptions.open`, via :mod:`streamsynth.pipeline`);
+everything after that is the ``connectors`` package. The manifest of a replay records the source's arguments, so
 ``verify`` can regenerate exactly what was sent and reconcile it with what a sink holds.
 """
 

@@ -85,11 +85,12 @@ class SourceOptions:
         )
 
     def resolved_seed(self, description: dict[str, Any] | None) -> int | None:
-        """The seed the stream was drawn with, for a manifest: the model's own when --seed is not
-        given (``description`` is the opened source's), else --seed."""
-        if description and description.get("seed") is not None:
-            return description["seed"]
-        return self.seed
+        """The seed the stream was drawn with, for a manifest: the opened source's (a model's own
+        seed when --seed is not given; none for recorded data), or --seed when the source never
+        opened (``description`` None)."""
+        if description is None:
+            return self.seed
+        return description.get("seed")
 
     def as_args(self) -> dict[str, Any]:
         """The options as a replay records them in its checkpoint and manifest (``source_args``)."""

@@ -148,6 +148,14 @@ def test_replay_manifest_records_the_seed_sample_records(tmp_path, model_dir):
     assert json.loads((tmp_path / "q.jsonl.manifest.json").read_text())["seed"] == 9
 
 
+def test_source_options_round_trip_through_a_replay_record():
+    from streamsynth.cli.source_options import SourceOptions
+
+    options = SourceOptions("demo", n_events=5, seed=3, shard="1/2", conditions=("is_fraud=true",), events_per_batch=7)
+    assert SourceOptions.from_args(json.loads(json.dumps(options.as_args()))) == options
+    assert SourceOptions.from_args({"source": "demo"}) == SourceOptions("demo")  # an older record's missing keys
+
+
 # -- bad input: one clear message, exit code 2, no traceback --------------------------------------
 def _bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "empty.csv").write_text("")
