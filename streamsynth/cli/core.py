@@ -13,29 +13,13 @@ import typer
 from typer.core import TyperCommand
 
 from streamsynth.cli import app, closed_stdout
-from streamsynth.cli.options import (
-    Progress,
-    parse_conditions,
-    parse_shard,
-    parse_time,
-    print_table,
-)
+from streamsynth.cli.options import Progress, print_table
+from streamsynth.cli.source_options import SourceOptions, source_options
 from streamsynth.contract import check_count, take
 from streamsynth.errors import StreamsynthError
 from streamsynth.models import MODELS
 
 MODEL_KINDS = list(MODELS)
-
-SourceArg = Annotated[str, typer.Argument(help="A model directory, a rules schema (.yaml), a data file, or 'demo'.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
-ShardOpt = Annotated[str | None, typer.Option("--shard", help="Generate only shard K/N of the entities, e.g. 3/16.")]
-StartOpt = Annotated[str | None, typer.Option("--start", help="Event time of the start (ISO 8601).")]
-EntitiesOpt = Annotated[int | None, typer.Option("--entities", help="Number of entities (default: as trained).")]
-EventsOpt = Annotated[int | None, typer.Option("--events", "-n", help="Stop after this many events.")]
-EndOpt = Annotated[str | None, typer.Option("--end", help="Stop at this event time (ISO 8601).")]
-ConditionOpt = Annotated[
-    list[str] | None, typer.Option("--condition", "-c", help="COLUMN=VALUE; e.g. is_fraud=true. Repeatable.")
-]
 
 
 def _remember_model(ctx: typer.Context, value: str) -> str:
@@ -118,53 +102,39 @@ def fit(
 
 
 @app.command()
+@source_options()
 def sample(
-    source: SourceArg,
+    source: SourceOptions,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet, .csv, .jsonl).")],
-    n_events: EventsOpt = None,
-    end: EndOpt = None,
-    entities: EntitiesOpt = None,
-    start: StartOpt = None,
-    seed: SeedOpt = None,
-    shard: ShardOpt = None,
-    condition: ConditionOpt = None,
 ) -> None:
     """Write a finite, labelled sample with a manifest beside it."""
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
     from streamsynth.outputs import Staged
 
-    src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition)
+    src = source.open()
     counter = ManifestCounter(time=src.time)
     # the sample and its manifest replace an earlier pair together, or not at all
     with Staged() as stage:
-        with Progress(total=n_events, label="sampling") as progress:
+        with Progress(total=source.n_events, label="sampling") as progress:
             batches = (progress.advance(counter.add(b)) for b in src.stream)
             _write(batches, output, stage)
         record = build_manifest(counter=counter, output=output, model=src.description,
-                                seed=src.description.get("seed"))
+                                seed=source.resolved_seed(src.description))
         path = write_manifest(record, output, stage)
     typer.echo(f"wrote {counter.events:,} events to {output} (manifest {path.name})", err=True)
 
 
 @app.command()
+@source_options(batch_size=True)
 def stream(
-    source: SourceArg,
+    source: SourceOptions,
     output: Annotated[str, typer.Option("--output", "-o", help="'-' for JSON lines on stdout, or a file.")] = "-",
-    n_events: EventsOpt = None,
-    end: EndOpt = None,
-    entities: EntitiesOpt = None,
-    start: StartOpt = None,
-    seed: SeedOpt = None,
-    shard: ShardOpt = None,
-    condition: ConditionOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Events per batch.")] = 10_000,
 ) -> None:
     """Generate an endless (or limited) stream as fast as possible; Ctrl-C stops it cleanly.
 
     For paced delivery to Kafka, HTTP or rotating files, use `streamsynth replay`.
     """
-    src = open_for_cli(source, seed, start, end, entities, n_events, shard, condition, batch_size=batch_size,
-                       endless=True)
+    src = source.open(endless=True)
     written = 0
     try:
         if output == "-":
@@ -324,29 +294,6 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
                 pass
         out[key.strip().replace("-", "_")] = parsed
     return out
-
-
-def open_for_cli(
-    source: str, seed: int | None, start: str | None, end: str | None, entities: int | None,
-    n_events: int | None, shard: str | None, condition: list[str] | None, batch_size: int = 10_000,
-    endless: bool = False,
-) -> Any:
-    """Open a source; a model's stream without --events or --end covers the training span,
-    unless ``endless`` (``streamsynth stream``)."""
-    from streamsynth.pipeline import open_source
-
-    return open_source(
-        source,
-        seed=seed,
-        start=parse_time(start, "--start") if start else None,
-        end=parse_time(end, "--end") if end else None,
-        n_entities=entities,
-        n_events=n_events,
-        batch_size=batch_size,
-        shard=parse_shard(shard) if shard else None,
-        conditions=parse_conditions(condition),
-        span_default=not endless,
-    )
 
 
 def _write(batches: Any, path: Path, stage: Any = None) -> int:

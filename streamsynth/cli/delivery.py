@@ -1,7 +1,7 @@
 """Delivery commands: ``replay`` a source to Kafka, HTTP, files or stdout, and ``verify`` it arrived.
 
-This is where a SOURCE becomes a stream (via :mod:`streamsynth.pipeline`); everything after that
-is the ``connectors`` package. The manifest of a replay records the source's arguments, so
+This is where a SOURCE becomes a stream (:meth:`SourceOptions.open`, via :mod:`streamsynth.pipeline`);
+everything after that is the ``connectors`` package. The manifest of a replay records the source's arguments, so
 ``verify`` can regenerate exactly what was sent and reconcile it with what a sink holds.
 """
 
@@ -17,17 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from streamsynth.cli import app
-from streamsynth.cli.core import (
-    ConditionOpt,
-    EndOpt,
-    EntitiesOpt,
-    EventsOpt,
-    SeedOpt,
-    ShardOpt,
-    SourceArg,
-    StartOpt,
-    open_for_cli,
-)
+from streamsynth.cli.source_options import SourceOptions, source_options
 from streamsynth.connectors import open_sink, read_back
 from streamsynth.connectors.base import SinkURL
 from streamsynth.connectors.checkpoint import Checkpoint, CheckpointLock
@@ -48,8 +38,9 @@ DEFAULT_MANIFEST = "replay.manifest.json"
 
 
 @app.command("replay")
+@source_options(batch_size=True)
 def replay_command(
-    source: SourceArg,
+    source: SourceOptions,
     to: Annotated[str, typer.Option("--to", help="kafka://host:9092/topic, http(s)://host/path, "
                                     "file:///dir/out.parquet (.jsonl, .csv), or - for stdout.")],
     speed: Annotated[float | None, typer.Option("--speed", help="Event time per wall-clock time: "
@@ -64,14 +55,6 @@ def replay_command(
     manifest: Annotated[Path | None, typer.Option("--manifest", help="Where to write the manifest "
                                                   "(default: beside a file output, else "
                                                   f"./{DEFAULT_MANIFEST}).")] = None,
-    n_events: EventsOpt = None,
-    end: EndOpt = None,
-    entities: EntitiesOpt = None,
-    start: StartOpt = None,
-    seed: SeedOpt = None,
-    shard: ShardOpt = None,
-    condition: ConditionOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Events per source batch.")] = 10_000,
     flush_every: Annotated[float, typer.Option("--flush-every", min=0.001, help="Seconds between "
                                                "acknowledgement checkpoints.")] = 1.0,
     shutdown_timeout: Annotated[float, typer.Option(
@@ -96,13 +79,10 @@ def replay_command(
         with _signals() as signals:
             pacing = Pacing(speed=speed, rate=rate)
             sink_url = SinkURL.parse(to)
-            args = {"source": source, "seed": seed, "start": start, "end": end, "entities": entities,
-                    "n_events": n_events, "shard": shard, "condition": condition,
-                    "batch_size": batch_size}
             lock = CheckpointLock(checkpoint).acquire() if checkpoint is not None else None
             try:
-                _replay_locked(signals, pacing, sink_url, args, checkpoint, manifest, metrics_port,
-                               metrics_host, n_events, flush_every, shutdown_timeout)
+                _replay_locked(signals, pacing, sink_url, source, checkpoint, manifest, metrics_port,
+                               metrics_host, flush_every, shutdown_timeout)
             finally:
                 if lock is not None:
                     lock.release()
@@ -121,10 +101,10 @@ class _Progress:
         self.repeated = 0  # events a resumed file sink writes a second time (see FileSink)
 
 
-def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: dict[str, Any],
+def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, source: SourceOptions,
                    checkpoint: Path | None, manifest: Path | None, metrics_port: int | None,
-                   metrics_host: str, n_events: int | None, flush_every: float,
-                   shutdown_timeout: float) -> None:
+                   metrics_host: str, flush_every: float, shutdown_timeout: float) -> None:
+    args = source.as_args()  # what the checkpoint and the manifest record of the source
     skip, counter, state = 0, None, None
     if checkpoint is not None:
         state = Checkpoint.load(checkpoint)
@@ -148,7 +128,7 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
         if metrics_port is not None:
             port = metrics.serve(metrics_port, metrics_host)
             typer.echo(f"metrics on http://{metrics_host}:{port}/metrics", err=True)
-        src = open_source_args(args)
+        src = source.open()
         sink = open_sink(sink_url.raw, time=src.time, entity=src.entity, metrics=metrics,
                          append=skip > 0, state=state.sink_state if state is not None else None,
                          durable=checkpoint is not None)
@@ -166,7 +146,7 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
                        + (f"; {progress.repeated:,} events after it were already written (a crash "
                           "after the last rotation): they are written again, as duplicates"
                           if progress.repeated else ""), err=True)
-        with Progress(label="replay", total=n_events, done=skip, unit="events") as bar:
+        with Progress(label="replay", total=source.n_events, done=skip, unit="events") as bar:
             signals.phase = "running"
             result = replay(src.stream, sink, time_column=src.time, pacing=pacing, metrics=metrics,
                             skip=skip, counter=counter, stop=signals.stop, on_checkpoint=save,
@@ -188,7 +168,7 @@ def _replay_locked(signals: _signals, pacing: Pacing, sink_url: SinkURL, args: d
         metrics.close()
         if began:
             _write_manifest(manifest_file, failure, _replay_manifest(
-                args, sink_url, pacing, progress, result, failure, metrics,
+                source, sink_url, pacing, progress, result, failure, metrics,
                 src.description if src is not None else None))
         if isinstance(failure, _Interrupted):
             failure.details = (f": position {progress.position:,} acknowledged"
@@ -245,7 +225,7 @@ def _outage_words(totals: dict[str, Any]) -> str:
             f"{totals['retries']} retries)")
 
 
-def _replay_manifest(args: dict[str, Any], sink_url: SinkURL, pacing: Pacing, progress: _Progress,
+def _replay_manifest(source: SourceOptions, sink_url: SinkURL, pacing: Pacing, progress: _Progress,
                      result: ReplayResult | None, failure: BaseException | None,
                      metrics: ReplayMetrics, src_description: Any) -> dict[str, Any]:
     """The manifest of a replay, however it ended: what was acknowledged, and why it stopped."""
@@ -263,13 +243,13 @@ def _replay_manifest(args: dict[str, Any], sink_url: SinkURL, pacing: Pacing, pr
         "warnings": result.warnings if result else [],
         "repeated_on_resume": progress.repeated,
     }
-    extra = {"source_args": args, "sink": sink_url.redacted(),
+    extra = {"source_args": source.as_args(), "sink": sink_url.redacted(),
              "sent": {"from": 0, "to": position}, "complete": ended == "complete",
              "ended": ended, "replay": replay_info, "outages": metrics.outage_report()}
     if failure is not None:
         extra["error"] = sink_url.scrub(str(getattr(failure, "message", None) or failure))
     return build_manifest(counter=counter, output=sink_url.redacted(), model=src_description,
-                          seed=args.get("seed"), extra=extra)
+                          seed=source.resolved_seed(src_description), extra=extra)
 
 
 @app.command("verify")
@@ -288,7 +268,7 @@ def verify_command(
     record = _load_manifest(manifest)
     args = record["source_args"]
     sent = int(record["sent"]["to"])
-    src = open_source_args(args)
+    src = SourceOptions.from_args(args).open()
     expected = (b.select(EVENT_ID, LABEL) for b in take(src.stream, sent))
     report = reconcile(expected, read_back(from_, timeout=timeout))
     if as_json:
@@ -308,14 +288,6 @@ def verify_command(
             typer.echo(f"  {kind}: {', '.join(ids)}")
     if not report.ok:
         raise typer.Exit(EXIT_LOSS)
-
-
-def open_source_args(args: dict[str, Any]) -> Any:
-    """Open a source from the arguments a replay recorded (the same arguments, the same events)."""
-    return open_for_cli(args["source"], args.get("seed"), args.get("start"), args.get("end"),
-                 args.get("entities"), args.get("n_events"), args.get("shard"),
-                 args.get("condition"),
-                 batch_size=10_000 if args.get("batch_size") is None else args["batch_size"])  # 0 is checked
 
 
 def _default_manifest(url: SinkURL) -> Path:

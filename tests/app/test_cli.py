@@ -111,6 +111,51 @@ def test_every_command_has_help(command, capsys):
     assert "Usage" in capsys.readouterr().out
 
 
+SOURCE_OPTIONS = ["--events", "-n", "--end", "--entities", "--start", "--seed", "--shard", "--condition", "-c"]
+
+
+def test_sample_stream_and_replay_take_the_same_source_options(capsys):
+    import typer
+
+    from streamsynth.cli import app
+
+    main(["--help"])  # registers every command
+    capsys.readouterr()
+    group = typer.main.get_command(app)
+    declared = {}
+    for name in ("sample", "stream", "replay"):
+        params = group.commands[name].params
+        shared = [p for p in params if p.name == "source" or set(p.opts) & {*SOURCE_OPTIONS, "--batch-size"}]
+        declared[name] = {tuple(p.opts): (p.help, p.default) for p in shared}
+        assert main([name, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert all(option in out for option in SOURCE_OPTIONS), (name, out)
+        assert ("--batch-size" in out) == (name != "sample"), name
+    assert declared["stream"] == declared["replay"]
+    assert declared["sample"] == {k: v for k, v in declared["stream"].items() if k != ("--batch-size",)}
+    assert len(declared["sample"]) == 8 and all(help_text for help_text, _ in declared["sample"].values())
+
+
+def test_replay_manifest_records_the_seed_sample_records(tmp_path, model_dir):
+    assert main(["sample", str(model_dir), "-n", "200", "-o", str(tmp_path / "s.parquet")]) == 0
+    out = tmp_path / "r.jsonl"
+    assert main(["replay", str(model_dir), "-n", "200", "--to", f"file://{out}"]) == 0
+    sampled = json.loads((tmp_path / "s.parquet.manifest.json").read_text())
+    replayed = json.loads((tmp_path / "r.jsonl.manifest.json").read_text())
+    assert sampled["seed"] == replayed["seed"] == 4  # the model's own seed: --seed was not given
+    assert replayed["source_args"]["seed"] is None  # what was asked, so verify reopens the same source
+    assert main(["replay", str(model_dir), "-n", "200", "--seed", "9", "--to", f"file://{tmp_path / 'q.jsonl'}"]) == 0
+    assert json.loads((tmp_path / "q.jsonl.manifest.json").read_text())["seed"] == 9
+
+
+def test_source_options_round_trip_through_a_replay_record():
+    from streamsynth.cli.source_options import SourceOptions
+
+    options = SourceOptions("demo", n_events=5, seed=3, shard="1/2", conditions=("is_fraud=true",), events_per_batch=7)
+    assert SourceOptions.from_args(json.loads(json.dumps(options.as_args()))) == options
+    assert SourceOptions.from_args({"source": "demo"}) == SourceOptions("demo")  # an older record's missing keys
+
+
 # -- bad input: one clear message, exit code 2, no traceback --------------------------------------
 def _bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "empty.csv").write_text("")
