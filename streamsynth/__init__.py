@@ -7,7 +7,9 @@ The package's face: the names a Python user needs, each loaded on first use (PEP
     frame = ss.read("payments.parquet")
     model = ss.create("baseline", seed=1).fit(frame)
     sample = model.sample(n_events=10_000)
-    result = ss.evaluate(frame, sample)
+
+A name of the face is never that of a subpackage (``streamsynth.evaluate`` is the package that
+holds ``evaluate``): importing the subpackage would put it in the name's place.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ _FACE = {
     "open_source": "streamsynth.pipeline",
     "open_scenario_run": "streamsynth.pipeline",
     "load_scenario": "streamsynth.scenarios",
-    "evaluate": "streamsynth.evaluate",
     "write_report": "streamsynth.evaluate",
     "open_sink": "streamsynth.connectors.registry",
     "payments": "streamsynth.datasets",

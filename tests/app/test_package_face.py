@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-import streamsynth
 
+def test_every_public_name_resolves_and_none_is_a_subpackage():
+    import streamsynth.evaluate  # noqa: F401 - sets the subpackage as an attribute of the package
 
-def test_every_public_name_resolves():
+    subpackages = {p.name for p in Path(streamsynth.__file__).parent.iterdir() if (p / "__init__.py").exists()}
+    subpackages |= {"connectors", "scenarios"}
     for name in streamsynth.__all__:
+        assert name not in subpackages, f"{name} would be shadowed by the subpackage streamsynth.{name}"
         assert getattr(streamsynth, name) is not None, name
     assert streamsynth.create("baseline").name == "baseline"
 
