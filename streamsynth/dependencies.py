@@ -37,6 +37,8 @@ MAX_DISCRETE = 5000
 #: pairs of determinants are tried among at most this many columns, within this many seconds
 MAX_PAIR_COLUMNS = 16
 PAIR_BUDGET_S = 20.0
+#: the search for dependencies reads at most this many rows (a seeded sample)
+SEARCH_ROWS = 20_000
 _ROLES = (Role.CATEGORICAL, Role.BOOLEAN, Role.IDENTIFIER, Role.NUMERIC)
 
 
@@ -82,14 +84,12 @@ class Dependency:
             return frame, 0
         target = self.determines
         dtype = frame.schema[target]
-        lookup = pl.DataFrame(
-            {**{f"__k{i}": pl.Series(keys, dtype=frame.schema[name], strict=False)
-                for i, (name, keys) in enumerate(zip(self.determinants, self.keys, strict=True))},
-             "__v": pl.Series(self.values, dtype=dtype, strict=False)}
-        )
-        keyed = frame.with_columns(pl.col(n).alias(f"__k{i}") for i, n in enumerate(self.determinants))
-        joined = keyed.join(lookup, on=[f"__k{i}" for i in range(len(self.determinants))], how="left",
-                            maintain_order="left", nulls_equal=True)
+        names = [f"__k{i}" for i in range(len(self.determinants))]
+        keyed = frame.select(pl.col(n).alias(k) for n, k in zip(self.determinants, names, strict=True))
+        joined = keyed.join(self._lookup(frame.schema), on=names, how="left", maintain_order="left",
+                            nulls_equal=True)
+        if joined["__v"].null_count() == 0:  # every determinant value seen in training: the usual case
+            return frame.with_columns(joined["__v"].alias(target)), 0
         has_key = joined.select(pl.all_horizontal(pl.col(f"__k{i}").is_not_null()
                                                   for i in range(len(self.determinants))))
         unseen = joined["__v"].is_null() & has_key.to_series()
@@ -101,6 +101,16 @@ class Dependency:
         # rows whose determinants are null keep the model's value
         out = frame.with_columns(pl.coalesce(filled.cast(dtype), pl.col(target)).alias(target))
         return out, n_unseen
+
+    def _lookup(self, schema: pl.Schema) -> pl.DataFrame:
+        """The lookup as a frame in the stream's types, built once per set of types."""
+        types = tuple(schema[n] for n in (*self.determinants, self.determines))
+        cached = self.__dict__.setdefault("_lookups", {})
+        if types not in cached:
+            columns = {f"__k{i}": pl.Series(keys, dtype=dtype, strict=False)
+                       for i, (keys, dtype) in enumerate(zip(self.keys, types[:-1], strict=True))}
+            cached[types] = pl.DataFrame({**columns, "__v": pl.Series(self.values, dtype=types[-1], strict=False)})
+        return cached[types]
 
     def _drawn(self, rows: pl.DataFrame, seed: int) -> pl.Series:
         """One value per row, the same for the same determinant values: from the distribution
@@ -168,9 +178,17 @@ def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOL
     if schema.dependencies == "off":
         return []
     stated = schema.dependencies if isinstance(schema.dependencies, list) else []
-    names = candidates(frame, schema)
     n = frame.height
-    found = _found(frame, names, threshold, budget_s) if n >= 2 and len(names) >= 2 else {}
+    # Searched on a sample of rows (the search's group-bys dominate a fit otherwise), then each
+    # one found is measured on every row.
+    rows = frame if n <= SEARCH_ROWS else frame.sample(SEARCH_ROWS, seed=0)
+    names = candidates(rows, schema)
+    found: dict[str, tuple[tuple[str, ...], float]] = {}
+    if n >= 2 and len(names) >= 2:
+        for target, (determinants, sampled) in _found(rows, names, threshold, budget_s).items():
+            support = _support(frame, determinants, target) if rows is not frame else sampled
+            if support >= threshold:
+                found[target] = (determinants, support)
     for i, item in enumerate(stated):
         target = item["determines"]
         for column in (target, *item.get("determinants", ())):
