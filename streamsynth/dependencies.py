@@ -17,7 +17,6 @@ seed, so every row with that value agrees, in any batch, shard or process.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +33,9 @@ THRESHOLD = 0.995
 MAX_DISTINCT_SHARE = 0.5
 #: numeric columns with more distinct values than this (or than a tenth of the rows) are not discrete
 MAX_DISCRETE = 5000
-#: pairs of determinants are tried among at most this many columns, within this many seconds
-MAX_PAIR_COLUMNS = 16
-PAIR_BUDGET_S = 20.0
+#: pairs of determinants are tried among at most this many columns, screened on this many rows
+MAX_PAIR_COLUMNS = 12
+PAIR_SCREEN_ROWS = 5_000
 #: the search for dependencies reads at most this many rows (a seeded sample)
 SEARCH_ROWS = 20_000
 _ROLES = (Role.CATEGORICAL, Role.BOOLEAN, Role.IDENTIFIER, Role.NUMERIC)
@@ -171,8 +170,7 @@ def candidates(frame: pl.DataFrame, schema: Schema) -> list[str]:
     return out
 
 
-def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOLD,
-             budget_s: float = PAIR_BUDGET_S) -> list[Dependency]:
+def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOLD) -> list[Dependency]:
     """The dependencies of ``frame``, at most one per determined column, in applying order;
     ``schema.dependencies`` switches them off, or adds and drops stated ones."""
     if schema.dependencies == "off":
@@ -185,7 +183,7 @@ def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOL
     names = candidates(rows, schema)
     found: dict[str, tuple[tuple[str, ...], float]] = {}
     if n >= 2 and len(names) >= 2:
-        for target, (determinants, sampled) in _found(rows, names, threshold, budget_s).items():
+        for target, (determinants, sampled) in _found(rows, names, threshold).items():
             support = _support(frame, determinants, target) if rows is not frame else sampled
             if support >= threshold:
                 found[target] = (determinants, support)
@@ -207,45 +205,46 @@ def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOL
     return [_learn(frame, found[t][0], t, found[t][1]) for t in order]
 
 
-def _found(frame: pl.DataFrame, names: list[str], threshold: float,
-           budget_s: float) -> dict[str, tuple[tuple[str, ...], float]]:
-    """Determined column -> (its best determinants, their support)."""
+def _found(frame: pl.DataFrame, names: list[str], threshold: float) -> dict[str, tuple[tuple[str, ...], float]]:
+    """Determined column -> (its best determinants, their support). The candidates of each
+    round are measured together (``collect_all``): one query each, run in parallel."""
     n = frame.height
     distinct = {c: frame[c].n_unique() for c in names}
     mode_share = {c: _mode_share(frame, c) for c in names}
     targets = [c for c in names if distinct[c] >= 2 and mode_share[c] < threshold]
     sources = [c for c in names if 2 <= distinct[c] <= MAX_DISTINCT_SHARE * n]
     found: dict[str, tuple[tuple[str, ...], float]] = {}
-    for target in targets:
-        best = None
-        for source in sources:
-            if source == target:
-                continue
-            support = _support(frame, (source,), target)
-            # the best: the most rows, then the fewest determinant values (the coarsest rule)
-            rank = (support, -distinct[source])
-            if support >= threshold and (best is None or rank > (best[1], -distinct[best[0][0]])):
-                best = ((source,), support)
-        if best is not None:
-            found[target] = best
-    started = time.monotonic()
+    singles = [((s,), t) for t in targets for s in sources if s != t]
+    for (determinants, target), support in zip(singles, _supports(frame, singles), strict=True):
+        # the best: the most rows, then the fewest determinant values (the coarsest rule)
+        best = found.get(target)
+        rank = (support, -distinct[determinants[0]])
+        if support >= threshold and (best is None or rank > (best[1], -distinct[best[0][0]])):
+            found[target] = (determinants, support)
     pair_sources = sorted(sources, key=lambda c: distinct[c])[:MAX_PAIR_COLUMNS]
-    for target in targets:
-        if target in found:
-            continue
-        best = None
-        for i, a in enumerate(pair_sources):
-            for b in pair_sources[i + 1:]:
-                if target in (a, b) or time.monotonic() - started > budget_s:
-                    continue
-                if frame.select(pl.struct(a, b).n_unique()).item() > MAX_DISTINCT_SHARE * n:
-                    continue
-                support = _support(frame, (a, b), target)
-                if support >= threshold and (best is None or support > best[1]):
-                    best = ((a, b), support)
-        if best is not None:
-            found[target] = best
+    pairs = [(a, b) for i, a in enumerate(pair_sources) for b in pair_sources[i + 1:]]
+    joint = pl.collect_all([frame.lazy().select(pl.struct(a, b).n_unique()) for a, b in pairs]) if pairs else []
+    repeating = [p for p, count in zip(pairs, joint, strict=True) if count.item() <= MAX_DISTINCT_SHARE * n]
+    open_targets = [t for t in targets if t not in found]
+    candidates = [(p, t) for t in open_targets for p in repeating if t not in p]
+    # pairs are many: screened on fewer rows, and those that pass measured on all of them
+    screen = frame if n <= PAIR_SCREEN_ROWS else frame.sample(PAIR_SCREEN_ROWS, seed=1)
+    passed = [c for c, support in zip(candidates, _supports(screen, candidates), strict=True) if support >= threshold]
+    for (determinants, target), support in zip(passed, _supports(frame, passed), strict=True):
+        best = found.get(target)
+        if support >= threshold and (best is None or support > best[1]):
+            found[target] = (determinants, support)
     return found
+
+
+def _supports(frame: pl.DataFrame, rules: list[tuple[tuple[str, ...], str]]) -> list[float]:
+    """:func:`_support` of each (determinants, target), computed together."""
+    if not rules:
+        return []
+    lazy = frame.lazy()
+    queries = [lazy.group_by([*d, t]).len().group_by(list(d)).agg(pl.col("len").max()).select(pl.col("len").sum())
+               for d, t in rules]
+    return [float(result.item() or 0) / frame.height for result in pl.collect_all(queries)]
 
 
 def _mode_share(frame: pl.DataFrame, column: str) -> float:
