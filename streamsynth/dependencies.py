@@ -285,8 +285,8 @@ def _acyclic_order(found: dict[str, tuple[tuple[str, ...], float]], names: list[
 
 
 def _reaches(start: str, goal: str, parents: dict[str, tuple[str, ...]]) -> bool:
-    """Whether ``goal`` is determined, directly or through others, by ``start``... i.e. whether
-    ``start`` is among the determinants upstream of ``goal``."""
+    """Whether ``start`` is among the determinants upstream of ``goal`` (directly or through
+    other determined columns): adding ``start``'s dependency on ``goal`` would close a loop."""
     stack, seen = [goal], set()
     while stack:
         node = stack.pop()
