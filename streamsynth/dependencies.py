@@ -85,7 +85,7 @@ class Dependency:
         dtype = frame.schema[target]
         names = [f"__k{i}" for i in range(len(self.determinants))]
         keyed = frame.select(pl.col(n).alias(k) for n, k in zip(self.determinants, names, strict=True))
-        joined = keyed.join(self._lookup(frame.schema), on=names, how="left", maintain_order="left",
+        joined = keyed.join(self.lookup(frame.schema), on=names, how="left", maintain_order="left",
                             nulls_equal=True)
         if joined["__v"].null_count() == 0:  # every determinant value seen in training: the usual case
             return frame.with_columns(joined["__v"].alias(target)), 0
@@ -101,8 +101,9 @@ class Dependency:
         out = frame.with_columns(pl.coalesce(filled.cast(dtype), pl.col(target)).alias(target))
         return out, n_unseen
 
-    def _lookup(self, schema: pl.Schema) -> pl.DataFrame:
-        """The lookup as a frame in the stream's types, built once per set of types."""
+    def lookup(self, schema: pl.Schema) -> pl.DataFrame:
+        """The lookup as a frame in the types of ``schema`` (determinants ``__k0``, ``__k1``, the
+        value ``__v``), built once per set of types."""
         types = tuple(schema[n] for n in (*self.determinants, self.determines))
         cached = self.__dict__.setdefault("_lookups", {})
         if types not in cached:
@@ -183,10 +184,11 @@ def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOL
     names = candidates(rows, schema)
     found: dict[str, tuple[tuple[str, ...], float]] = {}
     if n >= 2 and len(names) >= 2:
-        for target, (determinants, sampled) in _found(rows, names, threshold).items():
-            support = _support(frame, determinants, target) if rows is not frame else sampled
-            if support >= threshold:
-                found[target] = (determinants, support)
+        searched = _found(rows, names, threshold)
+        if rows is not frame:  # measured again on every row
+            rules = [(determinants, target) for target, (determinants, _) in searched.items()]
+            searched = {t: (d, support) for (d, t), support in zip(rules, _supports(frame, rules), strict=True)}
+        found = {t: rule for t, rule in searched.items() if rule[1] >= threshold}
     for i, item in enumerate(stated):
         target = item["determines"]
         for column in (target, *item.get("determinants", ())):
@@ -199,7 +201,7 @@ def discover(frame: pl.DataFrame, schema: Schema, *, threshold: float = THRESHOL
             found.pop(target, None)
         else:
             determinants = tuple(item["determinants"])
-            found[target] = (determinants, _support(frame, determinants, target))
+            found[target] = (determinants, _supports(frame, [(determinants, target)])[0])
     distinct = {t: frame[t].n_unique() for t in found}
     order = _acyclic_order(found, frame.columns, distinct, first={item["determines"] for item in stated})
     return [_learn(frame, found[t][0], t, found[t][1]) for t in order]
@@ -238,7 +240,8 @@ def _found(frame: pl.DataFrame, names: list[str], threshold: float) -> dict[str,
 
 
 def _supports(frame: pl.DataFrame, rules: list[tuple[tuple[str, ...], str]]) -> list[float]:
-    """:func:`_support` of each (determinants, target), computed together."""
+    """For each (determinants, target): the share of rows whose target is the most frequent one
+    for their determinant values. The queries run together (``collect_all``)."""
     if not rules:
         return []
     lazy = frame.lazy()
@@ -250,13 +253,6 @@ def _supports(frame: pl.DataFrame, rules: list[tuple[tuple[str, ...], str]]) -> 
 def _mode_share(frame: pl.DataFrame, column: str) -> float:
     counts = frame.group_by(column).len()["len"]
     return float(counts.max()) / frame.height if counts.len() else 1.0
-
-
-def _support(frame: pl.DataFrame, determinants: tuple[str, ...], target: str) -> float:
-    """The share of rows whose target is the most frequent one for their determinant values."""
-    counts = frame.group_by([*determinants, target]).len()
-    agree = counts.group_by(list(determinants)).agg(pl.col("len").max())["len"].sum()
-    return float(agree) / frame.height
 
 
 def _acyclic_order(found: dict[str, tuple[tuple[str, ...], float]], names: list[str], distinct: dict[str, int],

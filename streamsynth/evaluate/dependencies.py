@@ -38,8 +38,8 @@ def dependency_check(prep: Prepared) -> DependencyCheck | None:
 def _broken(prep: Prepared, dep: Dependency) -> tuple[pl.Series, dict[str, str] | None]:
     keys, target = list(dep.determinants), dep.determines
     synth = prep.synth.select(*keys, target).with_row_index("__row")
-    real = prep.real.select(*keys, target).group_by([*keys, target]).len().sort("len", descending=True)
-    real = real.unique(keys, keep="first").select(*keys, pl.col(target).alias("__real"))
+    # the real data's value per determinant values: the lookup the dependency learned from it
+    real = dep.lookup(synth.schema).rename({**{f"__k{i}": k for i, k in enumerate(keys)}, "__v": "__real"})
     own = synth.group_by([*keys, target]).len().sort("len", descending=True).unique(keys, keep="first")
     own = own.select(*keys, pl.col(target).alias("__own"))
     joined = (synth.join(real, on=keys, how="left", nulls_equal=True)
