@@ -1,7 +1,10 @@
 """The ``file://`` sink: Parquet, JSON Lines or CSV, rotated by size or time, finalised atomically.
 
 Each output file is written under a hidden temporary name and renamed into place when complete,
-so a reader never sees half a file. Without rotation the output is the named file; with rotation,
+so a reader never sees half a file. With ``?live=true`` (JSON Lines and CSV) the open part is
+written under its final name instead, so ``tail -f`` follows a real-time replay; a reader may
+then see a last line still being written, and what a crash leaves past the last checkpoint is
+cut back when the replay resumes. Without rotation the output is the named file; with rotation,
 or when a replay resumes, it is parts ``stem-00000.ext``, ``stem-00001.ext``, ... beside it.
 
 What is acknowledged (and so checkpointed) is what is durably on disk, per format:
@@ -37,7 +40,7 @@ from streamsynth.connectors.records import label_counts
 from streamsynth.errors import StreamsynthError
 from streamsynth.io import format_of
 
-OPTIONS = "rotate_size (e.g. 64MB), rotate_every (e.g. 10m), fsync (true/false)"
+OPTIONS = "rotate_size (e.g. 64MB), rotate_every (e.g. 10m), fsync (true/false), live (true/false)"
 
 
 def target_path(url: SinkURL) -> Path:
@@ -184,7 +187,14 @@ class FileSink(Sink):
         self.rotate_size = url.size("rotate_size", None)
         self.rotate_every = url.duration("rotate_every", None)
         self.fsync = url.boolean("fsync", True)
+        # live: the open part is written under its own name, so `tail -f` follows a real-time replay.
+        self.live = url.boolean("live", False)
         url.finish(OPTIONS)
+        if self.live and self.fmt == "parquet":
+            raise StreamsynthError(
+                f"sink {url.redacted()}: live=true is for JSON Lines and CSV",
+                hint="a Parquet file is unreadable until it is closed: write .jsonl or .csv to follow it, "
+                "or rotate Parquet parts with rotate_every")
         # Checkpointed Parquet closes a part at each flush point (see the module's docstring).
         in_parts = (self.rotate_size is not None or self.rotate_every is not None
                     or (self.durable and self.fmt == "parquet"))
@@ -266,7 +276,7 @@ class FileSink(Sink):
             self._next_part += 1
         else:
             final = self.target
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        tmp = final if self.live else final.with_name(f".{final.name}.tmp-{os.getpid()}")
         try:
             if self.fmt == "parquet":
                 # Small buffers under size rotation, so parts come out near the size asked for.
@@ -317,7 +327,8 @@ class FileSink(Sink):
         try:
             writer.close()
         except BaseException:
-            tmp.unlink(missing_ok=True)  # never finished, never acknowledged: sent again on resume
+            if not self.live:  # a live part may hold acknowledged events: a resume cuts it back
+                tmp.unlink(missing_ok=True)  # never finished, never acknowledged: sent again on resume
             raise
         if self.fsync:
             fd = os.open(tmp, os.O_RDONLY)

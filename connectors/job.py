@@ -33,6 +33,7 @@ from streamsynth.connectors.replay import ReplayResult, replay
 
 from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest, manifest_path
+from streamsynth.outputs import write_error, write_text
 from streamsynth.progress import Progress
 from streamsynth.sources import Source
 
@@ -256,13 +257,20 @@ def counter_from(counts: dict[str, Any]) -> ManifestCounter:
 
 
 def _write_manifest(path: Path, failure: BaseException | None, record: dict[str, Any]) -> None:
+    """Stage the manifest beside its target and rename it into place: a failed write (disk full,
+    no permission) leaves an earlier manifest whole, never a truncated one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_text(path, json.dumps(record, indent=2, default=str) + "\n")
     except OSError as exc:
-        if failure is None:  # otherwise the error that ended the run is the one to report
-            raise StreamsynthError(f"cannot write the manifest {path}: {exc.strerror}",
-                                   hint="choose a writable path with --manifest") from None
+        problem: StreamsynthError = write_error(path, exc)
+    except StreamsynthError as exc:
+        problem = exc
+    else:
+        return
+    if failure is None:  # otherwise the error that ended the run is the one to report
+        raise StreamsynthError(f"{problem.message} (the manifest)",
+                               hint="choose a writable path with --manifest") from None
 
 
 def _outage_words(totals: dict[str, Any]) -> str:

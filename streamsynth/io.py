@@ -241,6 +241,7 @@ def iter_batches(path: str | Path, batch_size: int = 10_000, *, time: str | None
         for batch in scan(path).collect_batches(chunk_size=batch_size):
             if batch.height == 0:
                 continue
+            batch = _flatten(batch, str(path))  # as read() does, so a large file replays as a small one
             if not chosen:
                 batch = normalize_time(batch, time=time, source=str(path), chosen=chosen)
                 chosen.setdefault("time", None)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -54,6 +55,12 @@ _ENTITY_NAMES = (
 _LABEL_NAMES = ("is_fraud", "fraud", "is_anomaly", "anomaly", "is_attack", "label", "class")
 _CODE_HINTS = ("status", "code", "type", "level", "category", "kind", "mcc", "method", "channel")
 _ENTITY_MIN_KEYS = 5  # an entity column found by its values has at least this many keys
+_KEY_NEIGHBOURS = 8  # consecutive integers needed to tell keys from a quantity by their counts
+# Names of quantities, never taken for an entity by their values (the name-based search is apart).
+_QUANTITY_HINTS = ("amount", "price", "count", "qty", "quantity", "size", "bytes", "hour", "minute",
+                   "second", "year", "month", "day", "age", "duration", "latency", "port", "total", "time",
+                   "delay", "distance", "elapsed", "ms", "weight", "length", "score", "rate", "temp",
+                   "temperature", "value", "volume", "balance", "level")
 _ROWNUM_NAMES = ("lineid", "line_id", "row", "row_id", "index", "idx", "rownum", "")
 
 _UNLEARNABLE = (pl.List, pl.Array, pl.Binary, pl.Object, pl.Struct)  # left out, with a warning
@@ -492,25 +499,35 @@ def _entity_by_values(frame: pl.DataFrame, exclude: set[str | None]) -> str | No
     """The entity key when no column's name says so (``客户``, ``Kunde``): a text column present
     on every event whose values look like keys (hold a digit and no space, or are emails,
     addresses, hosts...) and repeat, with at least a handful of them, and whose name is not that
-    of a code or an event type; the one with most keys wins, and a warning names it. Integer
-    columns are left alone (amounts look the same)."""
+    of a code or an event type; the one with most keys wins, and a warning names it. An integer
+    column is taken only when no text column qualifies and its values behave as keys rather than
+    as a quantity (:func:`_integers_look_like_keys`)."""
     n = frame.height
     best: tuple[int, str] | None = None
+    best_integer: tuple[int, str] | None = None
     for name, dtype in frame.schema.items():
         if name in exclude or name in CONTRACT_COLUMNS or name.lower() in _ROWNUM_NAMES:
             continue
         if any(h in name.lower() for h in (*_CODE_HINTS, "event", "template")):
             continue  # event types and codes (a log's EventId E1..E14) are categories
-        if dtype not in (pl.String, pl.Categorical) or frame[name].null_count():
+        if frame[name].null_count() or not (dtype in (pl.String, pl.Categorical) or dtype.is_integer()):
             continue
         uniques = frame[name].n_unique()
         if not (_ENTITY_MIN_KEYS <= uniques <= n / 2):
+            continue
+        if dtype.is_integer():
+            words = {w.removesuffix("s") for w in re.split(r"[^a-z0-9]+", name.lower())}
+            if words & set(_QUANTITY_HINTS):
+                continue
+            if (best_integer is None or uniques > best_integer[0]) and _integers_look_like_keys(frame[name]):
+                best_integer = (uniques, name)
             continue
         keys = frame[name].cast(pl.String).unique().head(200)
         if (keys.str.contains(r"^\S*\d\S*$").mean() or 0) < 0.9 and _identifier_kind(keys) is None:
             continue
         if best is None or uniques > best[0]:
             best = (uniques, name)
+    best = best or best_integer
     if best is None:
         return None
     warnings.warn(
@@ -519,6 +536,31 @@ def _entity_by_values(frame: pl.DataFrame, exclude: set[str | None]) -> str | No
         DataWarning, stacklevel=3,
     )
     return best[1]
+
+
+def _integers_look_like_keys(series: pl.Series) -> bool:
+    """Whether integers are keys (account numbers, user ids) rather than a quantity (an hour, a
+    count, an amount in cents): keys are non-negative and most of them repeat (an amount's values
+    are mostly seen once), and how often a key is seen says nothing about how often the next
+    integer is (a quantity's counts change smoothly from one value to the next: hours of the day,
+    ages, temperatures). Sparse keys, most without a neighbour, pass on the first two tests; a
+    handful of consecutive integers (a rating, a small count) is never taken."""
+    if series.min() < 0:
+        return False
+    counts = series.value_counts(name="n").sort(series.name)
+    if (counts["n"] == 1).mean() > 0.5:
+        return False
+    values = counts[series.name].to_numpy().astype(np.int64)
+    seen = np.log(counts["n"].to_numpy().astype(np.float64))
+    neighbours = np.flatnonzero(np.diff(values) == 1)
+    if len(neighbours) < (len(values) - 1) / 2:
+        return True  # sparse: most keys have no neighbour, as account numbers
+    if len(neighbours) < _KEY_NEIGHBOURS:
+        return False  # a handful of consecutive integers: a scale or a small count
+    if np.std(seen) == 0:
+        return True
+    correlation = np.corrcoef(seen[neighbours], seen[neighbours + 1])[0, 1]
+    return bool(np.isnan(correlation) or correlation < 0.3)
 
 
 def _infer_label(frame: pl.DataFrame) -> str | None:

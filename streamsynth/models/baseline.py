@@ -10,6 +10,7 @@ Every draw is keyed by (seed, entity number, event number), see :mod:`streamsynt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -45,6 +46,17 @@ _CHILD_MAX_CATEGORIES = 256
 _MIN_GROUP_ROWS = 30
 _PRIOR_ROWS = 0.05
 _MIN_ASSOCIATION = 0.05
+
+
+def _first_busy_window(cursor: float, window: float, next_w: np.ndarray) -> float:
+    """Where the next window holding an event starts: a quiet spell is skipped in one step (on
+    the same window grid), and event times that are not finite -- a damaged model -- are an
+    error, never a loop that spins without output."""
+    soonest = float(next_w.min())
+    if not math.isfinite(soonest):
+        raise StreamsynthError("the model gives no finite time for the next event",
+                               hint="the model folder may be damaged: fit it again")
+    return cursor + window * max(0, math.floor((soonest - cursor) / window))
 
 
 @dataclass
@@ -116,7 +128,12 @@ class BaselineSynthesizer(Synthesizer):
         if scale > 0:
             normalised = normalised / scale
         positive = normalised[normalised > 0]
-        self.zero_gap_rate = float((normalised <= 0).mean()) if normalised.size else 0.0
+        zeros = int((normalised <= 0).sum())
+        # With no gap above zero, bursts would never end (a sampler spinning at one instant): each
+        # sequence's end then counts as the longer gap it is (censored, not zero), so a burst is
+        # as long as the data's.
+        ends = len(n_per_entity) if zeros == normalised.size else 0
+        self.zero_gap_rate = zeros / (normalised.size + ends) if normalised.size else 0.0
         if positive.size == 0:
             positive = np.array([1.0])
         self.gap = QuantileEncoder(n_bins=64, log=True).fit(pl.Series("gap", positive))
@@ -314,6 +331,7 @@ class BaselineSynthesizer(Synthesizer):
                 active = active[next_w[active] < end]
             cursor = end
             if not idx_parts:
+                cursor = _first_busy_window(cursor, window, next_w)
                 continue
             idx = np.concatenate(idx_parts)
             ev_seq = np.concatenate(seq_parts)

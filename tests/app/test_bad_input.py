@@ -99,6 +99,9 @@ CASES: list[tuple[str, list[str], str] | tuple[str, list[str], str, str]] = [
     ("kafka port not a number", ["replay", "{model}", "--to", "kafka://localhost:port/t", "-n", "5"], "port"),
     ("kafka without a topic", ["replay", "{model}", "--to", "kafka://localhost:9092", "-n", "5"], "topic"),
     ("file sink of unknown format", ["replay", "{model}", "--to", "file://{tmp}/out.xlsx", "-n", "5"], "out.xlsx"),
+    ("live Parquet file", ["replay", "{model}", "--to", "file://{tmp}/out.parquet?live=true", "-n", "5"],
+     "live=true is for JSON Lines and CSV"),
+    ("live not a boolean", ["replay", "{model}", "--to", "file://{tmp}/out.jsonl?live=often", "-n", "5"], "live"),
     ("rate of zero", ["replay", "{model}", "--to", "-", "-n", "5", "--rate", "0"], "--rate"),
     ("negative speed", ["replay", "{model}", "--to", "-", "-n", "5", "--speed", "-1"], "--speed"),
     # rule-based schemas and scenarios

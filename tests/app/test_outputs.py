@@ -194,3 +194,23 @@ def test_a_report_that_cannot_be_written_leaves_the_earlier_one(tmp_path, paymen
     assert f"cannot write {report}" in proc.stderr
     assert json.loads(report.read_text()) == {"earlier": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "real.parquet"]
+
+
+def test_a_replay_manifest_that_cannot_be_written_leaves_the_earlier_one(tmp_path, payments_small):
+    source = tmp_path / "events.parquet"
+    payments_small.head(300).write_parquet(source)
+    manifest = tmp_path / "run.manifest.json"
+    manifest.write_text('{"earlier": true}')
+
+    def limit() -> None:  # a replay's manifest is larger than this; the earlier file is smaller
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, 1_000))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamsynth", "replay", str(source), "--to", "-", "--manifest", str(manifest)],
+        capture_output=True, text=True, timeout=300, preexec_fn=limit,
+        env=dict(os.environ, STREAMSYNTH_PROGRESS="off"),
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"cannot write {manifest}" in proc.stderr and "--manifest" in proc.stderr
+    assert json.loads(manifest.read_text()) == {"earlier": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet", "run.manifest.json"]

@@ -101,6 +101,40 @@ def test_kill_9_without_rotation_resumes_from_what_is_on_disk(tmp_path, make_eve
     assert main(["verify", "--from", str(target), "--manifest", f"{target}.manifest.json"]) == 0
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_live_file_is_visible_while_written_and_resumes_after_kill_9(tmp_path, make_events, suffix):
+    """live=true: the open file is under its own name (tail -f follows it); a crash leaves events
+    past the checkpoint in it, and the resumed replay cuts them off before going on."""
+    source = tmp_path / "events.parquet"
+    frame = make_events(16_000)
+    frame.write_parquet(source)
+    target = tmp_path / "out" / f"events.{suffix}"
+    checkpoint = tmp_path / "ckpt.json"
+    args = (source, f"file://{target}?live=true", "--rate", "8000", "--checkpoint", str(checkpoint),
+            "--flush-every", "0.1")
+    first = start(*args)
+    wait_for_position(checkpoint, above=2_000)
+    lines_while_running = target.read_text().count("\n")  # visible under its name mid-run
+    first.kill()
+    first.communicate(timeout=30)
+    position = json.loads(checkpoint.read_text())["position"]
+    assert lines_while_running >= 2_000 and 2_000 < position < 16_000
+    second = start(*args)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    got = (pl.read_csv(target) if suffix == "csv" else pl.read_ndjson(target))["event_id"].to_list()
+    assert got == frame["event_id"].to_list()  # nothing lost, nothing twice
+    assert not [p.name for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_live_parquet_is_refused_with_the_formats_that_can(tmp_path, make_events, capsys):
+    source = tmp_path / "events.parquet"
+    make_events(100).write_parquet(source)
+    assert main(["replay", str(source), "--to", f"file://{tmp_path}/o.parquet?live=true"]) == 2
+    err = capsys.readouterr().err
+    assert "live=true is for JSON Lines and CSV" in err and "Traceback" not in err
+
+
 # -- verify's missing ranges -----------------------------------------------------------------------------
 def test_verify_names_the_missing_ranges(tmp_path, make_events, capsys):
     source = tmp_path / "events.parquet"

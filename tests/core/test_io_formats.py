@@ -255,6 +255,8 @@ def test_nested_fields_are_flattened_into_dotted_columns_and_learned(tmp_path, s
     assert main(["fit", str(path), "-o", str(tmp_path / "m")]) == 0
     assert main(["sample", str(tmp_path / "m"), "-n", "20", "-o", str(tmp_path / "s.parquet")]) == 0
     assert set(pl.read_parquet(tmp_path / "s.parquet")["device.os"]) <= {"ios", "android"}
+    streamed = pl.concat(io.iter_batches(path, batch_size=7))  # how replay reads a large file
+    assert streamed.columns == read.columns and streamed.equals(read)
 
 
 @pytest.mark.parametrize("year", [1600, 10000])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 
 import polars as pl
@@ -142,3 +143,36 @@ def test_a_named_entity_wins_over_one_found_by_its_values(recwarn):
 @pytest.mark.parametrize("keys", [["ios", "android", "web", "tv", "car"], ["E1", "E2", "E3"]])
 def test_words_and_a_handful_of_codes_are_not_taken_for_entities(keys):
     assert Schema.infer(_keyed("kunde", keys)).entity is None
+
+
+def _draws(seed: int, draw) -> list[int]:
+    rng = random.Random(seed)
+    return [draw(rng) for _ in range(200)]
+
+
+def _integer_keyed(name: str, values: list[int]) -> pl.DataFrame:
+    frame = _keyed("kunde", ["x"] * 3).drop("kunde")
+    return frame.with_columns(pl.Series(name, values[: frame.height]))
+
+
+@pytest.mark.parametrize("keys", [
+    _draws(7, lambda r: r.randrange(40)),  # dense ids 0..39, heard at random
+    _draws(3, lambda r: 100_000 + 7_919 * r.randrange(25)),  # sparse account numbers
+])
+def test_integer_keys_are_found_by_their_values(keys):
+    with pytest.warns(io.DataWarning, match=r"taking 'kunde' as the entity column"):
+        assert Schema.infer(_integer_keyed("kunde", keys)).entity == "kunde"
+
+
+@pytest.mark.parametrize("values", [
+    _draws(5, lambda r: int(abs(r.gauss(12, 3)))),  # a smooth quantity: an hour-like profile
+    [i * 37 % 1_000_003 for i in range(200)],  # amounts in cents, each seen once
+    [-(i % 30) for i in range(200)],  # negative numbers are never keys
+])
+def test_integer_quantities_are_not_taken_for_entities(values):
+    assert Schema.infer(_integer_keyed("wert", values)).entity is None
+
+
+def test_an_integer_named_as_a_quantity_is_not_taken_for_an_entity():
+    keys = _draws(7, lambda r: r.randrange(40))
+    assert Schema.infer(_integer_keyed("item_count", keys)).entity is None

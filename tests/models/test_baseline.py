@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import numpy as np
@@ -202,3 +203,30 @@ def test_bursty_entities_keep_their_event_count():
     # n_events caps a regression (the burst repeated all window long) at 2x.
     counts = [model.sample(seed=s, start=start, end=end, n_events=2 * frame.height).height for s in (1, 2, 3)]
     assert all(0.7 * frame.height < c < 1.4 * frame.height for c in counts), counts
+
+
+def _bursts(hours_apart: float) -> pl.DataFrame:
+    """30 customers, five events each, all five at one instant; one customer per ``hours_apart``."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return pl.DataFrame({
+        "ts": [start + (e * hours_apart) * (datetime(2024, 1, 1, 1, tzinfo=UTC) - start)
+               for e in range(30) for _ in range(5)],
+        "customer_id": [f"c{e}" for e in range(30) for _ in range(5)],
+        "amount": [float(k) for _ in range(30) for k in range(5)],
+    })
+
+
+def test_entities_whose_events_share_one_instant_sample_finite_bursts():
+    """No gap above zero in the data: bursts must still end (this sampled nothing, forever)."""
+    model = BaselineSynthesizer().fit(_bursts(1.0), Schema.infer(_bursts(1.0)))
+    done: list[pl.DataFrame] = []
+    worker = threading.Thread(target=lambda: done.append(
+        model.sample(n_events=200, seed=1, start=datetime(2024, 1, 1, tzinfo=UTC))), daemon=True)
+    worker.start()
+    worker.join(60)  # a regression must fail, not hang the suite
+    assert done, "sampling did not finish within 60 s"
+    frame = done[0]
+    assert frame.height == 200
+    per_instant = frame.group_by("customer_id", "ts").len()["len"]
+    assert per_instant.mean() < 20  # about the data's five, not unbounded
+
