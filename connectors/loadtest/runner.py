@@ -20,6 +20,7 @@ returns every figure; a second one stops at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import queue
 import signal
@@ -81,9 +82,7 @@ def classify(exc: BaseException) -> str:
         return "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "other"
     if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError | BrokenPipeError):
         return "reset"
-    if isinstance(exc, aiohttp.ClientOSError) and isinstance(exc.__cause__ or exc, ConnectionResetError):
-        return "reset"
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (104, 32):  # ECONNRESET, EPIPE
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
         return "reset"
     return "other"
 

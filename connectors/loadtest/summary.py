@@ -2,7 +2,8 @@
 (stdout) and the JSON summary (``--summary-json``).
 
 Latencies are in milliseconds; "errors" are requests without a response plus 5xx answers, as a
-share of the requests sent; "dropped" a share of the requests scheduled.
+share of the requests sent; "dropped" a share of the requests scheduled; bytes are those of the
+request and response bodies.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def table(result: Any) -> str:
                      + "".join(f"{_ms(sched[k]):>9}" for k in ("p50", "p90", "p99", "p99.9", "max"))
                      + f"  {_ms(sent['p50']):>9}{_ms(sent['p99']):>9}  {codes}" + (f" {errors}" if errors else ""))
     total = m.total()
-    lines.append(f"bytes sent {total.bytes_sent:,}, received {total.bytes_received:,}; "
+    lines.append(f"body bytes sent {total.bytes_sent:,}, received {total.bytes_received:,}; "
                  f"{m.unfinished} unfinished at the stop")
     if result.confusion is not None:
         c = result.confusion.to_dict()

@@ -5,8 +5,8 @@ end, or, with ``--abort-on-fail``, as soon as one does not hold on the figures s
 
 Metrics: ``p50 p90 p95 p99 p99.9 max`` (latency from the scheduled send time, the honest one) and
 the same with a ``sent_`` prefix (from the actual send time), with a unit ``us ms s`` (ms when
-bare); ``errors`` and ``dropped`` as a share of scheduled requests (``%`` or a fraction);
-``rps`` (achieved requests answered per second); ``precision`` and ``recall`` (of ``--expect``).
+bare); ``errors`` as a share of the requests sent and ``dropped`` of those scheduled (``%`` or a
+fraction); ``rps`` (requests answered per second); ``precision`` and ``recall`` (of ``--expect``).
 """
 
 from __future__ import annotations

@@ -18,13 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import aiohttp
 import polars as pl
 import pytest
 from aiohttp import web
 from streamsynth.connectors.loadtest.expect import Expectation
 from streamsynth.connectors.loadtest.requests import RequestTemplate
-from streamsynth.connectors.loadtest.runner import LoadSettings, run_load
+from streamsynth.connectors.loadtest.runner import LoadSettings, classify, run_load
 from streamsynth.connectors.loadtest.schedule import (
     arrival_times,
     constant,
@@ -41,6 +43,7 @@ from streamsynth.errors import StreamsynthError
 
 #: (status, JSON answer or None, seconds to wait before answering) for one request's body
 Decide = Callable[[object], tuple[int, object, float]]
+RESET = -1  # a status that makes the service drop the connection
 
 
 class Service:
@@ -70,6 +73,10 @@ class Service:
         body = await request.read()
         self.requests.append((request.method, request.path_qs, dict(request.headers), body))
         status, answer, delay = self.decide(json.loads(body) if body else None)
+        if status == RESET:  # cut the connection instead of answering
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
         if delay:
             await asyncio.sleep(delay)
         if answer is None:
@@ -249,6 +256,29 @@ def test_arrivals_beyond_max_in_flight_are_dropped_not_delayed(service, make_eve
     assert sum(s.dropped for s in result.measurements.seconds) == total.dropped
     sent = latency_summary(total.from_sent)
     assert sent["p50"] >= 500  # what did leave was answered after the injected half second
+
+
+def test_failures_are_counted_by_class(service, make_events):
+    events = make_events(60)
+
+    def decide(event):
+        n = int(event[EVENT_ID].removeprefix("ev-"))
+        return (RESET, None, 0.0) if n % 3 == 1 else (200, None, 1.0 if n % 3 == 0 else 0.0)
+
+    srv = service(decide)
+    result = run_load(settings(srv.url(), 30, 2, timeout=0.3), iter([events]))
+    total = result.measurements.total()
+    assert total.scheduled == total.sent == 60
+    assert dict(total.errors) == {"timeout": 20, "reset": 20} and total.statuses == {200: 20}
+    assert result.figures["errors"] == 40 / 60
+
+
+def test_a_refused_connection_is_classified_as_refused():
+    key = SimpleNamespace(host="127.0.0.1", port=1, ssl=False)
+    assert classify(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))) == "refused"
+    assert classify(aiohttp.ClientConnectorError(key, OSError(113, "no route"))) == "other"
+    assert classify(aiohttp.ClientOSError(104, "reset by peer")) == "reset"
+    assert classify(TimeoutError()) == "timeout"
 
 
 def test_labels_and_the_confusion_matrix_are_exact(service, make_events):
