@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
+from streamsynth.connectors.loadtest.prometheus import LoadMetrics
 
 #: the error classes a failed request falls into
 ERROR_CLASSES = ("timeout", "refused", "reset", "other")
@@ -89,7 +90,8 @@ class Second:
 class Measurements:
     """Per-label statistics and the per-second series of one run."""
 
-    def __init__(self, target_per_second: list[int]) -> None:
+    def __init__(self, target_per_second: list[int], metrics: LoadMetrics | None = None) -> None:
+        self.metrics = metrics  # Prometheus, fed the same events when --metrics-port is given
         self.labels: dict[str, LabelStats] = {}
         self.seconds = [Second(target=n) for n in target_per_second]
         self.unfinished = 0  # in flight when the run was stopped
@@ -112,6 +114,8 @@ class Measurements:
     def dropped(self, label: str, scheduled_offset: float) -> None:
         self._label(label).dropped += 1
         self._second(scheduled_offset).dropped += 1
+        if self.metrics is not None:
+            self.metrics.drop(label)
 
     def sent(self, label: str, offset: float, size: int) -> None:
         stats = self._label(label)
@@ -131,12 +135,16 @@ class Measurements:
         second.completed += 1
         if status >= 500:
             second.failed += 1
+        if self.metrics is not None:
+            self.metrics.answered(label, status, from_scheduled, from_sent)
 
     def failed(self, label: str, error: str, offset: float) -> None:
         self._label(label).errors[error] += 1
         second = self._second(offset)
         second.completed += 1
         second.failed += 1
+        if self.metrics is not None:
+            self.metrics.failed(label, error)
 
     def total(self) -> LabelStats:
         """All labels together."""

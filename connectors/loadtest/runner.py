@@ -33,6 +33,7 @@ import aiohttp
 import polars as pl
 from streamsynth.connectors.loadtest.expect import Confusion, Expectation
 from streamsynth.connectors.loadtest.measure import Measurements
+from streamsynth.connectors.loadtest.prometheus import LoadMetrics
 from streamsynth.connectors.loadtest.requests import Request, RequestTemplate
 from streamsynth.connectors.loadtest.schedule import Segment, arrival_times, target_per_second
 from streamsynth.connectors.loadtest.summary import figures, status_line
@@ -60,6 +61,7 @@ class LoadSettings:
     thresholds: list[Threshold] = field(default_factory=list)
     abort_on_fail: bool = False
     status_every: float = 1.0
+    metrics: LoadMetrics | None = None  # Prometheus (served by the caller, which also closes it)
 
 
 @dataclass
@@ -112,7 +114,7 @@ class _Run:
         self.settings = settings
         self.stream = stream
         self.say = say
-        self.measurements = Measurements(target_per_second(settings.segments))
+        self.measurements = Measurements(target_per_second(settings.segments), settings.metrics)
         self.confusion = Confusion() if settings.expect is not None else None
         self.chunks: queue.Queue[list[Request] | None] = queue.Queue(_QUEUED_CHUNKS)
         self.feed_error: BaseException | None = None
@@ -190,6 +192,7 @@ class _Run:
                         task.cancel()
                     await asyncio.gather(*self.tasks, return_exceptions=True)
                 elapsed = loop.time() - self.start
+                self._gauges(elapsed)
         finally:
             self.halt.set()
             feeder.join(timeout=5.0)
@@ -297,6 +300,13 @@ class _Run:
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=grace)
 
+    def _gauges(self, elapsed: float) -> None:
+        metrics = self.settings.metrics
+        if metrics is not None:
+            seconds = self.measurements.seconds
+            metrics.in_flight.set(self.in_flight)
+            metrics.target_rate.set(seconds[int(elapsed)].target if int(elapsed) < len(seconds) else 0)
+
     async def _status(self) -> None:
         loop = asyncio.get_running_loop()
         every = self.settings.status_every
@@ -305,6 +315,7 @@ class _Run:
             await asyncio.sleep(max(self.start + tick * every - loop.time(), 0))
             elapsed = loop.time() - self.start
             numbers = figures(self.measurements, self.confusion, elapsed)
+            self._gauges(elapsed)
             self.say(status_line(self.measurements, numbers, elapsed, self.in_flight))
             if self.settings.abort_on_fail:
                 failed = crossed(self.settings.thresholds, numbers)

@@ -51,6 +51,10 @@ def load_command(
                                                 "crossed.")] = False,
     summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary "
                                                       "as JSON to this file.")] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
+                                                     help="Serve Prometheus metrics on this port.")] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for the metrics "
+                                              "endpoint (0.0.0.0 to expose it).")] = "127.0.0.1",
 ) -> None:
     """Load-test an HTTP service: requests leave on schedule whatever its latency (open loop), and
     latency is measured from the scheduled and from the actual send time, per label.
@@ -59,6 +63,7 @@ def load_command(
     every threshold holding; 1 a threshold crossed; 2 an error. Ctrl-C stops and still reports.
     """
     from streamsynth.connectors.loadtest.expect import Expectation
+    from streamsynth.connectors.loadtest.prometheus import LoadMetrics
     from streamsynth.connectors.loadtest.requests import RequestTemplate
     from streamsynth.connectors.loadtest.runner import LoadSettings, run_load
     from streamsynth.connectors.loadtest.schedule import constant, parse_duration, parse_stages
@@ -79,6 +84,9 @@ def load_command(
     seconds = parse_duration(timeout, "--timeout")
     if seconds <= 0:
         raise StreamsynthError("--timeout is 0", hint="give --timeout above 0, e.g. 10s")
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
     settings = LoadSettings(
         segments=segments,
         template=RequestTemplate.build(to, method=method, headers=header, batch=batch),
@@ -87,8 +95,17 @@ def load_command(
         expect=Expectation.parse(expect) if expect is not None else None,
         thresholds=[Threshold.parse(t) for t in threshold or []],
         abort_on_fail=abort_on_fail,
+        metrics=LoadMetrics() if metrics_port is not None else None,
     )
-    result = run_load(settings, source.open(endless=True).stream, say=lambda line: typer.echo(line, err=True))
+    stream = source.open(endless=True).stream
+    if settings.metrics is not None:
+        port = settings.metrics.serve(metrics_port or 0, metrics_host)
+        say(f"metrics on http://{metrics_host}:{port}/metrics")
+    try:
+        result = run_load(settings, stream, say=say)
+    finally:
+        if settings.metrics is not None:
+            settings.metrics.close()
     typer.echo(table(result))
     if summary_json is not None:
         write_text(summary_json, json.dumps(to_dict(result), indent=2) + "\n")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +25,9 @@ import aiohttp
 import polars as pl
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from streamsynth.connectors.loadtest.expect import Expectation
+from streamsynth.connectors.loadtest.prometheus import LoadMetrics
 from streamsynth.connectors.loadtest.requests import RequestTemplate
 from streamsynth.connectors.loadtest.runner import LoadSettings, classify, run_load
 from streamsynth.connectors.loadtest.schedule import (
@@ -106,6 +109,10 @@ def service() -> Iterator[Callable[[Decide], Service]]:
 
 def ok(_: object) -> tuple[int, object, float]:
     return 200, None, 0.0
+
+
+def flag_anomalies(event) -> tuple[int, object, float]:
+    return (402 if event[IS_ANOMALY] else 200), {"decision": "deny" if event[IS_ANOMALY] else "allow"}, 0.02
 
 
 def settings(url: str, rate: float, seconds: float, **kwargs: object) -> LoadSettings:
@@ -281,6 +288,30 @@ def test_a_refused_connection_is_classified_as_refused():
     assert classify(TimeoutError()) == "timeout"
 
 
+def test_prometheus_metrics_agree_with_the_summary(service, make_events):
+    srv = service(flag_anomalies)
+    metrics = LoadMetrics()
+    port = metrics.serve(0)
+    try:
+        result = run_load(settings(srv.url(), 60, 1, metrics=metrics, max_in_flight=1), iter([make_events(100)]))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        metrics.close()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for label, stats in result.measurements.labels.items():
+        for status, n in stats.statuses.items():
+            assert samples[("streamsynth_load_requests_total", (("label", label), ("status", str(status))))] == n
+        for source in ("scheduled", "sent"):
+            key = ("streamsynth_load_latency_seconds_count", (("from", source), ("label", label)))
+            assert samples[key] == stats.answered
+        if stats.dropped:
+            assert samples[("streamsynth_load_dropped_total", (("label", label),))] == stats.dropped
+    assert result.measurements.total().dropped > 0  # one slot, 20 ms answers, 60 arrivals a second
+    assert samples[("streamsynth_load_in_flight", ())] == 0
+
+
 def test_labels_and_the_confusion_matrix_are_exact(service, make_events):
     events = make_events(300, seed=3, fraud=0.2)
     anomalous = events.filter(pl.col(IS_ANOMALY))[EVENT_ID].to_list()
@@ -312,10 +343,6 @@ def events_path(tmp_path: Path, make_events) -> Path:
     path = tmp_path / "events.parquet"
     make_events(500, seed=5, fraud=0.2).write_parquet(path)
     return path
-
-
-def flag_anomalies(event) -> tuple[int, object, float]:
-    return (402 if event[IS_ANOMALY] else 200), {"decision": "deny" if event[IS_ANOMALY] else "allow"}, 0.02
 
 
 def test_thresholds_set_the_exit_code_and_the_json_summary(service, events_path, tmp_path, capsys):
@@ -354,7 +381,9 @@ def test_abort_on_fail_stops_early(service, events_path, capsys):
     (["--rate", "10", "--duration", "1s", "--to", "ftp://127.0.0.1/x"], "--to"),
     (["--rate", "10", "--duration", "1s", "--to", "UNREACHABLE"], "--to"),
     (["--rate", "10", "--duration", "1s", "--to", "SERVICE/{customer_id}"], "--to"),
-], ids=["stages", "threshold", "expect", "duration", "no duration", "not http", "unreachable", "no such column"])
+    (["--rate", "10", "--duration", "1s", "--metrics-port", "SERVICEPORT"], "--metrics-port"),
+], ids=["stages", "threshold", "expect", "duration", "no duration", "not http", "unreachable", "no such column",
+        "metrics port taken"])
 def test_bad_input_is_one_line_naming_the_option(extra, option, service, events_path, free_port, capsys):
     srv = service(ok)
     to = srv.url("/x")
@@ -363,6 +392,7 @@ def test_bad_input_is_one_line_naming_the_option(extra, option, service, events_
         to = extra[at + 1].replace("UNREACHABLE", f"http://127.0.0.1:{free_port()}/x").replace(
             "SERVICE", srv.url(""))
         extra = extra[:at] + extra[at + 2:]
+    extra = [str(srv.port) if x == "SERVICEPORT" else x for x in extra]
     assert main(["load", str(events_path), "--to", to, *extra]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"error: {option}") and len(err) <= 2, err
