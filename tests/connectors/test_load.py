@@ -362,6 +362,24 @@ def test_thresholds_set_the_exit_code_and_the_json_summary(service, events_path,
     assert main([*args, "--threshold", "p99<5s", "--threshold", "errors<0.1%"]) == 0
 
 
+def test_stages_method_headers_and_batches_shape_the_requests(service, events_path, tmp_path, capsys):
+    srv = service(ok)
+    out = tmp_path / "summary.json"
+    assert main(["load", str(events_path), "--to", srv.url("/cards/{card_id}"), "--stages", "1s:40,1s:0",
+                 "--method", "put", "--header", "X-Card: {card_id}", "--batch", "3",
+                 "--summary-json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    # 0 -> 40/s over a second and back: 20 + 20 arrivals, each a request of 3 events
+    targets = [s["target"] for s in summary["per_second"]]
+    assert targets[:2] == [20, 20] and sum(targets) == 40
+    assert summary["total"]["scheduled"] == summary["total"]["answered"] == len(srv.requests) == 40
+    for method, path, headers, body in srv.requests:
+        batch = json.loads(body)
+        assert method == "PUT" and len(batch) == 3
+        assert path == f"/cards/{batch[0]['card_id']}" and headers["X-Card"] == batch[0]["card_id"]
+    assert "total" in capsys.readouterr().out
+
+
 def test_abort_on_fail_stops_early(service, events_path, capsys):
     srv = service(lambda _: (200, None, 0.05))
     began = time.monotonic()
