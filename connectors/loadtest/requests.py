@@ -71,6 +71,11 @@ class RequestTemplate:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise StreamsynthError(f"--to {url!r} is not an http(s) URL",
                                    hint="write --to http://host:port/path or https://host/path")
+        try:
+            parts.port  # noqa: B018 - urllib checks the port only when asked for it
+        except ValueError:
+            raise StreamsynthError(f"--to {url!r} has a port that is not a number from 0 to 65535",
+                                   hint="write --to http://host:port/path") from None
         if parts.query and "{" in parts.query:
             _fields(parts.query, "--to")
         _fields(parts.path, "--to")

@@ -190,7 +190,7 @@ class _Run:
                     status.cancel()
                     for task in list(self.tasks):
                         task.cancel()
-                    await asyncio.gather(*self.tasks, return_exceptions=True)
+                    await asyncio.gather(status, *self.tasks, return_exceptions=True)
                 elapsed = loop.time() - self.start
                 self._gauges(elapsed)
         finally:

@@ -171,7 +171,8 @@ def test_batched_requests_are_json_arrays_labelled_by_their_injected_events():
 
 
 @pytest.mark.parametrize(("kwargs", "option"), [
-    ({"url": "ftp://h/x"}, "--to"), ({"url": "http:///x"}, "--to"), ({"url": "http://h/{0}"}, "--to"),
+    ({"url": "ftp://h/x"}, "--to"), ({"url": "http:///x"}, "--to"), ({"url": "http://h:port/x"}, "--to"),
+    ({"url": "http://h/{0}"}, "--to"),
     ({"url": "http://h/x", "headers": ["NoColon"]}, "--header"), ({"url": "http://h/x", "method": "BREW"}, "--method"),
 ])
 def test_bad_request_options_are_named(kwargs, option):
