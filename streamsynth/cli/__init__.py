@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "streamsynth.cli.core",
     "streamsynth.cli.delivery",
     "streamsynth.cli.evaluate",
+    "streamsynth.cli.load",
     "streamsynth.cli.rules",
     "streamsynth.cli.scenarios",
 ]

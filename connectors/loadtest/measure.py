@@ -1,0 +1,154 @@
+"""What came back, per label: latency histograms, status codes, error classes, bytes, and a
+per-second series of target, sent, completed and dropped requests.
+
+Latency goes into HDR histograms (the ``hdrh`` package, the HdrHistogram of wrk2 and Gatling):
+microsecond resolution from 1 us to an hour at three significant digits, in fixed memory, and
+mergeable, so the overall figures are the sum of the per-label ones. Two per label: from the
+scheduled send time (what a user arriving on schedule waits, queueing in the load generator
+included: no coordinated omission) and from the actual send time (what the service took).
+
+Everything here runs on the event loop's thread, so nothing needs a lock; the live status line and
+the thresholds read it from the same thread.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+from streamsynth.connectors.loadtest.prometheus import LoadMetrics
+
+#: the error classes a failed request falls into
+ERROR_CLASSES = ("timeout", "refused", "reset", "other")
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+_LOWEST_US, _HIGHEST_US, _DIGITS = 1, 3_600_000_000, 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
+
+
+def record(histogram: HdrHistogram, seconds: float) -> None:
+    """Record a latency, clamped into the histogram's range (a clock step must not raise)."""
+    histogram.record_value(min(max(round(seconds * 1e6), _LOWEST_US), _HIGHEST_US))
+
+
+def latency_summary(histogram: HdrHistogram) -> dict[str, float | None]:
+    """p50 ... p99.9 and max in milliseconds (None without samples)."""
+    if histogram.get_total_count() == 0:
+        return {**{_pname(p): None for p in PERCENTILES}, "max": None}
+    out: dict[str, float | None] = {_pname(p): histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
+    out["max"] = histogram.get_max_value() / 1000
+    return out
+
+
+def _pname(p: float) -> str:
+    return f"p{p:g}"
+
+
+@dataclass
+class LabelStats:
+    """The measurements of the requests of one label."""
+
+    from_scheduled: HdrHistogram = field(default_factory=new_histogram)
+    from_sent: HdrHistogram = field(default_factory=new_histogram)
+    scheduled: int = 0
+    sent: int = 0
+    dropped: int = 0
+    answered: int = 0  # a response arrived, whatever its status
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    @property
+    def failed(self) -> int:
+        """Requests counted as errors: no response (timeout, refused, reset, other) or a 5xx."""
+        return sum(self.errors.values()) + sum(n for s, n in self.statuses.items() if s >= 500)
+
+    def add(self, other: LabelStats) -> None:
+        self.from_scheduled.add(other.from_scheduled)
+        self.from_sent.add(other.from_sent)
+        for name in ("scheduled", "sent", "dropped", "answered", "bytes_sent", "bytes_received"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.statuses.update(other.statuses)
+        self.errors.update(other.errors)
+
+
+@dataclass
+class Second:
+    """One second of the run (by the scheduled time for target and dropped, by the clock for the rest)."""
+
+    target: int = 0
+    sent: int = 0
+    completed: int = 0
+    dropped: int = 0
+    failed: int = 0
+
+
+class Measurements:
+    """Per-label statistics and the per-second series of one run."""
+
+    def __init__(self, target_per_second: list[int], metrics: LoadMetrics | None = None) -> None:
+        self.metrics = metrics  # Prometheus, fed the same events when --metrics-port is given
+        self.labels: dict[str, LabelStats] = {}
+        self.seconds = [Second(target=n) for n in target_per_second]
+        self.unfinished = 0  # in flight when the run was stopped
+
+    def _label(self, label: str) -> LabelStats:
+        stats = self.labels.get(label)
+        if stats is None:
+            stats = self.labels[label] = LabelStats()
+        return stats
+
+    def _second(self, offset: float) -> Second:
+        index = max(int(offset), 0)
+        while index >= len(self.seconds):  # completions after the schedule's end (draining)
+            self.seconds.append(Second())
+        return self.seconds[index]
+
+    def scheduled(self, label: str) -> None:
+        self._label(label).scheduled += 1
+
+    def dropped(self, label: str, scheduled_offset: float) -> None:
+        self._label(label).dropped += 1
+        self._second(scheduled_offset).dropped += 1
+        if self.metrics is not None:
+            self.metrics.drop(label)
+
+    def sent(self, label: str, offset: float, size: int) -> None:
+        stats = self._label(label)
+        stats.sent += 1
+        stats.bytes_sent += size
+        self._second(offset).sent += 1
+
+    def answered(self, label: str, status: int, from_scheduled: float, from_sent: float,
+                 offset: float, size: int) -> None:
+        stats = self._label(label)
+        stats.answered += 1
+        stats.statuses[status] += 1
+        stats.bytes_received += size
+        record(stats.from_scheduled, from_scheduled)
+        record(stats.from_sent, from_sent)
+        second = self._second(offset)
+        second.completed += 1
+        if status >= 500:
+            second.failed += 1
+        if self.metrics is not None:
+            self.metrics.answered(label, status, from_scheduled, from_sent)
+
+    def failed(self, label: str, error: str, offset: float) -> None:
+        self._label(label).errors[error] += 1
+        second = self._second(offset)
+        second.completed += 1
+        second.failed += 1
+        if self.metrics is not None:
+            self.metrics.failed(label, error)
+
+    def total(self) -> LabelStats:
+        """All labels together."""
+        out = LabelStats()
+        for stats in self.labels.values():
+            out.add(stats)
+        return out

@@ -1,0 +1,325 @@
+"""The open-loop runner: requests leave at their scheduled times whatever the service does.
+
+aiohttp is the client: a mature asyncio HTTP/1.1 client whose keep-alive pool takes a hard
+connection limit (here ``--max-in-flight``, so a request never waits inside the client for a
+connection) and whose per-request cost is a fraction of httpx's, which matters when one Python
+core has to keep thousands of requests a second on schedule.
+
+Three parts, none waiting on another's slow path: a feeder thread pulls the source's polars
+batches and renders them into requests, handing chunks over a bounded queue; the scheduler
+coroutine sleeps until each arrival's time and starts its request as a task, never awaiting a
+response, so a slow service cannot slow the arrivals (the coordinated omission of closed-loop
+tools); when ``--max-in-flight`` requests are already out, an arrival is dropped and counted, as
+k6 counts ``dropped_iterations``, rather than sent late. A status task prints one line a second
+and, with ``--abort-on-fail``, checks the thresholds.
+
+Ctrl-C or SIGTERM stops the schedule, gives the requests in flight a short grace and still
+returns every figure; a second one stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import aiohttp
+import polars as pl
+from streamsynth.connectors.loadtest.expect import Confusion, Expectation
+from streamsynth.connectors.loadtest.measure import Measurements
+from streamsynth.connectors.loadtest.prometheus import LoadMetrics
+from streamsynth.connectors.loadtest.requests import Request, RequestTemplate
+from streamsynth.connectors.loadtest.schedule import Segment, arrival_times, target_per_second
+from streamsynth.connectors.loadtest.summary import figures, status_line
+from streamsynth.connectors.loadtest.thresholds import Threshold, crossed
+
+from streamsynth.contract import IS_ANOMALY
+from streamsynth.errors import StreamsynthError
+
+_CHUNK = 512  # requests per hand-over from the feeder: few queue operations, little latency
+_QUEUED_CHUNKS = 8  # bounded, so an endless source stays a few thousand requests ahead
+_INTERRUPT_GRACE = 2.0  # seconds the requests in flight get after Ctrl-C
+_CONNECT_CHECK = 5.0  # seconds to reach the service before the clock starts
+_BODYLESS = ("GET", "DELETE")
+
+
+@dataclass
+class LoadSettings:
+    """What one ``streamsynth load`` run does."""
+
+    segments: list[Segment]
+    template: RequestTemplate
+    max_in_flight: int = 1000
+    timeout: float = 10.0
+    expect: Expectation | None = None
+    thresholds: list[Threshold] = field(default_factory=list)
+    abort_on_fail: bool = False
+    status_every: float = 1.0
+    metrics: LoadMetrics | None = None  # Prometheus (served by the caller, which also closes it)
+
+
+@dataclass
+class LoadResult:
+    """Everything a run measured, and why it ended."""
+
+    measurements: Measurements
+    confusion: Confusion | None
+    elapsed: float
+    ended: str  # "done", "interrupted", "source exhausted", or "aborted: THRESHOLD"
+    crossed: list[Threshold]
+    figures: dict[str, float | None]
+
+
+def classify(exc: BaseException) -> str:
+    """The error class of a request that got no response: timeout, refused, reset or other."""
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError and asyncio's are TimeoutErrors
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "other"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError | BrokenPipeError):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return "reset"
+    return "other"
+
+
+def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
+             say: Callable[[str], None] = lambda line: None) -> LoadResult:
+    """Run the load test on ``stream`` and return its measurements.
+
+    The first batch is read and the service reached before the clock starts, so a wrong column
+    name or an unreachable host is an error before any request, not a run of failures.
+    """
+    first = next(stream, None)
+    if first is None or first.height == 0:
+        raise StreamsynthError("the source has no events", hint="give a SOURCE that yields events")
+    settings.template.check(first)
+    if settings.expect is not None and settings.expect.needs_is_anomaly and IS_ANOMALY not in first.columns:
+        raise StreamsynthError(f"--expect {settings.expect.text!r} reads is_anomaly, which the source lacks",
+                               hint="state the truth with label (e.g. \"if label != 'normal'\") or use a "
+                               "labelled source")
+    return asyncio.run(_Run(settings, itertools.chain([first], stream), say).main())
+
+
+class _Run:
+    """The state of one run, owned by the event loop's thread (the feeder only touches the queue)."""
+
+    def __init__(self, settings: LoadSettings, stream: Iterator[pl.DataFrame], say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.stream = stream
+        self.say = say
+        self.measurements = Measurements(target_per_second(settings.segments), settings.metrics)
+        self.confusion = Confusion() if settings.expect is not None else None
+        self.chunks: queue.Queue[list[Request] | None] = queue.Queue(_QUEUED_CHUNKS)
+        self.feed_error: BaseException | None = None
+        self.halt = threading.Event()  # tells the feeder to stop
+        self.pending: list[Request] = []
+        self.source_done = False
+        self.in_flight = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.ended = "done"
+        self.signals = 0
+        self.start = 0.0
+        self.stopped = asyncio.Event()
+
+    # -- the feeder thread -------------------------------------------------------------------------
+    def _feed(self) -> None:
+        try:
+            for batch in self.stream:
+                requests = list(self.settings.template.render(batch))
+                for i in range(0, len(requests), _CHUNK):
+                    if not self._hand_over(requests[i:i + _CHUNK]):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the loop's thread
+            self.feed_error = exc
+        self._hand_over(None)
+
+    def _hand_over(self, chunk: list[Request] | None) -> bool:
+        while not self.halt.is_set():
+            try:
+                self.chunks.put(chunk, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    async def _next_request(self) -> Request | None:
+        """The next prepared request; None once the source is exhausted (or the run stops)."""
+        while not self.pending:
+            if self.source_done or self.halt.is_set():
+                return None
+            try:
+                chunk = self.chunks.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.001)  # the source is behind: the lateness shows in from-scheduled latency
+                continue
+            if chunk is None:
+                self.source_done = True
+                if self.feed_error is not None:
+                    raise self.feed_error
+                return None
+            chunk.reverse()  # popped from the end
+            self.pending = chunk
+        return self.pending.pop()
+
+    # -- the loop --------------------------------------------------------------------------------------
+    async def main(self) -> LoadResult:
+        loop = asyncio.get_running_loop()
+        await self._check_reachable()
+        watched = self._watch_signals(loop)
+        feeder = threading.Thread(target=self._feed, name="load-feeder", daemon=True)
+        feeder.start()
+        connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight, limit_per_host=0)
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                             cookie_jar=aiohttp.DummyCookieJar()) as session:
+                self.session = session
+                self.start = loop.time()
+                status = asyncio.create_task(self._status())
+                try:
+                    await self._schedule()
+                    await self._drain(self.settings.timeout + 1.0 if not self.signals else _INTERRUPT_GRACE)
+                finally:
+                    status.cancel()
+                    for task in list(self.tasks):
+                        task.cancel()
+                    await asyncio.gather(status, *self.tasks, return_exceptions=True)
+                elapsed = loop.time() - self.start
+                self._gauges(elapsed)
+        finally:
+            self.halt.set()
+            feeder.join(timeout=5.0)
+            for sig in watched:
+                loop.remove_signal_handler(sig)
+        numbers = figures(self.measurements, self.confusion, elapsed)
+        return LoadResult(self.measurements, self.confusion, elapsed, self.ended,
+                          crossed(self.settings.thresholds, numbers), numbers)
+
+    async def _check_reachable(self) -> None:
+        parts = urlsplit(self.settings.template.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), _CONNECT_CHECK)
+        except (OSError, TimeoutError) as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            raise StreamsynthError(f"--to {self.settings.template.url!r}: cannot connect to "
+                                   f"{parts.hostname}:{port} ({why})",
+                                   hint="start the service, or fix the host and port in --to") from None
+        writer.close()
+
+    def _watch_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        watched = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+            watched.append(sig)
+        return watched
+
+    def _on_signal(self) -> None:
+        self.signals += 1
+        self.stop("interrupted")
+        if self.signals > 1:  # the second one: give up on the requests in flight at once
+            for task in list(self.tasks):
+                task.cancel()
+
+    def stop(self, why: str) -> None:
+        if not self.stopped.is_set():
+            self.ended = why
+            self.stopped.set()
+            self.halt.set()
+
+    async def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        m = self.measurements
+        for offset in arrival_times(self.settings.segments):
+            if self.stopped.is_set():
+                return
+            request = await self._next_request()
+            if request is None:
+                if not self.stopped.is_set():
+                    self.stop("source exhausted")
+                return
+            due = self.start + offset
+            delay = due - loop.time()
+            if delay > 0.05:  # a long wait (a low rate) must still notice Ctrl-C or an abort
+                try:
+                    await asyncio.wait_for(self.stopped.wait(), delay)
+                    return
+                except TimeoutError:
+                    pass
+            elif delay > 0:
+                await asyncio.sleep(delay)
+            m.scheduled(request.label)
+            if self.in_flight >= self.settings.max_in_flight:
+                m.dropped(request.label, offset)
+                continue
+            self.in_flight += 1
+            task = asyncio.create_task(self._send(request, due))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, request: Request, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        m = self.measurements
+        template = self.settings.template
+        sent = loop.time()
+        body = None if template.method in _BODYLESS else request.body
+        m.sent(request.label, sent - self.start, len(body or b""))
+        headers = {"Content-Type": "application/json", **request.headers} if body is not None else request.headers
+        try:
+            async with self.session.request(template.method, request.url, data=body, headers=headers) as response:
+                answer = await response.read()
+                status = response.status
+        except asyncio.CancelledError:
+            m.unfinished += 1
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and counted
+            m.failed(request.label, classify(exc), loop.time() - self.start)
+            if self.confusion is not None:
+                self.confusion.unanswered += 1
+            return
+        finally:
+            self.in_flight -= 1
+        done = loop.time()
+        m.answered(request.label, status, done - due, done - sent, done - self.start, len(answer))
+        expect = self.settings.expect
+        if expect is not None and self.confusion is not None:
+            self.confusion.add(request.label, expect.predict(status, answer),
+                               expect.truth(request.label, request.is_anomaly))
+
+    async def _drain(self, grace: float) -> None:
+        """Wait for the requests in flight (each bounded by --timeout), then give up on the rest."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace)
+
+    def _gauges(self, elapsed: float) -> None:
+        metrics = self.settings.metrics
+        if metrics is not None:
+            seconds = self.measurements.seconds
+            metrics.in_flight.set(self.in_flight)
+            metrics.target_rate.set(seconds[int(elapsed)].target if int(elapsed) < len(seconds) else 0)
+
+    async def _status(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = self.settings.status_every
+        tick = 1
+        while True:
+            await asyncio.sleep(max(self.start + tick * every - loop.time(), 0))
+            elapsed = loop.time() - self.start
+            numbers = figures(self.measurements, self.confusion, elapsed)
+            self._gauges(elapsed)
+            self.say(status_line(self.measurements, numbers, elapsed, self.in_flight))
+            if self.settings.abort_on_fail:
+                failed = crossed(self.settings.thresholds, numbers)
+                if failed:
+                    self.stop(f"aborted: {failed[0].text}")
+            tick += 1
+

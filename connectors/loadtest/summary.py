@@ -1,0 +1,113 @@
+"""The report of a run: the figures thresholds read, the live status line, the end-of-run table
+(stdout) and the JSON summary (``--summary-json``).
+
+Latencies are in milliseconds; "errors" are requests without a response plus 5xx answers, as a
+share of the requests sent; "dropped" a share of the requests scheduled; bytes are those of the
+request and response bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamsynth.connectors.loadtest.expect import Confusion
+from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, Measurements, latency_summary
+
+
+def figures(m: Measurements, confusion: Confusion | None, elapsed: float) -> dict[str, float | None]:
+    """Metric name -> value over the run so far, as :mod:`.thresholds` names them."""
+    total = m.total()
+    out: dict[str, float | None] = dict(latency_summary(total.from_scheduled))
+    out |= {f"sent_{k}": v for k, v in latency_summary(total.from_sent).items()}
+    out["errors"] = total.failed / total.sent if total.sent else None
+    out["dropped"] = total.dropped / total.scheduled if total.scheduled else None
+    out["rps"] = total.answered / elapsed if elapsed > 0 else None
+    out["precision"] = confusion.precision if confusion is not None else None
+    out["recall"] = confusion.recall if confusion is not None else None
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def status_line(m: Measurements, numbers: dict[str, float | None], elapsed: float, in_flight: int) -> str:
+    """One line a second: the last whole second's answered rate against its target, and so far
+    p99 (from scheduled), errors, dropped and the requests in flight."""
+    index = int(elapsed) - 1
+    last = m.seconds[index] if 0 <= index < len(m.seconds) else None
+    rate = f"{last.completed:,}/s (target {last.target:,})" if last else "-"
+    errors, dropped = numbers["errors"], numbers["dropped"]
+    return (f"[{elapsed:5.0f}s] {rate}  p99 {_ms(numbers['p99'])} ms  "
+            f"errors {0 if errors is None else errors:.2%}  dropped {0 if dropped is None else dropped:.2%}  "
+            f"in flight {in_flight:,}")
+
+
+def _label_dict(stats: LabelStats) -> dict[str, Any]:
+    return {
+        "scheduled": stats.scheduled, "sent": stats.sent, "dropped": stats.dropped,
+        "answered": stats.answered, "failed": stats.failed,
+        "latency_ms": {"from_scheduled": latency_summary(stats.from_scheduled),
+                       "from_sent": latency_summary(stats.from_sent)},
+        "status": {str(code): n for code, n in sorted(stats.statuses.items())},
+        "errors": {name: stats.errors[name] for name in ERROR_CLASSES},
+        "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received,
+    }
+
+
+def to_dict(result: Any) -> dict[str, Any]:
+    """The JSON summary of a :class:`~.runner.LoadResult` (``--summary-json``)."""
+    m: Measurements = result.measurements
+    return {
+        "ended": result.ended,
+        "elapsed_s": round(result.elapsed, 3),
+        "figures": result.figures,
+        "thresholds": {"crossed": [t.text for t in result.crossed]},
+        "total": _label_dict(m.total()),
+        "labels": {label: _label_dict(stats) for label, stats in sorted(m.labels.items())},
+        "unfinished": m.unfinished,
+        "per_second": [{"second": i, "target": s.target, "sent": s.sent, "completed": s.completed,
+                        "dropped": s.dropped, "failed": s.failed} for i, s in enumerate(m.seconds)],
+        "confusion": result.confusion.to_dict() if result.confusion is not None else None,
+    }
+
+
+def table(result: Any) -> str:
+    """The end-of-run summary as text: one row per label and a total row, then the confusion
+    matrix and the thresholds."""
+    m: Measurements = result.measurements
+    rows = [(label, stats) for label, stats in sorted(m.labels.items())] + [("total", m.total())]
+    head = (f"{'label':<24}{'sched':>8}{'sent':>8}{'drop':>7}{'fail':>7}"
+            f"{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}  {'sent p50':>9}{'sent p99':>9}  status")
+    lines = [f"ended: {result.ended} after {result.elapsed:.1f}s; {result.figures['rps'] or 0:,.1f} answered/s; "
+             "latency in ms from the scheduled send (and from the actual send)", head]
+    for label, stats in rows:
+        sched, sent = latency_summary(stats.from_scheduled), latency_summary(stats.from_sent)
+        codes = " ".join(f"{code}:{n}" for code, n in sorted(stats.statuses.items()))
+        errors = " ".join(f"{name}:{n}" for name, n in sorted(stats.errors.items()) if n)
+        lines.append(f"{label[:23]:<24}{stats.scheduled:>8}{stats.sent:>8}{stats.dropped:>7}{stats.failed:>7}"
+                     + "".join(f"{_ms(sched[k]):>9}" for k in ("p50", "p90", "p99", "p99.9", "max"))
+                     + f"  {_ms(sent['p50']):>9}{_ms(sent['p99']):>9}  {codes}" + (f" {errors}" if errors else ""))
+    total = m.total()
+    lines.append(f"body bytes sent {total.bytes_sent:,}, received {total.bytes_received:,}; "
+                 f"{m.unfinished} unfinished at the stop")
+    if result.confusion is not None:
+        c = result.confusion.to_dict()
+        precision = "-" if c["precision"] is None else f"{c['precision']:.3f}"
+        recall = "-" if c["recall"] is None else f"{c['recall']:.3f}"
+        lines.append(f"expect: tp {c['tp']}  fp {c['fp']}  fn {c['fn']}  tn {c['tn']}  "
+                     f"precision {precision}  recall {recall}  unanswered {c['unanswered']}")
+    for threshold in result.crossed:
+        lines.append(f"threshold crossed: {threshold.text} (is {_figure(result.figures, threshold.metric)})")
+    return "\n".join(lines)
+
+
+def _figure(numbers: dict[str, float | None], metric: str) -> str:
+    value = numbers.get(metric)
+    if value is None:
+        return "-"
+    if metric in ("errors", "dropped"):
+        return f"{value:.3%}"
+    if metric in ("rps", "precision", "recall"):
+        return f"{value:.3f}"
+    return f"{value:.1f}ms"

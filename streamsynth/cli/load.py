@@ -1,0 +1,113 @@
+"""The ``load`` command: an open-loop load test of an HTTP service with learned, labelled traffic.
+
+A SOURCE becomes a stream (:meth:`SourceOptions.open`), each event a request that leaves on the
+schedule of ``--rate``/``--duration`` or ``--stages``; the work is the
+``streamsynth.connectors.loadtest`` package, imported inside the command so that ``--help`` does
+not load aiohttp.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamsynth.cli import app
+from streamsynth.cli.source_options import SourceOptions, source_options
+from streamsynth.errors import StreamsynthError
+
+EXIT_THRESHOLD = 1
+
+
+@app.command("load")
+@source_options(batch_size=True)
+def load_command(
+    source: SourceOptions,
+    to: Annotated[str, typer.Option("--to", help="The service: http(s)://host:port/path; the path may name "
+                                    "event columns in braces, e.g. /accounts/{customer_id}/tx.")],
+    rate: Annotated[float | None, typer.Option("--rate", help="Requests per second (with --duration).")] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="How long to send at --rate, e.g. "
+                                                 "30s, 5m.")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Ramping rate instead of --rate: "
+                                               "DURATION:RATE,..., each stage ramping linearly from the "
+                                               "previous rate, e.g. 30s:100,2m:2000,30s:0.")] = None,
+    max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, help="Requests awaiting an answer "
+                                               "at most; an arrival beyond it is dropped and counted.")] = 1000,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Events per request (a JSON array when "
+                                       "above 1).")] = 1,
+    method: Annotated[str, typer.Option("--method", help="HTTP method.")] = "POST",
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="NAME: VALUE, the value may "
+                                                     "name event columns in braces. Repeatable.")] = None,
+    timeout: Annotated[str, typer.Option("--timeout", help="Give up on a request after this long.")] = "10s",
+    expect: Annotated[str | None, typer.Option("--expect", help="What the service should answer, scored "
+                                               "against the ground truth, e.g. 'status==402 if is_anomaly'.")
+                      ] = None,
+    threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Pass/fail criterion, e.g. "
+                                                        "'p99<250ms', 'errors<0.1%', 'recall>0.9'. "
+                                                        "Repeatable.")] = None,
+    abort_on_fail: Annotated[bool, typer.Option("--abort-on-fail", help="Stop as soon as a threshold is "
+                                                "crossed.")] = False,
+    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary "
+                                                      "as JSON to this file.")] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
+                                                     help="Serve Prometheus metrics on this port.")] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for the metrics "
+                                              "endpoint (0.0.0.0 to expose it).")] = "127.0.0.1",
+) -> None:
+    """Load-test an HTTP service: requests leave on schedule whatever its latency (open loop), and
+    latency is measured from the scheduled and from the actual send time, per label.
+
+    A live status line goes to stderr each second, the summary to stdout. Exit codes: 0 done with
+    every threshold holding; 1 a threshold crossed; 2 an error. Ctrl-C stops and still reports.
+    """
+    from streamsynth.connectors.loadtest.expect import Expectation
+    from streamsynth.connectors.loadtest.prometheus import LoadMetrics
+    from streamsynth.connectors.loadtest.requests import RequestTemplate
+    from streamsynth.connectors.loadtest.runner import LoadSettings, run_load
+    from streamsynth.connectors.loadtest.schedule import constant, parse_duration, parse_stages
+    from streamsynth.connectors.loadtest.summary import table, to_dict
+    from streamsynth.connectors.loadtest.thresholds import Threshold
+    from streamsynth.outputs import write_text
+
+    if stages is not None:
+        if rate is not None or duration is not None:
+            raise StreamsynthError("--stages and --rate/--duration both given",
+                                   hint="give either --stages or --rate with --duration")
+        segments = parse_stages(stages)
+    elif rate is None or duration is None:
+        raise StreamsynthError(f"{'--duration' if duration is None else '--rate'} is missing",
+                               hint="give --rate N with --duration, e.g. --rate 100 --duration 30s, or --stages")
+    else:
+        segments = constant(rate, parse_duration(duration, "--duration"))
+    seconds = parse_duration(timeout, "--timeout")
+    if seconds <= 0:
+        raise StreamsynthError("--timeout is 0", hint="give --timeout above 0, e.g. 10s")
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    settings = LoadSettings(
+        segments=segments,
+        template=RequestTemplate.build(to, method=method, headers=header, batch=batch),
+        max_in_flight=max_in_flight,
+        timeout=seconds,
+        expect=Expectation.parse(expect) if expect is not None else None,
+        thresholds=[Threshold.parse(t) for t in threshold or []],
+        abort_on_fail=abort_on_fail,
+        metrics=LoadMetrics() if metrics_port is not None else None,
+    )
+    stream = source.open(endless=True).stream
+    if settings.metrics is not None:
+        port = settings.metrics.serve(metrics_port or 0, metrics_host)
+        say(f"metrics on http://{metrics_host}:{port}/metrics")
+    try:
+        result = run_load(settings, stream, say=say)
+    finally:
+        if settings.metrics is not None:
+            settings.metrics.close()
+    typer.echo(table(result))
+    if summary_json is not None:
+        write_text(summary_json, json.dumps(to_dict(result), indent=2) + "\n")
+    if result.crossed:
+        raise typer.Exit(EXIT_THRESHOLD)

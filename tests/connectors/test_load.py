@@ -1,0 +1,433 @@
+"""``streamsynth load``: the schedule, request rendering, --expect, thresholds, and the open-loop
+runner against a real HTTP service on loopback whose latency and decisions the test controls.
+
+Timing assertions are loose (the machine may be loaded: two cores, other suites running); counts
+-- arrivals, drops, labels, the confusion matrix -- are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import aiohttp
+import polars as pl
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+from streamsynth.connectors.loadtest.expect import Expectation
+from streamsynth.connectors.loadtest.prometheus import LoadMetrics
+from streamsynth.connectors.loadtest.requests import RequestTemplate
+from streamsynth.connectors.loadtest.runner import LoadSettings, classify, run_load
+from streamsynth.connectors.loadtest.schedule import (
+    arrival_times,
+    constant,
+    parse_duration,
+    parse_stages,
+    target_per_second,
+)
+from streamsynth.connectors.loadtest.summary import latency_summary
+from streamsynth.connectors.loadtest.thresholds import Threshold, crossed
+
+from streamsynth.cli import main
+from streamsynth.contract import EVENT_ID, IS_ANOMALY, LABEL
+from streamsynth.errors import StreamsynthError
+
+#: (status, JSON answer or None, seconds to wait before answering) for one request's body
+Decide = Callable[[object], tuple[int, object, float]]
+RESET = -1  # a status that makes the service drop the connection
+
+
+class Service:
+    """An aiohttp server on its own event loop in a thread; ``decide`` answers each request."""
+
+    def __init__(self, decide: Decide) -> None:
+        self.decide = decide
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []  # method, path, headers, body
+        self.loop = asyncio.new_event_loop()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        assert ready.wait(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.SockSite(self.runner, self.sock).start())
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append((request.method, request.path_qs, dict(request.headers), body))
+        status, answer, delay = self.decide(json.loads(body) if body else None)
+        if status == RESET:  # cut the connection instead of answering
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        if delay:
+            await asyncio.sleep(delay)
+        if answer is None:
+            return web.Response(status=status)
+        return web.json_response(answer, status=status)
+
+    def url(self, path: str = "/score") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def service() -> Iterator[Callable[[Decide], Service]]:
+    started: list[Service] = []
+
+    def start(decide: Decide) -> Service:
+        started.append(Service(decide))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.close()
+
+
+def ok(_: object) -> tuple[int, object, float]:
+    return 200, None, 0.0
+
+
+def flag_anomalies(event) -> tuple[int, object, float]:
+    return (402 if event[IS_ANOMALY] else 200), {"decision": "deny" if event[IS_ANOMALY] else "allow"}, 0.02
+
+
+def settings(url: str, rate: float, seconds: float, **kwargs: object) -> LoadSettings:
+    return LoadSettings(segments=constant(rate, seconds), template=RequestTemplate.build(url), **kwargs)
+
+
+# -- the schedule --------------------------------------------------------------------------------------
+def test_a_constant_rate_puts_exactly_rate_arrivals_in_every_second():
+    assert target_per_second(constant(100, 3)) == [100, 100, 100]
+    times = list(arrival_times(constant(4, 1)))
+    assert times == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_stages_ramp_linearly_from_the_previous_target():
+    segments = parse_stages("2s:100,1s:100,2s:0")
+    counts = target_per_second(segments)
+    # 0 -> 100 over 2 s holds 100 arrivals (25 in the first second, 75 in the second), 100 flat,
+    # then 100 -> 0 over 2 s the mirror image
+    assert counts == [25, 75, 100, 75, 25]
+    times = list(arrival_times(segments))
+    assert times == sorted(times) and len(times) == 300
+    assert parse_stages("30s:100,2m:2000,30s:0")[1].seconds == 120
+
+
+@pytest.mark.parametrize(("text", "hint"), [("30s-100", "':'"), ("30x:100", "duration"), ("30s:fast", "rate"),
+                                            ("0s:10", "no time")])
+def test_bad_stages_are_named(text, hint):
+    with pytest.raises(StreamsynthError, match=hint) as caught:
+        parse_stages(text)
+    assert "--stages" in caught.value.message
+
+
+def test_durations():
+    assert parse_duration("250ms", "--x") == 0.25 and parse_duration("5m", "--x") == 300
+    with pytest.raises(StreamsynthError, match="--timeout"):
+        parse_duration("soon", "--timeout")
+
+
+# -- rendering requests ---------------------------------------------------------------------------------
+def test_a_request_fills_the_path_and_headers_from_the_event_and_carries_it_as_json():
+    frame = pl.DataFrame({"customer_id": ["c/1", "c2"], "amount": [1.5, 2.0], LABEL: ["normal", "fraud.x"],
+                          IS_ANOMALY: [False, True]})
+    template = RequestTemplate.build("http://h:1/accounts/{customer_id}/tx", headers=["X-Customer: {customer_id}"])
+    template.check(frame)
+    first, second = template.render(frame)
+    assert first.url == "http://h:1/accounts/c%2F1/tx" and first.headers == {"X-Customer": "c/1"}
+    assert json.loads(first.body) == {"customer_id": "c/1", "amount": 1.5, LABEL: "normal", IS_ANOMALY: False}
+    assert (second.label, second.is_anomaly) == ("fraud.x", True)
+
+
+def test_batched_requests_are_json_arrays_labelled_by_their_injected_events():
+    frame = pl.DataFrame({"n": [0, 1, 2], LABEL: ["normal", "fraud.x", "normal"], IS_ANOMALY: [False, True, False]})
+    first, second = RequestTemplate.build("http://h/x", batch=2).render(frame)
+    assert [e["n"] for e in json.loads(first.body)] == [0, 1] and (first.label, first.is_anomaly) == ("fraud.x", True)
+    assert json.loads(second.body) == [{"n": 2, LABEL: "normal", IS_ANOMALY: False}] and second.label == "normal"
+
+
+@pytest.mark.parametrize(("kwargs", "option"), [
+    ({"url": "ftp://h/x"}, "--to"), ({"url": "http:///x"}, "--to"), ({"url": "http://h:port/x"}, "--to"),
+    ({"url": "http://h/{0}"}, "--to"),
+    ({"url": "http://h/x", "headers": ["NoColon"]}, "--header"), ({"url": "http://h/x", "method": "BREW"}, "--method"),
+])
+def test_bad_request_options_are_named(kwargs, option):
+    with pytest.raises(StreamsynthError) as caught:
+        RequestTemplate.build(**kwargs)
+    assert caught.value.message.startswith(option)
+
+
+def test_a_template_naming_a_missing_column_is_refused_with_the_columns():
+    with pytest.raises(StreamsynthError, match="customer_id") as caught:
+        RequestTemplate.build("http://h/{customer_id}").check(pl.DataFrame({"card_id": ["a"]}))
+    assert "card_id" in caught.value.hint
+
+
+# -- --expect and --threshold ------------------------------------------------------------------------------
+def test_expect_reads_status_response_fields_and_the_truth():
+    e = Expectation.parse("status==402 if is_anomaly")
+    assert e.predict(402, b"") and not e.predict(200, b"") and e.truth("x", True) and not e.truth("x", False)
+    e = Expectation.parse("response.decision == 'deny' or response['risk'] > 0.9 if label != 'normal'")
+    assert e.predict(200, b'{"decision": "deny"}') and e.predict(200, b'{"risk": 0.95}')
+    assert not e.predict(200, b'{"risk": "high"}') and not e.predict(200, b"not json")
+    assert e.truth("fraud.x", None) and not e.truth("normal", None)
+    assert Expectation.parse("status in (402, 403)").truth("normal", True)  # no 'if': the truth is is_anomaly
+
+
+@pytest.mark.parametrize("text", ["__import__('os').system('true')", "status.__class__", "status == 402 if "
+                                  "is_anomaly else True", "label == 'x' if is_anomaly", "status == 402 if status",
+                                  "status = 402", "(lambda: 1)() if is_anomaly", "status == 402 if event.amount"])
+def test_expect_refuses_anything_but_comparisons_of_known_names(text):
+    with pytest.raises(StreamsynthError) as caught:
+        Expectation.parse(text)
+    assert caught.value.message.startswith("--expect")
+
+
+def test_thresholds_parse_units_and_cross():
+    t = [Threshold.parse(s) for s in ("p99<250ms", "sent_p50<=1s", "errors<0.1%", "dropped<0.01", "recall>0.9")]
+    assert [x.value for x in t] == [250, 1000, 0.001, 0.01, 0.9]
+    figures = {"p99": 300.0, "sent_p50": 1000.0, "errors": 0.0005, "dropped": None, "recall": 0.5}
+    assert [x.text for x in crossed(t, figures)] == ["p99<250ms", "recall>0.9"]  # no value yet: not crossed
+    for bad in ("p99<<3", "p42<1ms", "p99<1%", "errors<3ms", "recall>90%"):
+        with pytest.raises(StreamsynthError, match="--threshold"):
+            Threshold.parse(bad)
+
+
+# -- the runner against a real service ---------------------------------------------------------------------
+def test_reported_latency_matches_the_service_s_injected_latency(service, make_events):
+    srv = service(lambda _: (200, None, 0.05))
+    result = run_load(settings(srv.url(), 50, 2), iter([make_events(200)]))
+    total = result.measurements.total()
+    assert total.scheduled == total.sent == total.answered == 100 and total.statuses == {200: 100}
+    sent, sched = latency_summary(total.from_sent), latency_summary(total.from_scheduled)
+    # never below the injected 50 ms; on an idle machine 50-55 ms, so 120 ms leaves room for load
+    assert 50 <= sent["p50"] <= 120 and 50 <= sent["p99"] <= 250
+    assert all(sched[k] >= sent[k] for k in sent)  # every request's scheduled time is at or before its send
+    assert result.ended == "done" and result.figures["errors"] == 0 and result.figures["dropped"] == 0
+    assert sum(s.target for s in result.measurements.seconds) == 100
+
+
+def test_a_stall_before_sending_shows_from_scheduled_but_not_from_sent(service, make_events):
+    """The source keeps pace with the schedule (10 events every 0.1 s), then stalls for a second at
+    0.5 s: the requests due from then on leave late. Measured from their scheduled time they waited
+    about a second (what users arriving on schedule would see); from the actual send, the service
+    answered as fast as ever. This is coordinated omission, corrected."""
+    srv = service(ok)
+    events = make_events(200)
+
+    def stalling() -> Iterator[pl.DataFrame]:
+        began = time.monotonic()
+        for k in range(20):
+            ready = began + k * 0.1 - 0.05 + (1.0 if k >= 5 else 0.0)
+            time.sleep(max(ready - time.monotonic(), 0))
+            yield events[10 * k:10 * (k + 1)]
+
+    result = run_load(settings(srv.url(), 100, 2), stalling())
+    total = result.measurements.total()
+    assert total.answered == 200
+    sched, sent = latency_summary(total.from_scheduled), latency_summary(total.from_sent)
+    assert sched["p99"] >= 800 and sched["max"] >= 900
+    assert sent["p99"] < 500
+
+
+def test_arrivals_beyond_max_in_flight_are_dropped_not_delayed(service, make_events):
+    srv = service(lambda _: (200, None, 0.5))
+    result = run_load(settings(srv.url(), 100, 2, max_in_flight=4), iter([make_events(400)]))
+    total = result.measurements.total()
+    assert total.scheduled == 200 and total.sent + total.dropped == 200
+    # 4 slots of 0.5 s each over 2 s: about 16 requests leave (a slow machine only lowers it)
+    assert 4 <= total.sent <= 24 and total.answered == total.sent
+    assert sum(s.dropped for s in result.measurements.seconds) == total.dropped
+    sent = latency_summary(total.from_sent)
+    assert sent["p50"] >= 500  # what did leave was answered after the injected half second
+
+
+def test_failures_are_counted_by_class(service, make_events):
+    events = make_events(60)
+
+    def decide(event):
+        n = int(event[EVENT_ID].removeprefix("ev-"))
+        return (RESET, None, 0.0) if n % 3 == 1 else (200, None, 1.0 if n % 3 == 0 else 0.0)
+
+    srv = service(decide)
+    result = run_load(settings(srv.url(), 30, 2, timeout=0.3), iter([events]))
+    total = result.measurements.total()
+    assert total.scheduled == total.sent == 60
+    assert dict(total.errors) == {"timeout": 20, "reset": 20} and total.statuses == {200: 20}
+    assert result.figures["errors"] == 40 / 60
+
+
+def test_a_refused_connection_is_classified_as_refused():
+    key = SimpleNamespace(host="127.0.0.1", port=1, ssl=False)
+    assert classify(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))) == "refused"
+    assert classify(aiohttp.ClientConnectorError(key, OSError(113, "no route"))) == "other"
+    assert classify(aiohttp.ClientOSError(104, "reset by peer")) == "reset"
+    assert classify(TimeoutError()) == "timeout"
+
+
+def test_prometheus_metrics_agree_with_the_summary(service, make_events):
+    srv = service(flag_anomalies)
+    metrics = LoadMetrics()
+    port = metrics.serve(0)
+    try:
+        result = run_load(settings(srv.url(), 60, 1, metrics=metrics, max_in_flight=1), iter([make_events(100)]))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        metrics.close()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for label, stats in result.measurements.labels.items():
+        for status, n in stats.statuses.items():
+            assert samples[("streamsynth_load_requests_total", (("label", label), ("status", str(status))))] == n
+        for source in ("scheduled", "sent"):
+            key = ("streamsynth_load_latency_seconds_count", (("from", source), ("label", label)))
+            assert samples[key] == stats.answered
+        if stats.dropped:
+            assert samples[("streamsynth_load_dropped_total", (("label", label),))] == stats.dropped
+    assert result.measurements.total().dropped > 0  # one slot, 20 ms answers, 60 arrivals a second
+    assert samples[("streamsynth_load_in_flight", ())] == 0
+
+
+def test_labels_and_the_confusion_matrix_are_exact(service, make_events):
+    events = make_events(300, seed=3, fraud=0.2)
+    anomalous = events.filter(pl.col(IS_ANOMALY))[EVENT_ID].to_list()
+    normal = events.filter(~pl.col(IS_ANOMALY))[EVENT_ID].to_list()
+    missed, false_alarms = set(anomalous[:7]), set(normal[:11])
+
+    def decide(event):
+        flagged = (event[IS_ANOMALY] and event[EVENT_ID] not in missed) or event[EVENT_ID] in false_alarms
+        return (402 if flagged else 200), {"decision": "deny" if flagged else "allow"}, 0.0
+
+    srv = service(decide)
+    result = run_load(settings(srv.url(), 150, 2, expect=Expectation.parse("status==402 if is_anomaly")),
+                      iter([events]))
+    m, c = result.measurements, result.confusion
+    counts = dict(events.group_by(LABEL).len().iter_rows())
+    assert {label: s.scheduled for label, s in m.labels.items()} == counts
+    assert m.labels["fraud.card_testing"].statuses == {402: len(anomalous) - 7, 200: 7}
+    assert m.labels["normal"].statuses == {402: 11, 200: len(normal) - 11}
+    assert dict(c.counts) == {"tp": len(anomalous) - 7, "fn": 7, "fp": 11, "tn": len(normal) - 11}
+    assert c.recall == (len(anomalous) - 7) / len(anomalous)
+    assert c.precision == (len(anomalous) - 7) / (len(anomalous) - 7 + 11)
+    assert c.by_label["fraud.card_testing"] == {"tp": len(anomalous) - 7, "fn": 7}
+    assert result.figures["recall"] == c.recall
+
+
+# -- the command line --------------------------------------------------------------------------------------
+@pytest.fixture
+def events_path(tmp_path: Path, make_events) -> Path:
+    path = tmp_path / "events.parquet"
+    make_events(500, seed=5, fraud=0.2).write_parquet(path)
+    return path
+
+
+def test_thresholds_set_the_exit_code_and_the_json_summary(service, events_path, tmp_path, capsys):
+    srv = service(flag_anomalies)
+    out = tmp_path / "summary.json"
+    args = ["load", str(events_path), "--to", srv.url("/tx/{card_id}"), "--rate", "50", "--duration", "1s",
+            "--expect", "response.decision == 'deny' if is_anomaly", "--summary-json", str(out)]
+    assert main([*args, "--threshold", "p50<1ms", "--threshold", "p99<5s", "--threshold", "recall>0.99"]) == 1
+    printed = capsys.readouterr().out
+    assert "threshold crossed: p50<1ms" in printed and "p99<5s" not in printed and "recall" not in printed.split(
+        "threshold crossed")[-1]
+    summary = json.loads(out.read_text())
+    assert summary["thresholds"]["crossed"] == ["p50<1ms"]
+    assert summary["total"]["scheduled"] == 50 and summary["confusion"]["recall"] == 1.0
+    assert summary["confusion"]["fp"] == 0 and summary["confusion"]["tn"] == summary["labels"]["normal"]["answered"]
+    assert srv.requests[0][1].startswith("/tx/card-")
+    assert main([*args, "--threshold", "p99<5s", "--threshold", "errors<0.1%"]) == 0
+
+
+def test_stages_method_headers_and_batches_shape_the_requests(service, events_path, tmp_path, capsys):
+    srv = service(ok)
+    out = tmp_path / "summary.json"
+    assert main(["load", str(events_path), "--to", srv.url("/cards/{card_id}"), "--stages", "1s:40,1s:0",
+                 "--method", "put", "--header", "X-Card: {card_id}", "--batch", "3",
+                 "--summary-json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    # 0 -> 40/s over a second and back: 20 + 20 arrivals, each a request of 3 events
+    targets = [s["target"] for s in summary["per_second"]]
+    assert targets[:2] == [20, 20] and sum(targets) == 40
+    assert summary["total"]["scheduled"] == summary["total"]["answered"] == len(srv.requests) == 40
+    for method, path, headers, body in srv.requests:
+        batch = json.loads(body)
+        assert method == "PUT" and len(batch) == 3
+        assert path == f"/cards/{batch[0]['card_id']}" and headers["X-Card"] == batch[0]["card_id"]
+    assert "total" in capsys.readouterr().out
+
+
+def test_abort_on_fail_stops_early(service, events_path, capsys):
+    srv = service(lambda _: (200, None, 0.05))
+    began = time.monotonic()
+    code = main(["load", str(events_path), "--to", srv.url(), "--rate", "20", "--duration", "3s",
+                 "--threshold", "p50<1ms", "--abort-on-fail"])
+    assert code == 1 and time.monotonic() - began < 2.8
+    assert "ended: aborted: p50<1ms" in capsys.readouterr().out
+    assert len(srv.requests) < 60
+
+
+@pytest.mark.parametrize(("extra", "option"), [
+    (["--stages", "30s-100"], "--stages"),
+    (["--rate", "10", "--duration", "1s", "--threshold", "p99<<3"], "--threshold"),
+    (["--rate", "10", "--duration", "1s", "--expect", "status=402"], "--expect"),
+    (["--rate", "10", "--duration", "soon"], "--duration"),
+    (["--rate", "10"], "--duration"),
+    (["--rate", "10", "--duration", "1s", "--to", "ftp://127.0.0.1/x"], "--to"),
+    (["--rate", "10", "--duration", "1s", "--to", "UNREACHABLE"], "--to"),
+    (["--rate", "10", "--duration", "1s", "--to", "SERVICE/{customer_id}"], "--to"),
+    (["--rate", "10", "--duration", "1s", "--metrics-port", "SERVICEPORT"], "--metrics-port"),
+], ids=["stages", "threshold", "expect", "duration", "no duration", "not http", "unreachable", "no such column",
+        "metrics port taken"])
+def test_bad_input_is_one_line_naming_the_option(extra, option, service, events_path, free_port, capsys):
+    srv = service(ok)
+    to = srv.url("/x")
+    if "--to" in extra:
+        at = extra.index("--to")
+        to = extra[at + 1].replace("UNREACHABLE", f"http://127.0.0.1:{free_port()}/x").replace(
+            "SERVICE", srv.url(""))
+        extra = extra[:at] + extra[at + 2:]
+    extra = [str(srv.port) if x == "SERVICEPORT" else x for x in extra]
+    assert main(["load", str(events_path), "--to", to, *extra]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"error: {option}") and len(err) <= 2, err
+    assert not srv.requests  # nothing left before the error
+
+
+def test_ctrl_c_stops_cleanly_and_still_prints_the_summary(service, events_path):
+    srv = service(ok)
+    with subprocess.Popen([sys.executable, "-m", "streamsynth", "load", str(events_path), "--to", srv.url(),
+                           "--rate", "20", "--duration", "60s"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
+        first = process.stderr.readline()  # the first status line: the run is under way
+        assert first.startswith("["), first
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "ended: interrupted" in out and "Traceback" not in err
+    assert "total" in out and len(srv.requests) < 200
