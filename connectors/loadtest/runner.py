@@ -74,6 +74,7 @@ class LoadResult:
     ended: str  # "done", "interrupted", "source exhausted", or "aborted: THRESHOLD"
     crossed: list[Threshold]
     figures: dict[str, float | None]
+    thresholds: list[Threshold] = field(default_factory=list)  # all asked for, crossed or not
 
 
 def classify(exc: BaseException) -> str:
@@ -200,7 +201,7 @@ class _Run:
                 loop.remove_signal_handler(sig)
         numbers = figures(self.measurements, self.confusion, elapsed)
         return LoadResult(self.measurements, self.confusion, elapsed, self.ended,
-                          crossed(self.settings.thresholds, numbers), numbers)
+                          crossed(self.settings.thresholds, numbers), numbers, list(self.settings.thresholds))
 
     async def _check_reachable(self) -> None:
         parts = urlsplit(self.settings.template.url)

@@ -62,7 +62,8 @@ def to_dict(result: Any) -> dict[str, Any]:
         "ended": result.ended,
         "elapsed_s": round(result.elapsed, 3),
         "figures": result.figures,
-        "thresholds": {"crossed": [t.text for t in result.crossed]},
+        "thresholds": {"crossed": [t.text for t in result.crossed],
+                       "held": [t.text for t in result.thresholds if t not in result.crossed]},
         "total": _label_dict(m.total()),
         "labels": {label: _label_dict(stats) for label, stats in sorted(m.labels.items())},
         "unfinished": m.unfinished,
@@ -97,8 +98,9 @@ def table(result: Any) -> str:
         recall = "-" if c["recall"] is None else f"{c['recall']:.3f}"
         lines.append(f"expect: tp {c['tp']}  fp {c['fp']}  fn {c['fn']}  tn {c['tn']}  "
                      f"precision {precision}  recall {recall}  unanswered {c['unanswered']}")
-    for threshold in result.crossed:
-        lines.append(f"threshold crossed: {threshold.text} (is {_figure(result.figures, threshold.metric)})")
+    for threshold in result.thresholds or result.crossed:
+        verdict = "crossed" if threshold in result.crossed else "held"
+        lines.append(f"threshold {verdict}: {threshold.text} (is {_figure(result.figures, threshold.metric)})")
     return "\n".join(lines)
 
 

@@ -431,3 +431,28 @@ def test_ctrl_c_stops_cleanly_and_still_prints_the_summary(service, events_path)
     assert process.returncode == 0, err
     assert "ended: interrupted" in out and "Traceback" not in err
     assert "total" in out and len(srv.requests) < 200
+
+
+def test_the_readme_load_section_runs_as_written(tmp_path, free_port):
+    """README's "Load-test a service": the demo service it starts, then its command, on a free
+    port; the demo service declines 90% of anomalies, so the recall threshold holds."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Load-test a service"):readme.index("\n## ", readme.index("## Load-test"))]
+    block = section.split("```bash\n")[1].split("```")[0].replace("\\\n", " ")
+    serve, command = [line.split("  #")[0].strip().rstrip("&").strip() for line in block.splitlines() if line.strip()]
+    port = str(free_port())
+    (tmp_path / "scenarios").symlink_to(root / "scenarios")
+    service = subprocess.Popen([sys.executable, *serve.split()[1:-1], port], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "demo service on" in service.stdout.readline()
+        run = command.replace("8080", port).replace("streamsynth ", f"{sys.executable} -m streamsynth ", 1)
+        done = subprocess.run(run, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, STREAMSYNTH_PROGRESS="off"))
+    finally:
+        service.terminate()
+        service.wait(timeout=10)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "threshold held: recall>0.8" in done.stdout and "threshold held: p99<250ms" in done.stdout
+    assert "fraud.card_testing" in done.stdout and "Traceback" not in done.stderr
