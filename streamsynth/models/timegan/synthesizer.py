@@ -23,7 +23,7 @@ from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Synthesizer, shard_entities
 from streamsynth.models.options import set_options
-from streamsynth.models.timegan.dp import train_private
+from streamsynth.models.timegan.dp import PrivateRun, train_private
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.models.timegan.train import Windows, train
 from streamsynth.privacy import PrivacyBudget
@@ -166,11 +166,8 @@ class TimeGANSynthesizer(Synthesizer):
         if self.dp_budget is not None:  # DP-SGD, the series (entity) as the unit of privacy
 
             entity = frame[schema.entity].to_numpy()[starts] if schema.entity else np.zeros(len(starts))
-            self.net, privacy = train_private(
-                rows, starts, entity, self.config, layout, budget=self.dp_budget,
-                entity_column=schema.entity, seed=self.seed, device=self.device, log=log,
-                progress=self.progress,
-            )
+            run = PrivateRun(self.dp_budget, schema.entity, self.seed, self.device, log, self.progress)
+            self.net, privacy = train_private(Windows(rows, starts), entity, self.config, layout, run)
             self.metadata = {"windows": int(len(starts)), "device": str(self.device), "privacy": privacy.to_dict()}
             return
         self.net, trainer = train(
