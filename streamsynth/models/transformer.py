@@ -24,7 +24,7 @@ from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler, SamplerPlan, SamplingConfig
-from streamsynth.models.transformer_train import TrainConfig, train
+from streamsynth.models.transformer_train import Encoded, TrainConfig, train
 from streamsynth.privacy import PrivacyBudget
 from streamsynth.request import StreamRequest
 from streamsynth.rng import uniform
@@ -97,6 +97,7 @@ class TransformerSynthesizer(Synthesizer):
         self.codec = EventCodec().fit(frame, self.schema, start, self.span_s)
         data = self.codec.encode(frame, start, self.span_s)
         lengths = np.diff(data["offsets"])
+        encoded = Encoded(data, start.timestamp(), self.span_s)
         size = self.options.size
         block = size.block_size or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
         cfg = TransformerConfig(
@@ -105,15 +106,11 @@ class TransformerSynthesizer(Synthesizer):
         )
         if self.options.train.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
             self.model, self.history, privacy = train_private(
-                cfg, data, self.options.train, seed=self.seed, origin_s=start.timestamp(),
-                span_s=self.span_s, entity_column=self.schema.entity,
+                cfg, encoded, self.options.train, seed=self.seed, entity_column=self.schema.entity,
             )
             self.metadata["privacy"] = privacy.to_dict()
         else:
-            self.model, self.history = train(
-                cfg, data, self.options.train, seed=self.seed,
-                origin_s=start.timestamp(), span_s=self.span_s,
-            )
+            self.model, self.history = train(cfg, encoded, self.options.train, seed=self.seed)
         self.metadata.update(
             parameters=sum(p.numel() for p in self.model.parameters()),
             truncated_entities=int((lengths > block - 1).sum()),

@@ -36,14 +36,17 @@ class TrainConfig:
     dp_delta: float | None = None
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """Entities as the codec encodes them (arrays by name), and the time frame of their times."""
+
+    arrays: dict[str, np.ndarray]
+    origin_s: float  # the training start, in epoch seconds
+    span_s: float  # the training span: a time feature's unit
+
+
 def train(
-    cfg: TransformerConfig,
-    data: dict[str, np.ndarray],
-    tc: TrainConfig,
-    *,
-    seed: int,
-    origin_s: float,
-    span_s: float,
+    cfg: TransformerConfig, data: Encoded, tc: TrainConfig, *, seed: int
 ) -> tuple[EventTransformer, list[dict[str, float]]]:
     """Fit a fresh model on encoded entities; returns the best model (on CPU, eval mode) and
     the per-epoch history of train and validation loss (nats per predicted item)."""
@@ -58,7 +61,7 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batches = Batches(data, cfg.block_size, origin_s, span_s, device)
+    batches = Batches(data, cfg.block_size, device)
     n = batches.n_entities
     order = rng.permutation(n)
     n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
@@ -100,15 +103,9 @@ def train(
 
 
 def _optimizer(model: EventTransformer, tc: TrainConfig, total: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW (no decay on embeddings, norms and biases) and its schedule: a linear warm-up,
-    then a cosine down to a tenth of the peak rate."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tc.lr, betas=(0.9, 0.95),
-    )
+    """AdamW (:func:`weight_groups`) and its schedule: a linear warm-up, then a cosine down to a
+    tenth of the peak rate."""
+    opt = torch.optim.AdamW(weight_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
     warm = max(1, int(tc.warmup * total))
 
     def schedule(step: int) -> float:
@@ -118,6 +115,14 @@ def _optimizer(model: EventTransformer, tc: TrainConfig, total: int) -> tuple[to
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def weight_groups(model: EventTransformer, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: weight decay on matrices, none on embeddings, norms and biases."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 @dataclass
@@ -171,15 +176,14 @@ def _evaluate(model: EventTransformer, batches: Batches, idx: np.ndarray, size: 
 class Batches:
     """Pads encoded entities into model batches (events, attributes, time features, censoring)."""
 
-    def __init__(
-        self, data: dict[str, np.ndarray], block: int, origin_s: float, span_s: float, device: torch.device
-    ) -> None:
-        self.events = torch.from_numpy(data["events"])
-        self.attrs = torch.from_numpy(data["attrs"])
-        self.times = torch.from_numpy(data["times"])
-        self.offsets = data["offsets"]
-        self.log_survival = torch.from_numpy(data["log_survival"])
-        self.block, self.origin_s, self.span_s, self.device = block, origin_s, span_s, device
+    def __init__(self, data: Encoded, block: int, device: torch.device) -> None:
+        arrays = data.arrays
+        self.events = torch.from_numpy(arrays["events"])
+        self.attrs = torch.from_numpy(arrays["attrs"])
+        self.times = torch.from_numpy(arrays["times"])
+        self.offsets = arrays["offsets"]
+        self.log_survival = torch.from_numpy(arrays["log_survival"])
+        self.block, self.origin_s, self.span_s, self.device = block, data.origin_s, data.span_s, device
         self.n_entities = len(self.offsets) - 1
 
     def make(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
