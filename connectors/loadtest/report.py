@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, Measurements, latency_summary
-from streamsynth.connectors.loadtest.summary import to_dict
+from streamsynth.connectors.loadtest.summary import figure_text, to_dict
 
 from streamsynth.evaluate import plots
 from streamsynth.outputs import write_text
@@ -58,8 +58,8 @@ def _label_rows(m: Measurements) -> list[list[Any]]:
 
 def _label_row(label: str, stats: LabelStats) -> list[Any]:
     sched, sent = latency_summary(stats.from_scheduled), latency_summary(stats.from_sent)
-    codes = " ".join(f"{code}: {n}" for code, n in sorted(stats.statuses.items()))
-    errors = " ".join(f"{name}: {stats.errors[name]}" for name in ERROR_CLASSES if stats.errors[name])
+    codes = ", ".join(f"{code}: {n}" for code, n in sorted(stats.statuses.items()))
+    errors = ", ".join(f"{name}: {stats.errors[name]}" for name in ERROR_CLASSES if stats.errors[name])
     return [label, stats.scheduled, stats.sent, stats.dropped, stats.failed,
             *(sched[k] for k in _LATENCY_KEYS), sent["p50"], sent["p99"], codes or "-", errors or "-"]
 
@@ -95,7 +95,7 @@ def _thresholds(result: Any) -> str:
     rows, classes = [], []
     for threshold in result.thresholds or result.crossed:
         verdict = "crossed" if threshold in result.crossed else "held"
-        rows.append([threshold.text, result.figures.get(threshold.metric), verdict])
+        rows.append([threshold.text, figure_text(result.figures, threshold.metric), verdict])
         classes.append(verdict)
     return "<h2>Thresholds</h2>" + _table(["threshold", "value", "verdict"], rows, classes)
 
@@ -107,15 +107,19 @@ def _charts(m: Measurements) -> str:
     if not seconds:
         return ""
     x = list(range(len(seconds)))
+    # both charts from 0, so a flat line reads as flat and not as a swing between close values
+    p50, p99 = [s.latency_ms(50) for s in seconds], [s.latency_ms(99) for s in seconds]
+    top_ms = max([v for v in p99 if v is not None] or [1.0]) * 1.1
+    top_rate = max([max(s.target, s.completed) for s in seconds] or [1]) * 1.25  # room for the key
     latency = plots.lines(
         "Latency from the scheduled send, per second", x,
-        {"p50": ([s.latency_ms(50) for s in seconds], P50), "p99": ([s.latency_ms(99) for s in seconds], P99)},
-        "second of the run", y_label="ms", named_legend=True)
+        {"p50": (p50, P50), "p99": (p99, P99)},
+        "second of the run", (0.0, top_ms), y_label="ms", named_legend=True)
     rate = plots.lines(
         "Achieved (answered) against target rate", x,
         {"target": ([float(s.target) for s in seconds], TARGET),
          "answered": ([float(s.completed) for s in seconds], ACHIEVED)},
-        "second of the run", y_label="requests/s", named_legend=True)
+        "second of the run", (0.0, float(top_rate)), y_label="requests/s", named_legend=True)
     return "<h2>Over time</h2>" + f'<div class="figs">{latency}{rate}</div>'
 
 
