@@ -13,6 +13,7 @@ the thresholds read it from the same thread.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -76,15 +77,44 @@ class LabelStats:
         self.errors.update(other.errors)
 
 
+#: per-second latency buckets grow by 1% (log scale), so a per-second percentile is within 1%
+_BUCKET_GROWTH = math.log(1.01)
+
+
 @dataclass
 class Second:
-    """One second of the run (by the scheduled time for target and dropped, by the clock for the rest)."""
+    """One second of the run (by the scheduled time for target and dropped, by the clock for the rest).
+
+    ``latency`` holds the from-scheduled latencies of the requests answered in this second, as
+    counts per 1%-wide log bucket: a sparse Counter, so a second costs memory for the few dozen
+    buckets its latencies actually fall in (a full HDR histogram per second would cost ~100 KB each,
+    too much for an hour-long run), and recording is one log and one dict update.
+    """
 
     target: int = 0
     sent: int = 0
     completed: int = 0
     dropped: int = 0
     failed: int = 0
+    latency: Counter[int] = field(default_factory=Counter)
+
+    def record_latency(self, seconds: float) -> None:
+        us = min(max(seconds * 1e6, _LOWEST_US), _HIGHEST_US)
+        self.latency[int(math.log(us) / _BUCKET_GROWTH)] += 1
+
+    def latency_ms(self, percentile: float) -> float | None:
+        """The from-scheduled latency at ``percentile`` (0-100) of this second's answers, in
+        milliseconds (the upper edge of its bucket), or None when nothing was answered."""
+        total = sum(self.latency.values())
+        if total == 0:
+            return None
+        rank = max(math.ceil(percentile / 100 * total), 1)  # nearest-rank, as HdrHistogram does
+        seen = 0
+        for bucket in sorted(self.latency):
+            seen += self.latency[bucket]
+            if seen >= rank:
+                return math.exp((bucket + 1) * _BUCKET_GROWTH) / 1000
+        raise AssertionError("unreachable: rank <= total")
 
 
 class Measurements:
@@ -133,6 +163,7 @@ class Measurements:
         record(stats.from_sent, from_sent)
         second = self._second(offset)
         second.completed += 1
+        second.record_latency(from_scheduled)
         if status >= 500:
             second.failed += 1
         if self.metrics is not None:

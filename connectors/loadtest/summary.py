@@ -100,11 +100,12 @@ def table(result: Any) -> str:
                      f"precision {precision}  recall {recall}  unanswered {c['unanswered']}")
     for threshold in result.thresholds or result.crossed:
         verdict = "crossed" if threshold in result.crossed else "held"
-        lines.append(f"threshold {verdict}: {threshold.text} (is {_figure(result.figures, threshold.metric)})")
+        lines.append(f"threshold {verdict}: {threshold.text} (is {figure_text(result.figures, threshold.metric)})")
     return "\n".join(lines)
 
 
-def _figure(numbers: dict[str, float | None], metric: str) -> str:
+def figure_text(numbers: dict[str, float | None], metric: str) -> str:
+    """One figure of :func:`figures` with its unit, as the table and the HTML report show it."""
     value = numbers.get(metric)
     if value is None:
         return "-"

@@ -51,6 +51,9 @@ def load_command(
                                                 "crossed.")] = False,
     summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary "
                                                       "as JSON to this file.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report (summary, "
+                                                "--expect matrix, thresholds, latency and rate per "
+                                                "second) to this file.")] = None,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
                                                      help="Serve Prometheus metrics on this port.")] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for the metrics "
@@ -84,6 +87,11 @@ def load_command(
     seconds = parse_duration(timeout, "--timeout")
     if seconds <= 0:
         raise StreamsynthError("--timeout is 0", hint="give --timeout above 0, e.g. 10s")
+    if report is not None and not report.parent.is_dir():
+        # checked before the run: a report that cannot be written should not cost the run itself
+        raise StreamsynthError(f"--report {report}: the folder {report.parent} does not exist",
+                               hint="create the folder first, or give a path in an existing one")
+
     def say(line: str) -> None:
         typer.echo(line, err=True)
 
@@ -109,5 +117,9 @@ def load_command(
     typer.echo(table(result))
     if summary_json is not None:
         write_text(summary_json, json.dumps(to_dict(result), indent=2) + "\n")
+    if report is not None:
+        from streamsynth.connectors.loadtest.report import write_report
+
+        write_report(result, report)
     if result.crossed:
         raise typer.Exit(EXIT_THRESHOLD)

@@ -80,7 +80,16 @@ class _Axes:
         return out
 
 
-def legend(width: int = WIDTH) -> list[str]:
+def legend(width: int = WIDTH, entries: Sequence[tuple[str, str]] | None = None) -> list[str]:
+    """The key in the top right corner: real and synthetic, or ``entries`` (name, colour) when given
+    (charts of other series than real against synthetic, e.g. the load-test report's)."""
+    if entries is not None:
+        out, x = [], width - RIGHT - 4 - sum(24 + 6 * len(name) for name, _ in entries)
+        for name, color in entries:
+            out += [f'<rect x="{x}" y="{TOP + 4}" width="10" height="10" fill="{color}" opacity="0.6"/>',
+                    f'<text x="{x + 14}" y="{TOP + 13}" class="k">{escape(name)}</text>']
+            x += 24 + 6 * len(name)
+        return out
     x = width - RIGHT - 110
     return [
         f'<rect x="{x}" y="{TOP + 4}" width="10" height="10" fill="{REAL}" opacity="0.6"/>',
@@ -155,15 +164,19 @@ def lines(
     series: dict[str, tuple[Sequence[float | None], str]],
     x_label: str = "",
     y_range: tuple[float, float] | None = None,
+    y_label: str = "",
+    named_legend: bool = False,
 ) -> str:
-    """Line chart of several named series over the same x values."""
+    """Line chart of several named series over the same x values; the key says real and synthetic,
+    or with ``named_legend`` the series' own names."""
     ys = [v for values, _ in series.values() for v in values if v is not None and math.isfinite(v)]
     lo, hi = y_range or (min(ys, default=0.0), max(ys, default=1.0))
     ax = _Axes(min(x), max(x), lo, hi)
-    body = ax.frame(x_label)
+    body = ax.frame(x_label, y_label)
     for values, color in series.values():
         body.append(_polyline(ax, x, values, color))
-    return _svg(title, body + legend())
+    entries = [(name, color) for name, (_, color) in series.items()] if named_legend else None
+    return _svg(title, body + legend(entries=entries))
 
 
 def _polyline(ax: _Axes, x: Sequence[float], y: Sequence[float | None], color: str) -> str:
