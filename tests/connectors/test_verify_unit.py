@@ -142,3 +142,14 @@ def test_an_event_received_without_its_label_is_mislabelled():
                             schema={EVENT_ID: pl.String, LABEL: pl.String})
     report = reconcile([sent], [received])
     assert report.mislabelled == 1 and not report.ok
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: id_ranges casts each id's number to Int64 and prints it back, so a file's own zero-padded "
+    "ids (a recorded file keeps its event_id column, see streamsynth/sources.py) are reported under "
+    "names that do not exist: 'evt-0007', 'evt-0008' become 'evt-[7..8]' (and merge with an 'evt-7'). "
+    "Print the first and last original ids of a run, or group by the digits' width too"))
+def test_id_ranges_keep_zero_padded_ids_as_they_are():
+    shown, total = id_ranges(pl.Series(["evt-0007", "evt-0008", "evt-0009"]))
+    assert total == 1
+    assert shown[0] in ("evt-[0007..0009]", "evt-0007..evt-0009")
