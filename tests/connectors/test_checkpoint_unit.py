@@ -69,10 +69,6 @@ def test_load_invalid_is_a_clear_error(tmp_path, text, what):
     assert "remove it" in err.value.hint
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "BUG: Checkpoint.load calls record.get() on whatever JSON the file holds; a file holding a list, "
-    "a number or null (e.g. `null` written by hand or another tool) escapes as a raw AttributeError "
-    "instead of the StreamsynthError 'checkpoint ... is not valid' (AttributeError is not in the except)"))
 @pytest.mark.parametrize("text", ["[1, 2]", "null", "3"])
 def test_load_non_object_json_is_a_clear_error(tmp_path, text):
     path = tmp_path / "ckpt.json"
@@ -121,11 +117,6 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json"]
 
 
-@pytest.mark.xfail(strict=True, raises=NotADirectoryError, reason=(
-    "BUG: Checkpoint.save with a --checkpoint whose parent is a file: mkdir raises FileExistsError, and "
-    "the cleanup tmp.unlink(missing_ok=True) then raises NotADirectoryError (missing_ok only covers "
-    "FileNotFoundError) from inside the except block, so the user gets a traceback, not the "
-    "StreamsynthError 'cannot write checkpoint'"))
 def test_unwritable_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

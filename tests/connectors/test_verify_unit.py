@@ -132,10 +132,6 @@ def test_id_ranges_split_by_entity(ids, want):
     assert id_ranges(pl.Series(ids))[0] == want
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: reconcile compares labels with `got_label != label`, which is null (so filtered out) when the "
-    "received label is null: an event delivered without its label (here a fraud) counts as correctly "
-    "labelled and the report is ok. Use ne_missing (or fill_null) in the mislabelled filter"))
 def test_an_event_received_without_its_label_is_mislabelled():
     sent = _events(["e-1", "e-2"], ["fraud", "normal"])
     received = pl.DataFrame({EVENT_ID: ["e-1", "e-2"], LABEL: [None, "normal"]},
@@ -144,11 +140,6 @@ def test_an_event_received_without_its_label_is_mislabelled():
     assert report.mislabelled == 1 and not report.ok
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: id_ranges casts each id's number to Int64 and prints it back, so a file's own zero-padded "
-    "ids (a recorded file keeps its event_id column, see streamsynth/sources.py) are reported under "
-    "names that do not exist: 'evt-0007', 'evt-0008' become 'evt-[7..8]' (and merge with an 'evt-7'). "
-    "Print the first and last original ids of a run, or group by the digits' width too"))
 def test_id_ranges_keep_zero_padded_ids_as_they_are():
     shown, total = id_ranges(pl.Series(["evt-0007", "evt-0008", "evt-0009"]))
     assert total == 1

@@ -97,10 +97,6 @@ def test_uniform_lowest_word_stays_above_zero():
     assert 0 < u < 2.0**-52
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: uniform() promises the open interval (0, 1) but the top 53-bit word 2**53-1 gives "
-    "(2**53-1 + 0.5) / 2**53, which rounds (ties to even) to exactly 1.0; normal() then returns +inf "
-    "(torch_uniform likewise). Fix: e.g. 52 bits, (h >> 12) + 0.5) / 2**52, where every value is exact"))
 def test_uniform_highest_word_stays_below_one():
     key = _key_hashing_to(7, MASK)  # a hash of all ones: 0x0E1A6B92240F2402 for seed 7
     assert key < 2**63
