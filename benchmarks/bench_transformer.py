@@ -20,7 +20,7 @@ import torch
 from streamsynth.datasets import payments
 from streamsynth.models import create, load_model
 from streamsynth.models.transformer_network import N_TIME, EventTransformer, KVCache, TransformerConfig
-from streamsynth.models.transformer_sample import Sampler, cpu_has_bf16, sample_fields
+from streamsynth.models.transformer_sample import SamplerPlan, cpu_has_bf16, sample_fields
 from streamsynth.threads import threads_for
 
 
@@ -35,11 +35,7 @@ def events_per_s(model: Any, n_entities: int, n_events: int) -> tuple[float, int
 def generation_per_s(model: Any, n_entities: int, n_events: int) -> float:
     """The sampler alone: events produced in time order, before decoding to frames."""
     ev, at, _ = model.codec.forced({})
-    sampler = Sampler(
-        model.model, model.codec, start=model.default_start(), span_s=model.span_s,
-        n_entities=n_entities, seed=0, shard=(0, 1), forced_events=ev, forced_attrs=at,
-        **model.sampling,
-    )
+    sampler = model.sampler(SamplerPlan(model.default_start(), model.span_s, n_entities, 0, ev, at))
     started, done = time.perf_counter(), 0
     for chunk in sampler.chunks(10_000):
         done += len(chunk["seq"])
@@ -87,10 +83,7 @@ def profile_steps(model: Any, pool: int, precision: str, steps: int = 12) -> str
 
     model.configure(entity_batch=pool, precision=precision)
     ev, at, _ = model.codec.forced({})
-    sampler = Sampler(
-        model.model, model.codec, start=model.default_start(), span_s=model.span_s,
-        n_entities=pool, seed=0, shard=(0, 1), forced_events=ev, forced_attrs=at, **model.sampling,
-    )
+    sampler = model.sampler(SamplerPlan(model.default_start(), model.span_s, pool, 0, ev, at))
     device = sampler.device
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch.inference_mode():
@@ -117,11 +110,7 @@ def steady_steps(model: Any, pool: int, precision: str, warm: int = 130, steps: 
     step and events per second generated (before ordering), i.e. the long-run stream rate."""
     model.configure(entity_batch=pool, precision=precision)
     ev, at, _ = model.codec.forced({})
-    sampler = Sampler(
-        model.model, model.codec, start=model.default_start(), span_s=model.span_s,
-        n_entities=pool * 1000, seed=0, shard=(0, 1), forced_events=ev, forced_attrs=at,
-        **model.sampling,
-    )
+    sampler = model.sampler(SamplerPlan(model.default_start(), model.span_s, pool * 1000, 0, ev, at))
     device = sampler.device
     with torch.inference_mode(), threads_for(pool * model.model.cfg.n_embd):
         sampler._init_pool()

@@ -13,6 +13,7 @@ lock file; a killed one leaves it behind, empty of meaning, for the next run to 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -51,7 +52,8 @@ class Checkpoint:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)  # interrupted or failed: the previous checkpoint stands
+            with contextlib.suppress(OSError):  # no temporary to remove when its folder is a file
+                tmp.unlink(missing_ok=True)  # interrupted or failed: the previous checkpoint stands
             if not isinstance(exc, OSError):
                 raise
             raise StreamsynthError(f"cannot write checkpoint {path}: {exc.strerror}",
@@ -65,6 +67,8 @@ class Checkpoint:
             return None
         try:
             record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError(f"it holds a JSON {type(record).__name__}, not an object")
             if record.get("version") != VERSION:
                 raise ValueError(f"version {record.get('version')!r}")
             return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})

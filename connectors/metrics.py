@@ -42,11 +42,37 @@ class Outage:
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-class ReplayMetrics:
-    """The counters, gauges and histogram one replay updates; thread-safe."""
+class MetricsEndpoint:
+    """A registry of its own, served on ``--metrics-port`` while a run lasts."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._server = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose the metrics on ``http://host:port/metrics``; returns the port (0 picks one)."""
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
+            raise StreamsynthError(
+                f"--metrics-port: cannot serve metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}",
+                hint="choose a free port with --metrics-port",
+            ) from None
+        self._server = server
+        return server.server_port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class ReplayMetrics(MetricsEndpoint):
+    """The counters, gauges and histogram one replay updates; thread-safe."""
+
+    def __init__(self) -> None:
+        super().__init__()
         reg = self.registry
         self.events_sent = Counter("streamsynth_events_sent", "Events delivered and acknowledged",
                                    ["sink", "label"], registry=reg)
@@ -85,7 +111,6 @@ class ReplayMetrics:
         self._window: deque[tuple[float, int]] = deque()
         self._window_events = 0  # the sum of the counts in _window, kept as they come and go
         self._sent_children: dict[tuple[str, str | None], object] = {}  # (sink, label) -> counter
-        self._server = None
 
     # -- updates from sinks ------------------------------------------------------------------
     def delivered(self, sink: str, labels: Mapping[str, int], nbytes: int) -> None:
@@ -190,21 +215,3 @@ class ReplayMetrics:
                 out[label] = out.get(label, 0) + int(sample.value)
         return out
 
-    # -- serving ----------------------------------------------------------------------------
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose the metrics on ``http://host:port/metrics``; returns the port (0 picks one)."""
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
-            raise StreamsynthError(
-                f"cannot serve metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}",
-                hint="choose a free port with --metrics-port",
-            ) from None
-        self._server = server
-        return server.server_port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

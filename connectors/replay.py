@@ -20,7 +20,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -182,26 +183,9 @@ def _read(stream: Iterable[pl.DataFrame], skip: int, out: queue.Queue, stop: thr
             close()
 
 
-def replay(
-    stream: Iterable[pl.DataFrame],
-    sink: Sink,
-    *,
-    time_column: str | None = None,
-    pacing: Pacing | None = None,
-    metrics: ReplayMetrics | None = None,
-    skip: int = 0,
-    counter: ManifestCounter | None = None,
-    stop: threading.Event | None = None,
-    on_checkpoint: Callable[[int, ManifestCounter], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    flush_every: float = 1.0,
-    queue_size: int = 2,
-    shutdown_timeout: float = 30.0,
-    rate_window: float = 10.0,
-    rate_tolerance: float = 0.05,
-    on_warning: Callable[[str], None] | None = None,
-) -> ReplayResult:
-    """Deliver ``stream`` to ``sink`` (which it closes), starting after ``skip`` events.
+@dataclass
+class ReplayOptions:
+    """How :func:`replay` runs: pacing and resuming, when to checkpoint, and who hears of it.
 
     ``on_checkpoint(position, counter)`` is called whenever the acknowledged position advances
     and at the end; ``position`` counts source events from the very start (``skip`` included),
@@ -211,126 +195,171 @@ def replay(
     ``on_warning`` gets the slow-rate warning (``rate_window`` seconds more than
     ``rate_tolerance`` below ``pacing.rate``); by default it is logged.
     """
-    pacing = pacing or Pacing()
-    metrics = metrics or sink.metrics
-    stop = stop or threading.Event()
-    clock = _Clock(sink, pacing.rate, rate_window, rate_tolerance, on_warning or log.warning)
-    schedule = Schedule(pacing, time_column)
-    ledger = _Ledger(done=counter or ManifestCounter(time=time_column), time_column=time_column)
-    batches: queue.Queue = queue.Queue(maxsize=queue_size)
-    reader_stop = threading.Event()
-    reader = threading.Thread(target=_read, args=(stream, skip, batches, reader_stop),
-                              name="replay-source", daemon=True)
-    started = time.monotonic()
-    last_flush = started
-    last_acked = -1
-    max_lag = 0.0
-    first_send = last_send = 0.0
-    unacknowledged = 0
-    finished = threading.Event()
 
-    def arm_cutoff() -> None:
+    time_column: str | None = None
+    pacing: Pacing | None = None
+    metrics: ReplayMetrics | None = None  # default: the sink's
+    skip: int = 0  # source events already delivered (a resumed replay)
+    counter: ManifestCounter | None = None  # their label counts, continued
+    stop: threading.Event | None = None
+    on_checkpoint: Callable[[int, ManifestCounter], None] | None = None
+    on_progress: Callable[[int], None] | None = None
+    flush_every: float = 1.0
+    queue_size: int = 2
+    shutdown_timeout: float = 30.0
+    rate_window: float = 10.0
+    rate_tolerance: float = 0.05
+    on_warning: Callable[[str], None] | None = None
+
+
+def replay(stream: Iterable[pl.DataFrame], sink: Sink, options: ReplayOptions | None = None,
+           **values: Any) -> ReplayResult:
+    """Deliver ``stream`` to ``sink`` (which it closes), as ``options`` say (or its fields given
+    by name: ``replay(stream, sink, time_column="ts", pacing=Pacing(rate=100))``)."""
+    return _Replay(stream, sink, replace(options or ReplayOptions(), **values)).run()
+
+
+class _Replay:
+    """One run of the loop: the source thread, pacing, the sink's writes, flushes and checkpoints."""
+
+    def __init__(self, stream: Iterable[pl.DataFrame], sink: Sink, options: ReplayOptions) -> None:
+        self.sink, self.options = sink, options
+        self.pacing = options.pacing or Pacing()
+        self.metrics = options.metrics or sink.metrics
+        self.stop = options.stop or threading.Event()
+        self.skip = options.skip
+        self.clock = _Clock(sink, self.pacing.rate, options.rate_window, options.rate_tolerance,
+                            options.on_warning or log.warning)
+        self.schedule = Schedule(self.pacing, options.time_column)
+        self.ledger = _Ledger(done=options.counter or ManifestCounter(time=options.time_column),
+                              time_column=options.time_column)
+        self.batches: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self.reader_stop = threading.Event()
+        self.reader = threading.Thread(target=_read, args=(stream, self.skip, self.batches, self.reader_stop),
+                                       name="replay-source", daemon=True)
+        self.finished = threading.Event()
+        self.started = self.last_flush = time.monotonic()
+        self.last_acked = -1
+        self.max_lag = self.first_send = self.last_send = 0.0
+        self.unacknowledged = 0
+
+    def run(self) -> ReplayResult:
+        sink = self.sink
+        self.reader.start()
+        threading.Thread(target=self._arm_cutoff, name="replay-cutoff", daemon=True).start()
+        try:
+            self._deliver_all()
+            self.reader_stop.set()
+            closing = time.monotonic()
+            sink.close()
+            self.clock.add("acks", closing)
+        except BaseException as exc:
+            self.reader_stop.set()
+            # What was acknowledged before the failure stays checkpointed; the rest is resent later.
+            sink.abort()
+            if not (isinstance(exc, ShutdownTimeout) and self.stop.is_set()):
+                self._checkpoint()
+                raise
+            # Stopping, and the endpoint did not answer in time: keep what it acknowledged, count the
+            # rest (a resumed replay sends it again) and end like any other stop.
+            self.unacknowledged = sink.written - sink.acked
+        finally:
+            self.finished.set()
+            self.metrics.end_outage(ended=False)  # an outage still open when the run ends is logged too
+        self._checkpoint()
+        self.reader.join(timeout=5)
+        return self._result()
+
+    def _arm_cutoff(self) -> None:
         # A stop ends generation at once and bounds every wait of the sink from then on; this
         # runs beside the loop because the loop itself may be blocked in the sink when it comes.
-        while not finished.is_set():
-            if stop.wait(0.05):
-                sink.cutoff = time.monotonic() + shutdown_timeout
-                reader_stop.set()
+        while not self.finished.is_set():
+            if self.stop.wait(0.05):
+                self.sink.cutoff = time.monotonic() + self.options.shutdown_timeout
+                self.reader_stop.set()
                 return
 
-    def checkpoint() -> None:
-        nonlocal last_acked
-        ledger.settle(sink.acked, sink.written)
-        metrics.position.set(skip + sink.acked)
-        if on_checkpoint is not None and sink.acked != last_acked:
-            on_checkpoint(skip + sink.acked, ledger.done)
-            last_acked = sink.acked
+    def _checkpoint(self) -> None:
+        sink = self.sink
+        self.ledger.settle(sink.acked, sink.written)
+        self.metrics.position.set(self.skip + sink.acked)
+        if self.options.on_checkpoint is not None and sink.acked != self.last_acked:
+            self.options.on_checkpoint(self.skip + sink.acked, self.ledger.done)
+            self.last_acked = sink.acked
 
-    reader.start()
-    threading.Thread(target=arm_cutoff, name="replay-cutoff", daemon=True).start()
-    try:
-        while not stop.is_set():
+    def _deliver_all(self) -> None:
+        """Take batches from the source thread until its end (or a stop) and deliver each."""
+        sink, clock = self.sink, self.clock
+        while not self.stop.is_set():
             waited = time.monotonic()
             try:
-                item = batches.get(timeout=0.05)
+                item = self.batches.get(timeout=0.05)
             except queue.Empty:
                 waited = clock.add("source", waited)
                 sink.poll()
                 clock.add("sink", waited)
-                ledger.settle(sink.acked, sink.written)
+                self.ledger.settle(sink.acked, sink.written)
                 clock.check(sink.written)
                 continue
             clock.add("source", waited)
             if item is _END:
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
-            batch: pl.DataFrame = item
-            due = schedule.due(batch)
-            i, n = 0, batch.height
-            while i < n and not stop.is_set():
-                if due is None:
-                    j = n
-                else:
-                    now = time.monotonic()
-                    j = int(np.searchsorted(due, now + _TICK, side="right"))
-                    if j <= i:
-                        sink.poll()
-                        clock.add("sink", now)
-                        ledger.settle(sink.acked, sink.written)
-                        stop.wait(min(due[i] - now, 0.05))
-                        continue
-                    lag = max(now - due[i], 0.0)
-                    max_lag = max(max_lag, lag)
-                    metrics.schedule_lag.set(lag)
-                part = batch.slice(i, j - i) if (i or j < n) else batch
-                handing = time.monotonic()
-                sink.write(part)
-                last_send = clock.add("sink", handing)
-                first_send = first_send or last_send
-                # Settle at once: a sink acknowledges only at the end of a write, poll or flush.
-                ledger.add(part)
-                ledger.settle(sink.acked, sink.written)
-                i = j
-                if on_progress is not None:
-                    on_progress(skip + sink.written)
-                clock.check(sink.written)
-                if time.monotonic() - last_flush >= flush_every:
-                    flushing = time.monotonic()
-                    sink.flush()
-                    last_flush = clock.add("acks", flushing)
-                    checkpoint()
-        reader_stop.set()
-        closing = time.monotonic()
-        sink.close()
-        clock.add("acks", closing)
-    except BaseException as exc:
-        reader_stop.set()
-        # What was acknowledged before the failure stays checkpointed; the rest is resent later.
-        sink.abort()
-        if not (isinstance(exc, ShutdownTimeout) and stop.is_set()):
-            checkpoint()
-            raise
-        # Stopping, and the endpoint did not answer in time: keep what it acknowledged, count the
-        # rest (a resumed replay sends it again) and end like any other stop.
-        unacknowledged = sink.written - sink.acked
-    finally:
-        finished.set()
-        metrics.end_outage(ended=False)  # an outage still open when the run ends is logged too
-    checkpoint()
-    reader.join(timeout=5)
-    return ReplayResult(
-        sent=sink.acked,
-        position=skip + sink.acked,
-        seconds=time.monotonic() - started,
-        stopped=stop.is_set(),
-        dead_lettered=sink.dead_lettered,
-        counter=ledger.done,
-        max_lag=max_lag,
-        send_seconds=last_send - first_send,
-        first_send_at=first_send,
-        unacknowledged=unacknowledged,
-        target_rate=pacing.rate,
-        timings={k: round(v, 3) for k, v in clock.spent.items()},
-        warnings=clock.warnings,
-    )
+            self._deliver(item)
+
+    def _deliver(self, batch: pl.DataFrame) -> None:
+        """Hand ``batch`` to the sink in slices as they fall due, flushing and checkpointing on time."""
+        sink, clock, ledger, stop = self.sink, self.clock, self.ledger, self.stop
+        due = self.schedule.due(batch)
+        i, n = 0, batch.height
+        while i < n and not stop.is_set():
+            if due is None:
+                j = n
+            else:
+                now = time.monotonic()
+                j = int(np.searchsorted(due, now + _TICK, side="right"))
+                if j <= i:
+                    sink.poll()
+                    clock.add("sink", now)
+                    ledger.settle(sink.acked, sink.written)
+                    stop.wait(min(due[i] - now, 0.05))
+                    continue
+                lag = max(now - due[i], 0.0)
+                self.max_lag = max(self.max_lag, lag)
+                self.metrics.schedule_lag.set(lag)
+            part = batch.slice(i, j - i) if (i or j < n) else batch
+            handing = time.monotonic()
+            sink.write(part)
+            self.last_send = clock.add("sink", handing)
+            self.first_send = self.first_send or self.last_send
+            # Settle at once: a sink acknowledges only at the end of a write, poll or flush.
+            ledger.add(part)
+            ledger.settle(sink.acked, sink.written)
+            i = j
+            if self.options.on_progress is not None:
+                self.options.on_progress(self.skip + sink.written)
+            clock.check(sink.written)
+            if time.monotonic() - self.last_flush >= self.options.flush_every:
+                flushing = time.monotonic()
+                sink.flush()
+                self.last_flush = clock.add("acks", flushing)
+                self._checkpoint()
+
+    def _result(self) -> ReplayResult:
+        sink = self.sink
+        return ReplayResult(
+            sent=sink.acked,
+            position=self.skip + sink.acked,
+            seconds=time.monotonic() - self.started,
+            stopped=self.stop.is_set(),
+            dead_lettered=sink.dead_lettered,
+            counter=self.ledger.done,
+            max_lag=self.max_lag,
+            send_seconds=self.last_send - self.first_send,
+            first_send_at=self.first_send,
+            unacknowledged=self.unacknowledged,
+            target_rate=self.pacing.rate,
+            timings={k: round(v, 3) for k, v in self.clock.spent.items()},
+            warnings=self.clock.warnings,
+        )

@@ -55,19 +55,26 @@ def id_ranges(ids: pl.Series, limit: int = MAX_RANGES) -> tuple[list[str], int]:
     at most ``limit``; and how many ranges there are in all."""
     if ids.len() == 0:
         return [], 0
+    digits = pl.col("id").str.extract(r"-(\d+)$")
     parts = pl.DataFrame({"id": ids}).with_columns(
         prefix=pl.col("id").str.extract(r"^(.*)-\d+$"),
-        n=pl.col("id").str.extract(r"-(\d+)$").cast(pl.Int64, strict=False),
+        n=digits.cast(pl.Int64, strict=False),
+        # zero-padded numbers (a recorded file's own ids) keep their width, and range apart
+        width=pl.when(digits.str.starts_with("0") & (digits.str.len_chars() > 1))
+        .then(digits.str.len_chars()).otherwise(0),
     )
     numbered = parts.filter(pl.col("n").is_not_null() & pl.col("prefix").is_not_null())
-    runs = (numbered.sort("prefix", "n")
-            .with_columns(run=((pl.col("n").diff() != 1) | (pl.col("prefix") != pl.col("prefix").shift()))
-                          .fill_null(True).cum_sum())
-            .group_by("run").agg(pl.col("prefix").first(), pl.col("n").min().alias("lo"),
+    new_run = ((pl.col("n").diff() != 1) | (pl.col("prefix") != pl.col("prefix").shift())
+               | (pl.col("width") != pl.col("width").shift()))
+    runs = (numbered.sort("prefix", "width", "n")
+            .with_columns(run=new_run.fill_null(True).cum_sum())
+            .group_by("run").agg(pl.col("prefix").first(), pl.col("width").first(), pl.col("n").min().alias("lo"),
                                  pl.col("n").max().alias("hi"), pl.len().alias("count"))
             .sort(["count", "prefix", "lo"], descending=[True, False, False]))
-    shown = [f"{p}-{lo}" if lo == hi else f"{p}-[{lo}..{hi}]"
-             for p, lo, hi in runs.select("prefix", "lo", "hi").head(limit).iter_rows()]
+    shown = []
+    for p, w, lo, hi in runs.select("prefix", "width", "lo", "hi").head(limit).iter_rows():
+        lo_text, hi_text = str(lo).zfill(w), str(hi).zfill(w)
+        shown.append(f"{p}-{lo_text}" if lo == hi else f"{p}-[{lo_text}..{hi_text}]")
     loose = parts.filter(pl.col("n").is_null() | pl.col("prefix").is_null())["id"]
     shown += loose.head(max(limit - len(shown), 0)).to_list()
     return shown, runs.height + loose.len()
@@ -95,7 +102,7 @@ def reconcile(expected: Iterable[pl.DataFrame], received: Iterable[pl.DataFrame]
     missing = joined.filter(pl.col("copies").is_null())
     mislabelled = joined.filter(
         pl.col("copies").is_not_null()
-        & ((pl.col("got_label") != pl.col(LABEL)) | (pl.col("labels") > 1))
+        & (pl.col("got_label").ne_missing(pl.col(LABEL)) | (pl.col("labels") > 1))
     )
     duplicated = per_id.filter(pl.col("copies") > 1)
     unexpected = per_id.join(want, on=EVENT_ID, how="anti")

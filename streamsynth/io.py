@@ -335,24 +335,8 @@ def normalize_time(
     Frames without any time column come back unchanged. ``chosen``, when given, receives the
     time column(s) (``time``, as ``--time`` takes it) and the strftime layout (``format``) used.
     """
-    layout: dict[str, str | None] = {}
     if time:
-        parts = [p.strip() for p in time.split("+")]
-        _require_columns(frame, parts, source)
-        expr = _combine(frame, parts)
-        parsed = _parse(frame, expr, parts, source=source, time_format=time_format, strict=True, chosen=layout)
-        if parsed is None or parsed.null_count() > 0:
-            bad = _first_unparsed(frame, parts, parsed)
-            raise StreamsynthError(
-                f"{source}: cannot parse column {time!r} as timestamps (e.g. {bad!r})",
-                hint="use ISO 8601, epoch seconds or milliseconds, give date and time columns "
-                "as --time Date+Time, or give the layout as `time_format: '%d/%m/%Y %H:%M:%S'` in a "
-                "schema file (--schema)",
-            )
-        if chosen is not None:
-            chosen.update(time=time, format=layout.get("format"))
-        return _parse_other_times(_replace(frame, parts, parsed), source)
-
+        return _given_time(frame, time, source, time_format, chosen)
     if TIME_DTYPE in frame.schema.values():
         if chosen is not None:
             chosen.update(time=_time_name_after(frame), format=None)
@@ -362,7 +346,7 @@ def normalize_time(
     others: dict[str, pl.Series] = {}
     notes: dict[str, list[warnings.WarningMessage]] = {}  # said only for the columns kept
     for parts in _candidates(frame):
-        layout = {}
+        layout: dict[str, str | None] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
             parsed = _parse(frame, _combine(frame, parts), parts, source=source, time_format=time_format,
@@ -378,24 +362,7 @@ def normalize_time(
         if best is None or score > best[0]:
             best = (score, parts, parsed)
     if best is None:
-        strings = [p for p in _candidates(frame) if frame.schema[p[0]] == pl.String or len(p) > 1]
-        if strings:
-            cand = strings[0]
-            # strict: a layout that only parses to implausible years is reported as such
-            parsed = _parse(frame, _combine(frame, cand), cand, source=source, time_format=time_format, strict=True)
-            failed = frame.height if parsed is None else parsed.null_count()
-            example = _first_unparsed(frame, cand, parsed)
-            if re.match(r"^\s*[+-]?\d{5,}-\d\d-\d\d", example):
-                raise StreamsynthError(
-                    f"{source}: column {'+'.join(cand)!r} holds years past 9999 (e.g. {example!r})",
-                    hint=f"fix or drop those rows; event times must fall in {_YEARS[0]}-{_YEARS[1]}",
-                )
-            raise StreamsynthError(
-                f"{source}: cannot parse column {'+'.join(cand)!r} as timestamps: {failed:,} of "
-                f"{frame.height:,} values fail (e.g. {example!r})",
-                hint="use ISO 8601 or epoch seconds/milliseconds, fix or drop those rows, name the time "
-                "column with --time, or mark this one as not a time in a schema file",
-            )
+        _refuse_unparsed_text(frame, source, time_format)
         return frame
     _, parts, parsed = best
     if parsed.null_count():
@@ -412,6 +379,52 @@ def normalize_time(
     if chosen is not None:
         chosen.update(time="+".join(parts), format=layouts.get("+".join(parts)))
     return out.with_columns(extra) if extra else out
+
+
+def _given_time(
+    frame: pl.DataFrame, time: str, source: str, time_format: str | None, chosen: dict[str, str | None] | None
+) -> pl.DataFrame:
+    """The event time named with ``--time`` (``Date+Time`` for parts), parsed, or an error."""
+    layout: dict[str, str | None] = {}
+    parts = [p.strip() for p in time.split("+")]
+    _require_columns(frame, parts, source)
+    expr = _combine(frame, parts)
+    parsed = _parse(frame, expr, parts, source=source, time_format=time_format, strict=True, chosen=layout)
+    if parsed is None or parsed.null_count() > 0:
+        bad = _first_unparsed(frame, parts, parsed)
+        raise StreamsynthError(
+            f"{source}: cannot parse column {time!r} as timestamps (e.g. {bad!r})",
+            hint="use ISO 8601, epoch seconds or milliseconds, give date and time columns "
+            "as --time Date+Time, or give the layout as `time_format: '%d/%m/%Y %H:%M:%S'` in a "
+            "schema file (--schema)",
+        )
+    if chosen is not None:
+        chosen.update(time=time, format=layout.get("format"))
+    return _parse_other_times(_replace(frame, parts, parsed), source)
+
+
+def _refuse_unparsed_text(frame: pl.DataFrame, source: str, time_format: str | None) -> None:
+    """No candidate parsed: a text column that looks like a time but fails is an error naming
+    its bad values; a frame with no such column has no time column, which is allowed."""
+    strings = [p for p in _candidates(frame) if frame.schema[p[0]] == pl.String or len(p) > 1]
+    if not strings:
+        return
+    cand = strings[0]
+    # strict: a layout that only parses to implausible years is reported as such
+    parsed = _parse(frame, _combine(frame, cand), cand, source=source, time_format=time_format, strict=True)
+    failed = frame.height if parsed is None else parsed.null_count()
+    example = _first_unparsed(frame, cand, parsed)
+    if re.match(r"^\s*[+-]?\d{5,}-\d\d-\d\d", example):
+        raise StreamsynthError(
+            f"{source}: column {'+'.join(cand)!r} holds years past 9999 (e.g. {example!r})",
+            hint=f"fix or drop those rows; event times must fall in {_YEARS[0]}-{_YEARS[1]}",
+        )
+    raise StreamsynthError(
+        f"{source}: cannot parse column {'+'.join(cand)!r} as timestamps: {failed:,} of "
+        f"{frame.height:,} values fail (e.g. {example!r})",
+        hint="use ISO 8601 or epoch seconds/milliseconds, fix or drop those rows, name the time "
+        "column with --time, or mark this one as not a time in a schema file",
+    )
 
 
 def _parse_other_times(frame: pl.DataFrame, source: str) -> pl.DataFrame:

@@ -10,7 +10,7 @@ give the same events, which is what lets a replay resume and ``verify`` regenera
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,11 @@ class Request:
     conditions: dict[str, Any] | None = None
     span_default: bool = False
 
+    def __post_init__(self) -> None:
+        for name, flag in (("n_entities", "--entities"), ("n_events", "--events (-n)"),
+                           ("batch_size", "--batch-size")):
+            object.__setattr__(self, name, check_count(getattr(self, name), flag))  # frozen: set once, here
+
     @property
     def to_span(self) -> bool:
         """With neither an event count nor an end, a model's stream ends after its training span."""
@@ -60,31 +65,16 @@ class SourceKind:
     open: Callable[[str, Path, Request], Source]
 
 
-def open_source(
-    source: str | Path,
-    *,
-    seed: int | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    n_entities: int | None = None,
-    n_events: int | None = None,
-    batch_size: int = 10_000,
-    shard: tuple[int, int] | None = None,
-    conditions: dict[str, Any] | None = None,
-    span_default: bool = False,
-) -> Source:
+def open_source(source: str | Path, request: Request | None = None, **values: Any) -> Source:
     """Resolve ``source`` (scenario file, ``"demo"``, model dir, rules schema YAML, data file or
-    dir) through :data:`SOURCES`.
+    dir) through :data:`SOURCES`, with a :class:`Request` (or its fields by name:
+    ``open_source("model/", n_events=1000, seed=3)``).
 
     ``span_default``: with neither ``n_events`` nor ``end``, a model's stream ends after its
     training span (as ``Synthesizer.sample``) instead of running forever.
     Every source's batches have exactly ``batch_size`` events, except the last of a finite one.
     """
-    request = Request(
-        seed=seed, start=start, end=end, n_entities=check_count(n_entities, "--entities"),
-        n_events=check_count(n_events, "--events (-n)"), batch_size=check_count(batch_size, "--batch-size"),
-        shard=shard, conditions=conditions, span_default=span_default,
-    )
+    request = replace(request or Request(), **values)
     text = str(source)
     path = Path(text)
     kind = next(k for k in SOURCES if k.matches(text, path))

@@ -12,6 +12,7 @@ import numpy as np
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_BELOW_ONE = np.nextafter(1.0, 0.0)  # the largest double under 1
 _TWO_POW_53 = float(2**53)
 
 
@@ -40,7 +41,8 @@ def hash64(seed: int, *keys: int | np.ndarray) -> np.ndarray:
 def uniform(seed: int, *keys: int | np.ndarray) -> np.ndarray:
     """Uniform floats in the open interval (0, 1), one per element of the broadcast keys."""
     bits = hash64(seed, *keys) >> np.uint64(11)
-    return (bits.astype(np.float64) + 0.5) / _TWO_POW_53
+    # The top word, (2**53 - 1 + 0.5) / 2**53, rounds to 1.0: held just below it, every other value unchanged.
+    return np.minimum((bits.astype(np.float64) + 0.5) / _TWO_POW_53, _BELOW_ONE)
 
 
 def normal(seed: int, *keys: int | np.ndarray) -> np.ndarray:

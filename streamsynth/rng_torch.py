@@ -13,6 +13,7 @@ import torch
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
+_BELOW_ONE = 1.0 - 2.0**-53  # the largest double under 1
 
 
 def _signed(x: int) -> int:
@@ -47,7 +48,8 @@ def seed_hash(seed: int, device: torch.device) -> torch.Tensor:
 
 
 def to_uniform(h: torch.Tensor) -> torch.Tensor:
-    return (_srl(h, 11).double() + 0.5) / float(2**53)
+    """As :func:`streamsynth.rng.uniform`: in the open interval (0, 1), the top word held below 1."""
+    return ((_srl(h, 11).double() + 0.5) / float(2**53)).clamp_(max=_BELOW_ONE)
 
 
 def torch_uniform(seed: int, *keys: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:

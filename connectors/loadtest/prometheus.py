@@ -9,18 +9,18 @@ tests) in one process do not share counters.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-from streamsynth.errors import StreamsynthError
+from prometheus_client import Counter, Gauge, Histogram
+from streamsynth.connectors.metrics import MetricsEndpoint
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-class LoadMetrics:
+class LoadMetrics(MetricsEndpoint):
     """The counters, gauges and histograms one load test updates (from the event loop's thread)."""
 
     def __init__(self) -> None:
-        self.registry = reg = CollectorRegistry()
+        super().__init__()
+        reg = self.registry
         self.requests = Counter("streamsynth_load_requests", "Requests answered, by label and HTTP status",
                                 ["label", "status"], registry=reg)
         self.errors = Counter("streamsynth_load_errors", "Requests that got no response, by class "
@@ -33,7 +33,6 @@ class LoadMetrics:
         self.in_flight = Gauge("streamsynth_load_in_flight", "Requests awaiting a response", registry=reg)
         self.target_rate = Gauge("streamsynth_load_target_rate", "Requests per second the schedule asks "
                                  "for in the current second", registry=reg)
-        self._server = None
 
     def answered(self, label: str, status: int, from_scheduled: float, from_sent: float) -> None:
         self.requests.labels(label, str(status)).inc()
@@ -45,20 +44,3 @@ class LoadMetrics:
 
     def drop(self, label: str) -> None:
         self.dropped.labels(label).inc()
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose the metrics on ``http://host:port/metrics``; returns the port (0 picks one)."""
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0-65535
-            raise StreamsynthError(f"--metrics-port: cannot serve metrics on {host}:{port}: "
-                                   f"{getattr(exc, 'strerror', None) or exc}",
-                                   hint="choose a free port with --metrics-port") from None
-        self._server = server
-        return server.server_port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

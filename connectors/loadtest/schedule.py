@@ -78,6 +78,19 @@ def constant(rate: float, seconds: float) -> list[Segment]:
     return [Segment(seconds, rate, rate)]
 
 
+def from_options(rate: float | None, duration: str | None, stages: str | None) -> list[Segment]:
+    """The schedule the command line asks for: ``--stages``, or ``--rate`` with ``--duration``."""
+    if stages is not None:
+        if rate is not None or duration is not None:
+            raise StreamsynthError("--stages and --rate/--duration both given",
+                                   hint="give either --stages or --rate with --duration")
+        return parse_stages(stages)
+    if rate is None or duration is None:
+        raise StreamsynthError(f"{'--duration' if duration is None else '--rate'} is missing",
+                               hint="give --rate N with --duration, e.g. --rate 100 --duration 30s, or --stages")
+    return constant(rate, parse_duration(duration, "--duration"))
+
+
 def total_seconds(segments: list[Segment]) -> float:
     return sum(s.seconds for s in segments)
 

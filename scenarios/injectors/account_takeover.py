@@ -27,11 +27,9 @@ class AccountTakeoverParams(FraudParams):
     countries: list[str] | None = Field(None, description="where the attacker is (default: abroad)")
 
 
-class AccountTakeover(FraudInjector):
-    kind = "account_takeover"
-    default_label = "fraud.account_takeover"
-    Params = AccountTakeoverParams
-
+class AccountTakeover(
+    FraudInjector, kind="account_takeover", label="fraud.account_takeover", params=AccountTakeoverParams
+):
     def generate(self, t: Templates) -> pl.DataFrame:
         p = self.params
         owners = t.entities(p.accounts)

@@ -62,15 +62,31 @@ class Context:
 
 
 class Injector:
-    """One timed scenario event. Subclasses set ``kind``, ``default_label``, ``Params``."""
+    """One timed scenario event. Subclasses name their ``kind``, ``label`` and ``params`` in the
+    class statement."""
 
     kind: ClassVar[str]
     default_label: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = Params
+    #: Parameters that name a column of the base, checked against it at the first batch.
+    column_params: ClassVar[tuple[str, ...]] = ()
     #: Share of the targeted rows acted on when the event's ``targets.share`` is not given.
     default_share: ClassVar[float] = 1.0
     #: Whether the rows it makes are fraud (sets the base's boolean label column too).
     fraud: ClassVar[bool] = False
+
+    def __init_subclass__(
+        cls, kind: str | None = None, label: str | None = None, params: type[BaseModel] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``class Drift(ChangeInjector, kind="drift", label="ops.drift", params=DriftParams)``."""
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
+        if label is not None:
+            cls.default_label = label
+        if params is not None:
+            cls.Params = params
 
     def __init__(
         self, *, index: int, event: Any, params: BaseModel, scenario: str, seed: int, anchor: datetime
@@ -100,6 +116,9 @@ class Injector:
         self.ctx = ctx
         for column in self.where:
             self.require(column, f"targets.where.{column}")
+        for name in self.column_params:
+            if getattr(self.params, name) is not None:
+                self.require(getattr(self.params, name), f"params.{name}")
         self._bind()
 
     def _bind(self) -> None:
@@ -215,3 +234,18 @@ class Injector:
 def row_keys(batch: pl.DataFrame) -> np.ndarray:
     """Stable integer keys of rows from their event ids (polars' hash: stable within a version)."""
     return batch[EVENT_ID].hash(seed=0x5EED).to_numpy()
+
+
+class ChangeInjector(Injector):
+    """An event that changes the rows it selects (drift, spikes, drops, duplicates): only batches
+    holding selected rows reach :meth:`alter`."""
+
+    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        mask = self.selection(batch)
+        if not mask.any():
+            return batch, None
+        return self.alter(batch, mask)
+
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """(the batch with the rows in ``mask`` changed, extra rows to merge in or None)."""
+        raise NotImplementedError(f"{type(self).__name__} must say how it changes its rows")

@@ -18,11 +18,7 @@ class CardTestingParams(FraudParams):
     channel_value: str | None = "online"
 
 
-class CardTesting(FraudInjector):
-    kind = "card_testing"
-    default_label = "fraud.card_testing"
-    Params = CardTestingParams
-
+class CardTesting(FraudInjector, kind="card_testing", label="fraud.card_testing", params=CardTestingParams):
     def generate(self, t: Templates) -> pl.DataFrame:
         p = self.params
         owners = t.entities(p.cards)

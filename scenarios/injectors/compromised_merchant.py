@@ -13,11 +13,9 @@ class CompromisedMerchantParams(FraudParams):
     terminal: str | None = Field(None, description="the terminal (default: the busiest one near the window)")
 
 
-class CompromisedMerchant(FraudInjector):
-    kind = "compromised_merchant"
-    default_label = "fraud.compromised_merchant"
-    Params = CompromisedMerchantParams
-
+class CompromisedMerchant(
+    FraudInjector, kind="compromised_merchant", label="fraud.compromised_merchant", params=CompromisedMerchantParams
+):
     def _bind(self) -> None:
         super()._bind()
         self.require(self.params.merchant or "terminal_id", "params.merchant")

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 from streamsynth.scenarios.fields import Scalar
-from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.injectors.base import ChangeInjector, Params
 
 
 class DriftParams(Params):
@@ -34,18 +34,10 @@ class DriftParams(Params):
         return self
 
 
-class Drift(Injector):
-    kind = "drift"
-    default_label = "ops.drift"
-    Params = DriftParams
+class Drift(ChangeInjector, kind="drift", label="ops.drift", params=DriftParams):
+    column_params = ("column",)
 
-    def _bind(self) -> None:
-        self.require(self.params.column, "params.column")
-
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         p = self.params
         level = np.minimum(self.progress(batch) / p.ramp, 1.0)
         old = batch[p.column]

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
-from streamsynth.scenarios.injectors.base import Injector
+from streamsynth.scenarios.injectors.base import ChangeInjector
 
 
-class Dropout(Injector):
-    kind = "dropout"
-    default_label = "ops.dropout"
-
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+class Dropout(ChangeInjector, kind="dropout", label="ops.dropout"):
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         self.removed += int(mask.sum())
         return batch.filter(~pl.Series(mask)), None

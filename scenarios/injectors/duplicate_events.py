@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 from pydantic import Field
 from streamsynth.scenarios.fields import Duration
-from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.injectors.base import ChangeInjector, Params
 
 from streamsynth.contract import EVENT_ID
 
@@ -24,10 +25,7 @@ class DuplicateParams(Params):
     delay: Duration = Field(default=timedelta(0), description="how much later the copy arrives")
 
 
-class DuplicateEvents(Injector):
-    kind = "duplicate_events"
-    default_label = "ops.duplicate"
-    Params = DuplicateParams
+class DuplicateEvents(ChangeInjector, kind="duplicate_events", label="ops.duplicate", params=DuplicateParams):
     default_share = 0.1
 
     def extra_columns(self, time: str) -> dict[str, pl.DataType]:
@@ -36,10 +34,7 @@ class DuplicateEvents(Injector):
             cols[f"original_{time}"] = pl.Datetime("us", "UTC")
         return cols
 
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         time = self.ctx.time
         originals = batch.filter(pl.Series(mask))
         copies = originals.with_columns(

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 from streamsynth.scenarios.fields import Scalar
-from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.injectors.base import ChangeInjector, Params
 
 from streamsynth.errors import StreamsynthError
 
@@ -17,15 +17,13 @@ class ErrorSpikeParams(Params):
     weights: list[float] | None = Field(None, description="relative weight of each value")
 
 
-class ErrorSpike(Injector):
-    kind = "error_spike"
-    default_label = "ops.error_spike"
-    Params = ErrorSpikeParams
+class ErrorSpike(ChangeInjector, kind="error_spike", label="ops.error_spike", params=ErrorSpikeParams):
     default_share = 0.5
+
+    column_params = ("column",)
 
     def _bind(self) -> None:
         p = self.params
-        self.require(p.column, "params.column")
         if p.weights is not None and len(p.weights) != len(p.values):
 
             raise StreamsynthError(
@@ -36,10 +34,7 @@ class ErrorSpike(Injector):
         weights = np.asarray(p.weights or [1.0] * len(p.values), dtype=float)
         self.cdf = np.cumsum(weights) / weights.sum()
 
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         pick = np.minimum(np.searchsorted(self.cdf, self.row_uniform(batch, 1)), len(self.cdf) - 1)
         values = pl.Series(self.params.values, strict=False).cast(batch[self.params.column].dtype, strict=False)
         return self.change(batch, mask, {self.params.column: values.gather(pl.Series(pick))}), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from pydantic import Field
-from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.injectors.base import ChangeInjector, Params
 
 
 class LatencySpikeParams(Params):
@@ -15,18 +15,10 @@ class LatencySpikeParams(Params):
     max_factor: float = Field(200.0, ge=1)
 
 
-class LatencySpike(Injector):
-    kind = "latency_spike"
-    default_label = "ops.latency_spike"
-    Params = LatencySpikeParams
+class LatencySpike(ChangeInjector, kind="latency_spike", label="ops.latency_spike", params=LatencySpikeParams):
+    column_params = ("column",)
 
-    def _bind(self) -> None:
-        self.require(self.params.column, "params.column")
-
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         p = self.params
         pareto = (1 - self.row_uniform(batch, 1)) ** (-1 / p.tail)
         factor = np.minimum(p.multiplier * pareto, p.max_factor)

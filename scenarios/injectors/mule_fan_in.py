@@ -15,11 +15,7 @@ class MuleFanInParams(FraudParams):
     amount_max: float = Field(950.0, gt=0, description="kept under a reporting threshold")
 
 
-class MuleFanIn(FraudInjector):
-    kind = "mule_fan_in"
-    default_label = "fraud.mule_fan_in"
-    Params = MuleFanInParams
-
+class MuleFanIn(FraudInjector, kind="mule_fan_in", label="fraud.mule_fan_in", params=MuleFanInParams):
     def generate(self, t: Templates) -> pl.DataFrame:
         p = self.params
         owners = t.entities(p.senders)

@@ -20,11 +20,7 @@ class MuleFanOutParams(FraudParams):
     gap: Duration = Field(default="1m", description="mean time between payouts")
 
 
-class MuleFanOut(FraudInjector):
-    kind = "mule_fan_out"
-    default_label = "fraud.mule_fan_out"
-    Params = MuleFanOutParams
-
+class MuleFanOut(FraudInjector, kind="mule_fan_out", label="fraud.mule_fan_out", params=MuleFanOutParams):
     def generate(self, t: Templates) -> pl.DataFrame:
         p = self.params
         owner = t.entities(1)

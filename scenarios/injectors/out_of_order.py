@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 from streamsynth.scenarios.fields import Duration
-from streamsynth.scenarios.injectors.base import Injector, Params
+from streamsynth.scenarios.injectors.base import ChangeInjector, Params
 
 from streamsynth.errors import StreamsynthError
 
@@ -25,10 +25,7 @@ class OutOfOrderParams(Params):
     max_delay: Duration = Field(default=timedelta(seconds=60))
 
 
-class OutOfOrder(Injector):
-    kind = "out_of_order"
-    default_label = "ops.out_of_order"
-    Params = OutOfOrderParams
+class OutOfOrder(ChangeInjector, kind="out_of_order", label="ops.out_of_order", params=OutOfOrderParams):
     default_share = 0.1
 
     def extra_columns(self, time: str) -> dict[str, pl.DataType]:
@@ -41,10 +38,7 @@ class OutOfOrder(Injector):
                 f"{self.ctx.source}: events[{self.index}].params.max_delay: is shorter than min_delay"
             )
 
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         time = self.ctx.time
         keep = pl.Series(mask)
         late = batch.filter(keep)

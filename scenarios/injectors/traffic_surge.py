@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 from streamsynth.scenarios.fields import Duration
-from streamsynth.scenarios.injectors.base import Injector, Params, row_keys
+from streamsynth.scenarios.injectors.base import ChangeInjector, Params, row_keys
 
 from streamsynth import rng
 from streamsynth.contract import EVENT_ID
@@ -24,15 +24,8 @@ class SurgeParams(Params):
     jitter: Duration = Field(default=timedelta(seconds=60), description="copies land within this after")
 
 
-class TrafficSurge(Injector):
-    kind = "traffic_surge"
-    default_label = "traffic.surge"
-    Params = SurgeParams
-
-    def _apply(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        mask = self.selection(batch)
-        if not mask.any():
-            return batch, None
+class TrafficSurge(ChangeInjector, kind="traffic_surge", label="traffic.surge", params=SurgeParams):
+    def alter(self, batch: pl.DataFrame, mask: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         rows = batch.filter(pl.Series(mask))
         extra = self.params.factor - 1
         whole, frac = int(extra), extra - int(extra)

@@ -14,11 +14,7 @@ class VelocityBurstParams(FraudParams):
     gap: Duration = Field(default="30s", description="mean time between an entity's events")
 
 
-class VelocityBurst(FraudInjector):
-    kind = "velocity_burst"
-    default_label = "fraud.velocity_burst"
-    Params = VelocityBurstParams
-
+class VelocityBurst(FraudInjector, kind="velocity_burst", label="fraud.velocity_burst", params=VelocityBurstParams):
     def generate(self, t: Templates) -> pl.DataFrame:
         p = self.params
         owners = t.entities(p.entities)

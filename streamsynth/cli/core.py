@@ -340,11 +340,9 @@ def _check_flag_options(options: dict[str, Any]) -> None:
 
 def _check_private(model: str) -> None:
     """Only models trained by SGD take a DP budget; say so before reading any data."""
-    import inspect
+    from streamsynth.models.options import model_options
 
-    from streamsynth.models import model_class
-
-    if "dp_epsilon" not in inspect.signature(model_class(model).__init__).parameters:
+    if "dp_epsilon" not in {option.name for option in model_options(model)}:
         raise StreamsynthError(
             f"the {model} model cannot train with differential privacy (DP-SGD needs gradient training)",
             hint="use --model transformer or --model timegan, or drop --dp-epsilon/--dp-delta",

@@ -34,69 +34,34 @@ def _list_metrics(value: bool) -> None:
 
 @app.command()
 def evaluate(
-    real: Annotated[
-        Path, typer.Argument(help="Real data: CSV, Parquet, JSON Lines, or a directory.")
-    ],
+    real: Annotated[Path, typer.Argument(help="Real data: CSV, Parquet, JSON Lines, or a directory.")],
     synth: Annotated[Path, typer.Argument(help="Synthetic data in the same columns.")],
-    schema_file: Annotated[
-        Path | None,
-        typer.Option("--schema", help="Schema YAML (as written by inspect, or role overrides)."),
-    ] = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write the HTML report here.")
-    ] = None,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write every number as JSON here.")
-    ] = None,
+    schema_file: Annotated[Path | None, typer.Option(
+        "--schema", help="Schema YAML (as written by inspect, or role overrides).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write every number as JSON here.")] = None,
     fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help=_FAIL_HELP)] = None,
-    time: Annotated[
-        str | None, typer.Option("--time", help="Event-time column of both tables.")
-    ] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed of samples, splits and classifiers.")
-    ] = 0,
-    window: Annotated[
-        int | None,
-        typer.Option("--window", help="Events per sequence window (default: median, <= 24)."),
-    ] = None,
-    iterations: Annotated[
-        int,
-        typer.Option(
-            "--iterations",
-            help="Most training steps of each GRU score (the paper: 2000/5000); the discriminative "
-            "one stops earlier once a validation part of its windows stops improving.",
-        ),
-    ] = 1000,
-    max_windows: Annotated[
-        int, typer.Option("--max-windows", help="Windows per side for the GRUs.")
-    ] = 2000,
-    no_gru: Annotated[
-        bool, typer.Option("--no-gru", help="Skip the GRU scores (the slow part).")
-    ] = False,
-    device: Annotated[
-        str | None, typer.Option("--device", help="torch device (default: cuda if present).")
-    ] = None,
-    train: Annotated[
-        Path | None,
-        typer.Option(
-            "--train",
-            help="The model's training data (REAL being held-out data): adds the membership attack.",
-        ),
-    ] = None,
-    sensitive: Annotated[
-        str | None,
-        typer.Option("--sensitive", help="Column for the attribute-inference attack."),
-    ] = None,
-    list_metrics: Annotated[
-        bool,
-        typer.Option(
-            "--list-metrics", callback=_list_metrics, is_eager=True, help="Explain the metric keys."
-        ),
-    ] = False,
+    time: Annotated[str | None, typer.Option("--time", help="Event-time column of both tables.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of samples, splits and classifiers.")] = 0,
+    window: Annotated[int | None, typer.Option(
+        "--window", help="Events per sequence window (default: median, <= 24).")] = None,
+    iterations: Annotated[int, typer.Option(
+        "--iterations", help="Most training steps of each GRU score (the paper: 2000/5000); the "
+        "discriminative one stops earlier once a validation part of its windows stops improving.")] = 1000,
+    max_windows: Annotated[int, typer.Option("--max-windows", help="Windows per side for the GRUs.")] = 2000,
+    no_gru: Annotated[bool, typer.Option("--no-gru", help="Skip the GRU scores (the slow part).")] = False,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="torch device (default: cuda if present).")] = None,
+    train: Annotated[Path | None, typer.Option(
+        "--train", help="The model's training data (REAL being held-out data): adds the membership attack.")] = None,
+    sensitive: Annotated[str | None, typer.Option(
+        "--sensitive", help="Column for the attribute-inference attack.")] = None,
+    list_metrics: Annotated[bool, typer.Option(
+        "--list-metrics", callback=_list_metrics, is_eager=True, help="Explain the metric keys.")] = False,
 ) -> None:
     """Score synthetic data against real data: fidelity, utility, privacy, label balance."""
     from streamsynth import io
-    from streamsynth.evaluate import SequenceOptions, parse_gates, write_report
+    from streamsynth.evaluate import EvaluateOptions, SequenceOptions, parse_gates, write_report
     from streamsynth.evaluate import evaluate as run_evaluation
 
     gates = parse_gates(fail_under or [])
@@ -104,26 +69,14 @@ def evaluate(
     for option, path in (("--report", report), ("--json", json_path)):
         _check_output(option, path)
     real_frame, schema = _real_and_schema(real, schema_file, time)
-    synth_frame = io.read(synth, time=schema.time if schema else time)
-    options = SequenceOptions(
-        window=window,
-        max_windows=max_windows,
-        discriminative_iterations=iterations,
-        predictive_iterations=iterations,
-        device=device,
+    time_column = schema.time if schema else time
+    options = EvaluateOptions(
+        seed=seed, fail_under=gates, gru=not no_gru, device=device, sensitive=sensitive,
+        sequences=SequenceOptions(window=window, max_windows=max_windows, discriminative_iterations=iterations,
+                                  predictive_iterations=iterations, device=device),
+        train=io.read(train, time=time_column) if train else None,
     )
-    result = run_evaluation(
-        real_frame,
-        synth_frame,
-        schema,
-        seed=seed,
-        fail_under=gates,
-        sequences=options,
-        gru=not no_gru,
-        device=device,
-        train=io.read(train, time=schema.time if schema else time) if train else None,
-        sensitive=sensitive,
-    )
+    result = run_evaluation(real_frame, io.read(synth, time=time_column), schema, options)
     for option, path, write in (
         ("--report", report, lambda p: write_report(result, p)),
         ("--json", json_path, result.write_json),
@@ -131,6 +84,13 @@ def evaluate(
         if path:
             write(path)  # in place once complete, or a one-line error naming the path
             typer.echo(f"{'report' if option == '--report' else 'metrics'}: {path}", err=True)
+    _print_result(result)
+    if result.failed_gates:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _print_result(result: Any) -> None:
+    """The scorecard, the worst broken dependency, the discriminator, notes and failed gates."""
     _print_scorecard(result)
     deps = result.fidelity.dependencies
     if deps is not None and deps.dependencies and deps.dependencies[0].broken_share > 0:
@@ -141,17 +101,10 @@ def evaluate(
     _print_discriminator(result)
     for note in result.utility.notes:
         typer.echo(f"note: {note}", err=True)
-    failed = result.failed_gates
-    if failed:
-        for check in failed:
-            shown = "not computed" if check.value is None else f"{check.value:.4g}"
-            direction = ">=" if check.higher_is_better else "<="
-            typer.secho(
-                f"FAILED {check.key}: {shown}, required {direction} {check.threshold:g}",
-                fg="red",
-                err=True,
-            )
-        raise typer.Exit(EXIT_GATE_FAILED)
+    for check in result.failed_gates:
+        shown = "not computed" if check.value is None else f"{check.value:.4g}"
+        direction = ">=" if check.higher_is_better else "<="
+        typer.secho(f"FAILED {check.key}: {shown}, required {direction} {check.threshold:g}", fg="red", err=True)
 
 
 def _check_counts(*, window: int | None, iterations: int, max_windows: int) -> None:

@@ -69,21 +69,10 @@ def load_command(
     from streamsynth.connectors.loadtest.prometheus import LoadMetrics
     from streamsynth.connectors.loadtest.requests import RequestTemplate
     from streamsynth.connectors.loadtest.runner import LoadSettings, run_load
-    from streamsynth.connectors.loadtest.schedule import constant, parse_duration, parse_stages
-    from streamsynth.connectors.loadtest.summary import table, to_dict
+    from streamsynth.connectors.loadtest.schedule import from_options, parse_duration
     from streamsynth.connectors.loadtest.thresholds import Threshold
-    from streamsynth.outputs import write_text
 
-    if stages is not None:
-        if rate is not None or duration is not None:
-            raise StreamsynthError("--stages and --rate/--duration both given",
-                                   hint="give either --stages or --rate with --duration")
-        segments = parse_stages(stages)
-    elif rate is None or duration is None:
-        raise StreamsynthError(f"{'--duration' if duration is None else '--rate'} is missing",
-                               hint="give --rate N with --duration, e.g. --rate 100 --duration 30s, or --stages")
-    else:
-        segments = constant(rate, parse_duration(duration, "--duration"))
+    segments = from_options(rate, duration, stages)
     seconds = parse_duration(timeout, "--timeout")
     if seconds <= 0:
         raise StreamsynthError("--timeout is 0", hint="give --timeout above 0, e.g. 10s")
@@ -91,29 +80,36 @@ def load_command(
         # checked before the run: a report that cannot be written should not cost the run itself
         raise StreamsynthError(f"--report {report}: the folder {report.parent} does not exist",
                                hint="create the folder first, or give a path in an existing one")
-
-    def say(line: str) -> None:
-        typer.echo(line, err=True)
-
     settings = LoadSettings(
-        segments=segments,
-        template=RequestTemplate.build(to, method=method, headers=header, batch=batch),
-        max_in_flight=max_in_flight,
-        timeout=seconds,
+        segments=segments, template=RequestTemplate.build(to, method=method, headers=header, batch=batch),
+        max_in_flight=max_in_flight, timeout=seconds, abort_on_fail=abort_on_fail,
         expect=Expectation.parse(expect) if expect is not None else None,
         thresholds=[Threshold.parse(t) for t in threshold or []],
-        abort_on_fail=abort_on_fail,
         metrics=LoadMetrics() if metrics_port is not None else None,
     )
     stream = source.open(endless=True).stream
     if settings.metrics is not None:
         port = settings.metrics.serve(metrics_port or 0, metrics_host)
-        say(f"metrics on http://{metrics_host}:{port}/metrics")
+        _say(f"metrics on http://{metrics_host}:{port}/metrics")
     try:
-        result = run_load(settings, stream, say=say)
+        result = run_load(settings, stream, say=_say)
     finally:
         if settings.metrics is not None:
             settings.metrics.close()
+    _report(result, summary_json, report)
+    if result.crossed:
+        raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _report(result: object, summary_json: Path | None, report: Path | None) -> None:
+    """The summary table on stdout, then the JSON summary and the HTML report where asked for."""
+    from streamsynth.connectors.loadtest.summary import table, to_dict
+    from streamsynth.outputs import write_text
+
     typer.echo(table(result))
     if summary_json is not None:
         write_text(summary_json, json.dumps(to_dict(result), indent=2) + "\n")
@@ -121,5 +117,3 @@ def load_command(
         from streamsynth.connectors.loadtest.report import write_report
 
         write_report(result, report)
-    if result.crossed:
-        raise typer.Exit(EXIT_THRESHOLD)

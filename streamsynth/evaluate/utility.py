@@ -110,17 +110,10 @@ class DiscriminativeFit:
     converged: bool  # True when early stopping ended it; False when the budget ran out first
 
 
-def discriminative_score(
-    real: np.ndarray,
-    synth: np.ndarray,
-    *,
-    seed: int = 0,
-    iterations: int = 2000,
-    hidden: int | None = None,
-    device: str | None = None,
-    progress: Any = None,
-) -> float:
-    """|accuracy - 0.5| of a post-hoc GRU classifier of real vs synthetic windows (0 is best).
+def discriminative_score(real: np.ndarray, synth: np.ndarray, **options: Any) -> float:
+    """|accuracy - 0.5| of a post-hoc GRU classifier of real vs synthetic windows (0 is best);
+    ``options`` are :func:`discriminative_fit`'s (``seed``, ``iterations``, ``hidden``,
+    ``device``, ``progress``).
 
     As in the paper: each side split 80/20, a GRU (``hidden`` = F // 2, at least 4) with a
     linear head on its last state, Adam, steps of 128 real + 128 synthetic windows, accuracy at
@@ -129,9 +122,7 @@ def discriminative_score(
     the best model so far is scored: ``iterations`` is a cap, so the score does not grow with it.
     ``progress`` (a :class:`streamsynth.progress.Progress`) is advanced once a step.
     """
-    return discriminative_fit(
-        real, synth, seed=seed, iterations=iterations, hidden=hidden, device=device, progress=progress
-    ).score
+    return discriminative_fit(real, synth, **options).score
 
 
 def discriminative_fit(

@@ -59,6 +59,17 @@ def _first_busy_window(cursor: float, window: float, next_w: np.ndarray) -> floa
     return cursor + window * max(0, math.floor((soonest - cursor) / window))
 
 
+@dataclass(frozen=True)
+class _Stream:
+    """What every batch of one stream shares: its entities' state, seed, id namespace and conditions."""
+
+    entities: dict[str, Any]
+    seed: int
+    namespace: str
+    conditions: dict[str, Any]
+    n_entities: int
+
+
 @dataclass
 class ColumnPlan:
     """How one data column is generated."""
@@ -315,6 +326,7 @@ class BaselineSynthesizer(Synthesizer):
         window = max(batch_size / max(rate.sum(), 1e-12), 1e-6)
         cursor = start_w
         namespace = f"b{seed}"
+        stream = _Stream(entities, seed, namespace, conditions, n_entities)
         snapper = None
         if self.time_grid is not None:
             snapper = TimeSnapper(self.time_grid, int(start.timestamp() * 1_000_000), "time", ("number", "seq"))
@@ -339,14 +351,12 @@ class BaselineSynthesizer(Synthesizer):
             order = np.lexsort((ev_seq, numbers[idx], times))
             idx, ev_seq, times = idx[order], ev_seq[order], times[order]
             if snapper is None:
-                yield self._events(idx, numbers[idx], ev_seq, times, entities, seed, namespace, conditions,
-                                   n_entities)
+                yield self._events(stream, idx, numbers[idx], ev_seq, times)
                 continue
             u = None if self.time_grid.always else rng.uniform(seed, numbers[idx], ev_seq, _GRID)
             rows = {"idx": idx, "number": numbers[idx], "seq": ev_seq, "time": times}
             for ready in snapper.push(rows, u):
-                yield self._events(ready["idx"], ready["number"], ready["seq"], ready["time"], entities, seed,
-                                   namespace, conditions, n_entities)
+                yield self._events(stream, ready["idx"], ready["number"], ready["seq"], ready["time"])
 
     def _first_gaps(self, seed: int, numbers: np.ndarray) -> np.ndarray:
         """Normalised warped gap that each entity's window start falls into."""
@@ -417,18 +427,12 @@ class BaselineSynthesizer(Synthesizer):
         return (f"{prefix}S" + digits).alias("entity")
 
     def _events(
-        self,
-        idx: np.ndarray,
-        numbers: np.ndarray,
-        seq: np.ndarray,
-        times: np.ndarray,
-        entities: dict[str, Any],
-        seed: int,
-        namespace: str,
-        conditions: dict[str, Any],
-        n_entities: int,
+        self, stream: _Stream, idx: np.ndarray, numbers: np.ndarray, seq: np.ndarray, times: np.ndarray
     ) -> pl.DataFrame:
-        schema = self.schema
+        """The events ``seq`` of entities ``numbers`` (rows ``idx`` of the stream's entity state)
+        at ``times``, every column drawn."""
+        schema, entities, seed, conditions = self.schema, stream.entities, stream.seed, stream.conditions
+        namespace, n_entities = stream.namespace, stream.n_entities
         columns: dict[str, pl.Series] = {"event_id": event_ids(namespace, numbers, seq)}
         columns[schema.time] = from_micros(times, schema.time)
         if schema.entity:
@@ -453,8 +457,7 @@ class BaselineSynthesizer(Synthesizer):
                 u = rng.uniform(col_seed, numbers[:, None], seq[:, None], np.arange(MAX_TOKENS)[None, :], _TEXT)
                 series = self.chains[plan.name].sample(u, (numbers << 32) + seq, col_seed)
             else:
-                series = self._decode(plan, uniforms[plan.name], idx, entities, numbers, seq, col_seed,
-                                       conditions, codes)
+                series = self._decode(plan, uniforms[plan.name], stream, idx, numbers, seq, col_seed, codes)
             columns[plan.name] = series.alias(plan.name)
         order = [c.name for c in schema.columns if c.name in columns]
         head = ["event_id"]
@@ -511,10 +514,10 @@ class BaselineSynthesizer(Synthesizer):
         return out
 
     def _decode(
-        self, plan: ColumnPlan, u: np.ndarray, idx: np.ndarray, entities: dict[str, Any],
-        numbers: np.ndarray, seq: np.ndarray, col_seed: int, conditions: dict[str, Any],
-        codes: dict[str, np.ndarray],
+        self, plan: ColumnPlan, u: np.ndarray, stream: _Stream, idx: np.ndarray, numbers: np.ndarray,
+        seq: np.ndarray, col_seed: int, codes: dict[str, np.ndarray],
     ) -> pl.Series:
+        entities, conditions = stream.entities, stream.conditions
         enc = self.encoders[plan.name]
         parent_codes = codes.get(plan.parent) if plan.parent else None
         if isinstance(enc, QuantileEncoder):

@@ -1,17 +1,21 @@
 """The models' options (``fit --option KEY=VALUE``): what each means, its default, its cost.
 
-Defaults and types come from each model class's ``__init__`` signature, so they cannot drift
-from the code; the meanings live in :data:`MEANINGS`, one line per option (a test checks that
+Defaults and types come from the code, so they cannot drift from it: a model class with an
+``Options`` dataclass (the transformer, TimeGAN) takes its fields, nested ones by their own names
+(:func:`set_options` sets them so), and other models their ``__init__`` parameters. The
+meanings live in :data:`MEANINGS`, one line per option (a test checks that
 every parameter of every registered model has one). :func:`check_options` turns a user's
 options into the keyword arguments ``create`` passes on, with errors that name the valid keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import numbers
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +58,7 @@ MEANINGS: dict[str, dict[str, tuple[str, str]]] = {
         "patience": ("epochs without validation gain before stopping", "lower: shorter training"),
         "device": ("cpu, cuda or cuda:N (null: cuda when present)", "cuda is much faster"),
         "progress": ("print training progress", "-"),
+        "grad_clip": ("largest gradient norm per training step (clipped above it)", "-"),
         "entity_batch": ("entities sampled together (null: automatic)", "larger: faster, more memory"),
         "temperature": ("sampling temperature (<1: safer, >1: more varied)", "-"),
         "top_k": ("sample only among the k likeliest values (null: all)", "-"),
@@ -99,21 +104,66 @@ class ModelOption:
 
 
 def model_options(model: str) -> list[ModelOption]:
-    """Every ``__init__`` parameter of ``model``'s class, with default, type and meaning."""
+    """Every option of ``model``: ``seed`` and its ``Options`` fields, or its ``__init__``
+    parameters; with default, type and meaning."""
     cls = model_class(model)
+    meanings = MEANINGS.get(model, {})
+    out = []
+    for name, default, annotation in _declared(cls):
+        meaning, cost = meanings.get(name, ("(undocumented)", "?"))
+        out.append(ModelOption(name, default, annotation, meaning, cost))
+    return out
+
+
+def _declared(cls: type) -> Iterator[tuple[str, Any, Any]]:
+    """(name, default, type) of what ``cls`` takes: ``__init__``'s named parameters, with an
+    ``options`` parameter replaced by the leaf fields of the class's ``Options`` dataclass."""
     try:
         hints = typing.get_type_hints(cls.__init__)
     except NameError:  # an annotation only importable under TYPE_CHECKING: no type check then
         hints = {}
-    meanings = MEANINGS.get(model, {})
-    out = []
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
-        meaning, cost = meanings.get(name, ("(undocumented)", "?"))
-        default = None if param.default is param.empty else param.default
-        out.append(ModelOption(name, default, hints.get(name, Any), meaning, cost))
-    return out
+        if name == "options" and dataclasses.is_dataclass(getattr(cls, "Options", None)):
+            seen: set[str] = set()
+            for leaf, default, annotation in _leaves(cls.Options()):
+                if leaf not in seen:  # device is in two parts: one option sets both
+                    seen.add(leaf)
+                    yield leaf, default, annotation
+            continue
+        yield name, None if param.default is param.empty else param.default, hints.get(name, Any)
+
+
+def _leaves(options: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(name, value, type) of every field of a dataclass that is not itself a dataclass, depth first."""
+    hints = typing.get_type_hints(type(options))
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value)
+        else:
+            yield f.name, value, hints.get(f.name, Any)
+
+
+def set_options(options: Any, values: dict[str, Any]) -> Any:
+    """A copy of the ``options`` dataclass with ``values`` set by field name, in whichever nested
+    part holds the field (every part that does: ``device``); an unknown name is an error listing
+    the known ones, and each part checks its values as it is built."""
+    known = {name for name, _, _ in _leaves(options)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise StreamsynthError(f"unknown option {unknown[0]!r}", hint=f"options: {', '.join(sorted(known))}")
+    changes = {}
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if dataclasses.is_dataclass(value):
+            mine = {k: v for k, v in values.items() if k in {name for name, _, _ in _leaves(value)}}
+            if mine:
+                changes[f.name] = set_options(value, mine)
+        elif f.name in values:
+            changes[f.name] = values[f.name]
+    return dataclasses.replace(options, **changes)
 
 
 def check_options(model: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ streaming generation in ``transformer_sample``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -19,19 +19,51 @@ from streamsynth import threads
 from streamsynth.encoders.resolution import TimeSnapper
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Synthesizer
+from streamsynth.models.options import set_options
 from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
-from streamsynth.models.transformer_sample import Sampler
-from streamsynth.models.transformer_train import TrainConfig, train
+from streamsynth.models.transformer_sample import Sampler, SamplerPlan, SamplingConfig
+from streamsynth.models.transformer_train import Encoded, TrainConfig, train
 from streamsynth.privacy import PrivacyBudget
 from streamsynth.request import StreamRequest
 from streamsynth.rng import uniform
 
 
 # -- the synthesizer ------------------------------------------------------------------------------
+@dataclass
+class NetworkSize:
+    """The network's size; what the data decides (field sizes) is added at fit."""
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    n_kv_head: int | None = 1
+    block_size: int | None = None  # None: from the data's 99th-percentile sequence length
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head or self.n_head % (self.n_kv_head or self.n_head):
+            raise StreamsynthError(
+                f"n_embd={self.n_embd}, n_head={self.n_head}, n_kv_head={self.n_kv_head}",
+                hint="n_embd must be a multiple of n_head, and n_head a multiple of n_kv_head",
+            )
+
+
+@dataclass
+class TransformerOptions:
+    """Everything ``fit --option`` sets on the transformer, in three parts; a flat name such as
+    ``epochs`` or ``temperature`` sets the field of that name (``device`` sets both)."""
+
+    size: NetworkSize = field(default_factory=NetworkSize)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
 class TransformerSynthesizer(Synthesizer):
     """Autoregressive event transformer with conditioning and KV-cache batched generation.
+
+    Built from a :class:`TransformerOptions`, or from its fields by name
+    (``TransformerSynthesizer(epochs=3, temperature=0.9)``).
 
     ``n_kv_head`` (default 1): key/value heads shared by the query heads (grouped-query
     attention). One shared head makes the KV cache ``n_head`` times smaller and each row's cached
@@ -43,55 +75,14 @@ class TransformerSynthesizer(Synthesizer):
     name = "transformer"
     finite_weights = True
     supports_conditions = True
+    Options = TransformerOptions
 
-    def __init__(
-        self,
-        seed: int = 0,
-        *,
-        n_layer: int = 4,
-        n_head: int = 4,
-        n_embd: int = 128,
-        n_kv_head: int | None = 1,
-        block_size: int | None = None,
-        epochs: int = 30,
-        batch_size: int = 32,
-        lr: float = 3e-3,
-        weight_decay: float = 0.01,
-        warmup: float = 0.05,
-        val_fraction: float = 0.1,
-        patience: int = 4,
-        device: str | None = None,
-        progress: bool = True,
-        entity_batch: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        precision: str = "fp32",
-        use_cache: bool = True,
-        dp_epsilon: float | None = None,
-        dp_delta: float | None = None,
-    ) -> None:
+    def __init__(self, seed: int = 0, options: TransformerOptions | None = None, **values: Any) -> None:
         super().__init__(seed=seed)
-        if dp_epsilon is not None:  # check the budget now, before any data is read
-            PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
-
-        if n_embd % n_head or n_head % (n_kv_head or n_head):
-            raise StreamsynthError(
-                f"n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head}",
-                hint="n_embd must be a multiple of n_head, and n_head a multiple of n_kv_head",
-            )
-        self.arch = {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "n_kv_head": n_kv_head,
-                     "block_size": block_size}
-        self.train_config = TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-            val_fraction=val_fraction, patience=patience, device=device, progress=progress,
-            dp_epsilon=dp_epsilon, dp_delta=dp_delta,
-        )
-        self.sampling = {
-            "entity_batch": entity_batch, "temperature": temperature, "top_k": top_k,
-            "precision": precision, "use_cache": use_cache, "device": device,
-        }
-        if precision not in ("fp32", "bf16"):
-            raise StreamsynthError(f"precision {precision!r}", hint="use 'fp32' or 'bf16'")
+        self.options = set_options(options or TransformerOptions(), values)
+        train_config = self.options.train
+        if train_config.dp_epsilon is not None:  # check the budget now, before any data is read
+            PrivacyBudget(epsilon=train_config.dp_epsilon, delta=train_config.dp_delta)
         self.codec: Any = None
         self.model: EventTransformer | None = None
         self.history: list[dict[str, float]] = []
@@ -106,23 +97,20 @@ class TransformerSynthesizer(Synthesizer):
         self.codec = EventCodec().fit(frame, self.schema, start, self.span_s)
         data = self.codec.encode(frame, start, self.span_s)
         lengths = np.diff(data["offsets"])
-        block = self.arch["block_size"] or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
+        encoded = Encoded(data, start.timestamp(), self.span_s)
+        size = self.options.size
+        block = size.block_size or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
         cfg = TransformerConfig(
             event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
-            n_layer=self.arch["n_layer"], n_head=self.arch["n_head"], n_embd=self.arch["n_embd"],
-            n_kv_head=self.arch["n_kv_head"],
+            n_layer=size.n_layer, n_head=size.n_head, n_embd=size.n_embd, n_kv_head=size.n_kv_head,
         )
-        if self.train_config.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
+        if self.options.train.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
             self.model, self.history, privacy = train_private(
-                cfg, data, self.train_config, seed=self.seed, origin_s=start.timestamp(),
-                span_s=self.span_s, entity_column=self.schema.entity,
+                cfg, encoded, self.options.train, seed=self.seed, entity_column=self.schema.entity,
             )
             self.metadata["privacy"] = privacy.to_dict()
         else:
-            self.model, self.history = train(
-                cfg, data, self.train_config, seed=self.seed,
-                origin_s=start.timestamp(), span_s=self.span_s,
-            )
+            self.model, self.history = train(cfg, encoded, self.options.train, seed=self.seed)
         self.metadata.update(
             parameters=sum(p.numel() for p in self.model.parameters()),
             truncated_entities=int((lengths > block - 1).sum()),
@@ -143,12 +131,10 @@ class TransformerSynthesizer(Synthesizer):
             # events after snapping need not be the first generated: generate without a count.
             end_s = end_s + grid.steps[0] / 1e6 if end_s is not None else None
             max_events = max_events if grid.always else None
-        sampler = Sampler(
-            self.model, self.codec, start=start, span_s=self.span_s, n_entities=n_entities,
-            seed=seed, shard=shard or (0, 1), forced_events=forced_events,
-            forced_attrs=forced_attrs, max_events=max_events, end_s=end_s,
-            **self.sampling,
-        )
+        sampler = self.sampler(SamplerPlan(
+            start=start, span_s=self.span_s, n_entities=n_entities, seed=seed, shard=shard or (0, 1),
+            forced_events=forced_events, forced_attrs=forced_attrs, max_events=max_events, end_s=end_s,
+        ))
         if grid is None:
             for chunk in sampler.chunks(batch_size):
                 yield self.codec.decode(**chunk, seed=seed, exact=exact)
@@ -165,8 +151,8 @@ class TransformerSynthesizer(Synthesizer):
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         config = {
             "model": asdict(self.model.cfg),
-            "train": asdict(self.train_config),
-            "sampling": self.sampling,
+            "train": asdict(self.options.train),
+            "sampling": asdict(self.options.sampling),
             "history": self.history,
         }
         tensors = {k: v.detach().float().cpu().numpy() for k, v in self.model.state_dict().items()}
@@ -175,9 +161,11 @@ class TransformerSynthesizer(Synthesizer):
     def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
         self.codec = EventCodec.from_json(encoders)
         cfg = TransformerConfig(**config["model"])
-        self.arch = {k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "n_kv_head", "block_size")}
-        self.train_config = TrainConfig(**config["train"])
-        self.sampling = dict(config["sampling"])
+        self.options = TransformerOptions(
+            size=NetworkSize(**{f.name: getattr(cfg, f.name) for f in fields(NetworkSize)}),
+            train=TrainConfig(**config["train"]),
+            sampling=SamplingConfig(**config["sampling"]),
+        )
         self.history = config.get("history", [])
         model = EventTransformer(cfg)
         state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
@@ -189,12 +177,13 @@ class TransformerSynthesizer(Synthesizer):
 
     def configure(self, **sampling: Any) -> TransformerSynthesizer:
         """Change sampling options (entity_batch, temperature, top_k, precision, use_cache, device)."""
-        unknown = set(sampling) - set(self.sampling)
+        known = [f.name for f in fields(SamplingConfig)]
+        unknown = set(sampling) - set(known)
         if unknown:
-            raise StreamsynthError(
-                f"unknown sampling options {sorted(unknown)}", hint=f"options: {', '.join(self.sampling)}"
-            )
-        if sampling.get("precision", "fp32") not in ("fp32", "bf16"):
-            raise StreamsynthError(f"precision {sampling['precision']!r}", hint="use 'fp32' or 'bf16'")
-        self.sampling.update(sampling)
+            raise StreamsynthError(f"unknown sampling options {sorted(unknown)}", hint=f"options: {', '.join(known)}")
+        self.options.sampling = replace(self.options.sampling, **sampling)
         return self
+
+    def sampler(self, plan: SamplerPlan) -> Sampler:
+        """The sampling runtime for ``plan`` with this model's sampling options."""
+        return Sampler(self.model, self.codec, plan, self.options.sampling)

@@ -13,7 +13,7 @@ import torch
 from streamsynth.devices import default_device
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
-from streamsynth.models.transformer_train import Batches, TrainConfig
+from streamsynth.models.transformer_train import Batches, Encoded, TrainConfig, weight_groups
 from streamsynth.privacy.budget import PrivacyBudget, PrivacyRecord
 from streamsynth.privacy.dp import PrivateTraining, refuse_torchrun
 from streamsynth.progress import Progress
@@ -27,14 +27,7 @@ NOTES = (
 
 
 def train_private(
-    cfg: TransformerConfig,
-    data: dict[str, np.ndarray],
-    tc: TrainConfig,
-    *,
-    seed: int,
-    origin_s: float,
-    span_s: float,
-    entity_column: str | None,
+    cfg: TransformerConfig, data: Encoded, tc: TrainConfig, *, seed: int, entity_column: str | None
 ) -> tuple[EventTransformer, list[dict[str, float]], PrivacyRecord]:
     """(model on CPU in eval mode, per-epoch history, the spent budget) for ``tc.dp_epsilon``."""
     refuse_torchrun()
@@ -45,7 +38,7 @@ def train_private(
         )
     budget = PrivacyBudget(epsilon=tc.dp_epsilon, delta=tc.dp_delta)
     device = default_device(tc.device)
-    batches = Batches(data, cfg.block_size, origin_s, span_s, device)
+    batches = Batches(data, cfg.block_size, device)
     n = batches.n_entities
     steps_per_epoch = max(1, round(n / tc.batch_size))
     dp = PrivateTraining(
@@ -54,15 +47,7 @@ def train_private(
     )
     torch.manual_seed(seed)
     model = EventTransformer(cfg).to(device)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    opt = dp.optimizer(
-        torch.optim.AdamW(
-            [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=tc.lr, betas=(0.9, 0.95),
-        )
-    )
+    opt = dp.optimizer(torch.optim.AdamW(weight_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95)))
 
     def entity_loss(idx: np.ndarray) -> torch.Tensor:
         nll, count = model(batches.make(idx))

@@ -15,6 +15,7 @@ import math
 import platform
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -80,37 +81,51 @@ def sample_fields(
     return torch.stack(out, dim=1) if out else torch.zeros(h.shape[0], 0, dtype=torch.long, device=h.device)
 
 
+@dataclass
+class SamplingConfig:
+    """How the transformer samples; saved with the model, changed by ``configure``."""
+
+    entity_batch: int | None = None  # entities sampled together (None: 4,096 on CPU, 65,536 on CUDA)
+    temperature: float = 1.0
+    top_k: int | None = None
+    precision: str = "fp32"  # or "bf16"
+    use_cache: bool = True
+    device: str | None = None  # None: cuda when present
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise StreamsynthError(f"precision {self.precision!r}", hint="use 'fp32' or 'bf16'")
+        if self.temperature <= 0:
+            raise StreamsynthError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class SamplerPlan:
+    """What one stream asks of the sampler: which entities, from when, and when to stop."""
+
+    start: datetime
+    span_s: float  # seconds of one window (each entity lives in one)
+    n_entities: int  # entities per window
+    seed: int
+    forced_events: np.ndarray  # per event sub-field: the class a condition fixes, or -1
+    forced_attrs: np.ndarray  # the same for the entity attributes
+    shard: tuple[int, int] = (0, 1)
+    # What the caller keeps (sample's n_events and end): entities past the horizon (seconds from
+    # the start) cannot add to it, so they leave the pool and no later ones join.
+    max_events: int | None = None
+    end_s: float | None = None
+
+
 class Sampler:
     """The slot pool; :meth:`chunks` yields dicts of numpy arrays for ``EventCodec.decode``."""
 
-    def __init__(
-        self,
-        model: EventTransformer,
-        codec: EventCodec,
-        *,
-        start: datetime,
-        span_s: float,
-        n_entities: int,
-        seed: int,
-        shard: tuple[int, int],
-        forced_events: np.ndarray,
-        forced_attrs: np.ndarray,
-        entity_batch: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        precision: str = "fp32",
-        use_cache: bool = True,
-        device: str | None = None,
-        max_events: int | None = None,
-        end_s: float | None = None,
-    ) -> None:
-        if temperature <= 0:
-
-            raise StreamsynthError(f"temperature must be > 0, got {temperature}")
-        self.device = default_device(device)
+    def __init__(self, model: EventTransformer, codec: EventCodec, plan: SamplerPlan,
+                 config: SamplingConfig | None = None) -> None:
+        config = config or SamplingConfig()
+        self.device = default_device(config.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # each step's multi-MB temporaries would be faulted in anew
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
         if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
             warnings.warn(
                 "precision='bf16' on a CPU without bf16 instructions (avx512_bf16 or AMX): matrix "
@@ -124,27 +139,25 @@ class Sampler:
             self.model = copy.deepcopy(model).to(self.device, dtype=self.dtype).eval()
         self.cfg = model.cfg
         self.codec = codec
-        self.start_us = int(round(start.timestamp() * 1e6))
+        self.start_us = int(round(plan.start.timestamp() * 1e6))
         self.origin_s = self.start_us / 1e6
-        self.span_s = float(span_s)
-        self.n_entities = n_entities
-        self.seed = seed
-        self.k, self.n_shards = shard
-        self.per_window = len(range(self.k, n_entities, self.n_shards))
+        self.span_s = float(plan.span_s)
+        self.n_entities = plan.n_entities
+        self.seed = plan.seed
+        self.k, self.n_shards = plan.shard
+        self.per_window = len(range(self.k, plan.n_entities, self.n_shards))
         default = 65_536 if self.device.type == "cuda" else 4096
-        self.slots = max(1, min(entity_batch or default, self.per_window or 1))
-        self.temperature, self.top_k = temperature, top_k
-        self.use_cache = use_cache
-        self.forced_events = torch.as_tensor(forced_events, dtype=torch.long)
-        self.forced_attrs = torch.as_tensor(forced_attrs, dtype=torch.long)
+        self.slots = max(1, min(config.entity_batch or default, self.per_window or 1))
+        self.temperature, self.top_k = config.temperature, config.top_k
+        self.use_cache = config.use_cache
+        self.forced_events = torch.as_tensor(plan.forced_events, dtype=torch.long)
+        self.forced_attrs = torch.as_tensor(plan.forced_attrs, dtype=torch.long)
         edges = torch.as_tensor(codec.gap_edges, dtype=torch.float64, device=self.device)
         self.edges_lo, self.edges_hi = edges[:-1], edges[1:]
         self.eos = codec.eos
         self.next_index = 0
-        # What the caller keeps (sample's n_events and end): entities past ``horizon`` (seconds
-        # from the start) cannot add to it, so they leave the pool and no later ones join.
-        self.max_events = max_events
-        self.horizon = math.inf if end_s is None else float(end_s)
+        self.max_events = plan.max_events
+        self.horizon = math.inf if plan.end_s is None else float(plan.end_s)
 
     # -- the pool ---------------------------------------------------------------------------
     def _init_pool(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,14 +36,17 @@ class TrainConfig:
     dp_delta: float | None = None
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """Entities as the codec encodes them (arrays by name), and the time frame of their times."""
+
+    arrays: dict[str, np.ndarray]
+    origin_s: float  # the training start, in epoch seconds
+    span_s: float  # the training span: a time feature's unit
+
+
 def train(
-    cfg: TransformerConfig,
-    data: dict[str, np.ndarray],
-    tc: TrainConfig,
-    *,
-    seed: int,
-    origin_s: float,
-    span_s: float,
+    cfg: TransformerConfig, data: Encoded, tc: TrainConfig, *, seed: int
 ) -> tuple[EventTransformer, list[dict[str, float]]]:
     """Fit a fresh model on encoded entities; returns the best model (on CPU, eval mode) and
     the per-epoch history of train and validation loss (nats per predicted item)."""
@@ -57,33 +61,19 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batches = Batches(data, cfg.block_size, origin_s, span_s, device)
+    batches = Batches(data, cfg.block_size, device)
     n = batches.n_entities
     order = rng.permutation(n)
     n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
     val, fit = np.sort(order[:n_val]), order[n_val:]
     steps_per_epoch = max(1, math.ceil(len(fit) / tc.batch_size) // dist.world)
     total = steps_per_epoch * tc.epochs
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tc.lr, betas=(0.9, 0.95),
-    )
-    warm = max(1, int(tc.warmup * total))
-
-    def schedule(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total - warm)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    opt, sched = _optimizer(model, tc, total)
     amp = device.type == "cuda"
     history: list[dict[str, float]] = []
     best, best_state, bad = math.inf, None, 0
     bar = Progress(label="transformer", total=total, unit="steps", enabled=tc.progress and dist.rank == 0).start()
+    steps = _Steps(model, wrapped, batches, opt, sched, tc, amp, bar)
     try:
         for epoch in range(tc.epochs):
             model.train()
@@ -91,23 +81,8 @@ def train(
             chunks = [perm[i : i + tc.batch_size] for i in range(0, len(perm), tc.batch_size)]
             while len(chunks) < steps_per_epoch * dist.world:  # every rank needs as many steps
                 chunks += chunks[: steps_per_epoch * dist.world - len(chunks)]
-            mine = chunks[dist.rank :: dist.world][:steps_per_epoch]
-            seen, total_nll = 0.0, 0.0
-            for idx in mine:
-                batch = batches.make(idx)
-                with threads_for(batch["tfeat"].shape[0] * batch["tfeat"].shape[1] * cfg.n_embd):
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        nll, count = wrapped(batch)
-                    loss = nll / count
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    opt.step()
-                sched.step()
-                total_nll += float(nll.detach())
-                seen += float(count)
-                bar.advance(epoch=f"{epoch + 1}/{tc.epochs}", loss=round(total_nll / seen, 3))
-            record = {"epoch": epoch + 1, "train": dist.mean(total_nll / max(seen, 1.0))}
+            train_nll = steps.epoch(chunks[dist.rank :: dist.world][:steps_per_epoch], f"{epoch + 1}/{tc.epochs}")
+            record = {"epoch": epoch + 1, "train": dist.mean(train_nll)}
             if len(val):
                 record["val"] = dist.mean(_evaluate(model, batches, val, tc.batch_size, amp))
             history.append(record)
@@ -125,6 +100,62 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.cpu().eval(), history
+
+
+def _optimizer(model: EventTransformer, tc: TrainConfig, total: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (:func:`weight_groups`) and its schedule: a linear warm-up, then a cosine down to a
+    tenth of the peak rate."""
+    opt = torch.optim.AdamW(weight_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
+    warm = max(1, int(tc.warmup * total))
+
+    def schedule(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def weight_groups(model: EventTransformer, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: weight decay on matrices, none on embeddings, norms and biases."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class _Steps:
+    """The optimiser steps of training: one per batch of entities."""
+
+    model: EventTransformer
+    wrapped: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    batches: Batches
+    opt: torch.optim.Optimizer
+    sched: Any
+    tc: TrainConfig
+    amp: bool
+    bar: Progress
+
+    def epoch(self, chunks: list[np.ndarray], label: str) -> float:
+        """Train on each chunk of entity indices; the mean loss per predicted item."""
+        seen, total_nll = 0.0, 0.0
+        for idx in chunks:
+            batch = self.batches.make(idx)
+            with threads_for(batch["tfeat"].shape[0] * batch["tfeat"].shape[1] * self.model.cfg.n_embd):
+                with torch.autocast(self.batches.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    nll, count = self.wrapped(batch)
+                loss = nll / count
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+                self.opt.step()
+            self.sched.step()
+            total_nll += float(nll.detach())
+            seen += float(count)
+            self.bar.advance(epoch=label, loss=round(total_nll / seen, 3))
+        return total_nll / max(seen, 1.0)
 
 
 @torch.no_grad()
@@ -145,15 +176,14 @@ def _evaluate(model: EventTransformer, batches: Batches, idx: np.ndarray, size: 
 class Batches:
     """Pads encoded entities into model batches (events, attributes, time features, censoring)."""
 
-    def __init__(
-        self, data: dict[str, np.ndarray], block: int, origin_s: float, span_s: float, device: torch.device
-    ) -> None:
-        self.events = torch.from_numpy(data["events"])
-        self.attrs = torch.from_numpy(data["attrs"])
-        self.times = torch.from_numpy(data["times"])
-        self.offsets = data["offsets"]
-        self.log_survival = torch.from_numpy(data["log_survival"])
-        self.block, self.origin_s, self.span_s, self.device = block, origin_s, span_s, device
+    def __init__(self, data: Encoded, block: int, device: torch.device) -> None:
+        arrays = data.arrays
+        self.events = torch.from_numpy(arrays["events"])
+        self.attrs = torch.from_numpy(arrays["attrs"])
+        self.times = torch.from_numpy(arrays["times"])
+        self.offsets = arrays["offsets"]
+        self.log_survival = torch.from_numpy(arrays["log_survival"])
+        self.block, self.origin_s, self.span_s, self.device = block, data.origin_s, data.span_s, device
         self.n_entities = len(self.offsets) - 1
 
     def make(self, idx: np.ndarray) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ as asked, emitted on the learned grid ``start + k * interval``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -22,7 +22,8 @@ from streamsynth import rng, threads
 from streamsynth.contract import EVENT_ID, TIME_DTYPE, event_ids
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Synthesizer, shard_entities
-from streamsynth.models.timegan.dp import train_private
+from streamsynth.models.options import set_options
+from streamsynth.models.timegan.dp import PrivateRun, train_private
 from streamsynth.models.timegan.network import Layout, TimeGANConfig, TimeGANNet
 from streamsynth.models.timegan.train import Windows, train
 from streamsynth.privacy import PrivacyBudget
@@ -50,6 +51,39 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+@dataclass
+class TimeGANOptions:
+    """Everything ``fit --option`` sets on TimeGAN. A size left None takes the preset's value."""
+
+    preset: str = "fast"
+    seq_len: int | None = None
+    hidden_dim: int | None = None
+    num_layers: int | None = None
+    module: str = "gru"
+    iterations: int | None = None
+    batch_size: int | None = None
+    learning_rate: float = 1e-3
+    device: str = "auto"
+    cpu_bf16: bool = False
+    progress: bool = True
+    verbose: bool = False
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise StreamsynthError(f"unknown timegan preset {self.preset!r}", hint=f"use one of: {', '.join(PRESETS)}")
+        if self.module not in ("gru", "lstm"):
+            raise StreamsynthError(f"module must be 'gru' or 'lstm', not {self.module!r}")
+        if self.sizes()["seq_len"] < 2:
+            raise StreamsynthError(f"seq_len must be at least 2, got {self.sizes()['seq_len']}")
+
+    def sizes(self) -> dict[str, int]:
+        """The preset's sizes, with those given explicitly instead."""
+        given = {name: getattr(self, name) for name in PRESETS[self.preset]}
+        return PRESETS[self.preset] | {k: v for k, v in given.items() if v is not None}
+
+
 class TimeGANSynthesizer(Synthesizer):
     """TimeGAN (Yoon, Jarrett and van der Schaar, NeurIPS 2019) for regular-interval series.
 
@@ -70,46 +104,21 @@ class TimeGANSynthesizer(Synthesizer):
 
     name = "timegan"
     finite_weights = True
+    Options = TimeGANOptions
 
-    def __init__(
-        self,
-        seed: int = 0,
-        *,
-        preset: str = "fast",
-        seq_len: int | None = None,
-        hidden_dim: int | None = None,
-        num_layers: int | None = None,
-        module: str = "gru",
-        iterations: int | None = None,
-        batch_size: int | None = None,
-        learning_rate: float = 1e-3,
-        device: str = "auto",
-        cpu_bf16: bool = False,
-        progress: bool = True,
-        verbose: bool = False,
-        dp_epsilon: float | None = None,
-        dp_delta: float | None = None,
-    ) -> None:
+    def __init__(self, seed: int = 0, options: TimeGANOptions | None = None, **values: Any) -> None:
         super().__init__(seed=seed)
-        if preset not in PRESETS:
-            raise StreamsynthError(f"unknown timegan preset {preset!r}", hint=f"use one of: {', '.join(PRESETS)}")
-        given = {"seq_len": seq_len, "hidden_dim": hidden_dim, "num_layers": num_layers,
-                 "iterations": iterations, "batch_size": batch_size}
-        sizes = PRESETS[preset] | {k: v for k, v in given.items() if v is not None}
-        self.preset = preset
+        options = set_options(options or TimeGANOptions(), values)
+        self.options = options
+        self.preset = options.preset
         self.dp_budget = None
-        if dp_epsilon is not None:  # checked now, before any data is read
-
-            self.dp_budget = PrivacyBudget(epsilon=dp_epsilon, delta=dp_delta)
-        if module not in ("gru", "lstm"):
-            raise StreamsynthError(f"module must be 'gru' or 'lstm', not {module!r}")
-        if sizes["seq_len"] < 2:
-            raise StreamsynthError(f"seq_len must be at least 2, got {sizes['seq_len']}")
-        self.config = TimeGANConfig(**sizes, module=module, learning_rate=learning_rate)
-        self.device_name = device
-        self.cpu_bf16 = cpu_bf16
-        self.progress = progress
-        self.verbose = verbose
+        if options.dp_epsilon is not None:  # checked now, before any data is read
+            self.dp_budget = PrivacyBudget(epsilon=options.dp_epsilon, delta=options.dp_delta)
+        self.config = TimeGANConfig(**options.sizes(), module=options.module, learning_rate=options.learning_rate)
+        self.device_name = options.device
+        self.cpu_bf16 = options.cpu_bf16
+        self.progress = options.progress
+        self.verbose = options.verbose
         self.net: TimeGANNet | None = None
         self.encoders: dict[str, Any] = {}
         self.interval: timedelta = timedelta(days=1)
@@ -157,11 +166,8 @@ class TimeGANSynthesizer(Synthesizer):
         if self.dp_budget is not None:  # DP-SGD, the series (entity) as the unit of privacy
 
             entity = frame[schema.entity].to_numpy()[starts] if schema.entity else np.zeros(len(starts))
-            self.net, privacy = train_private(
-                rows, starts, entity, self.config, layout, budget=self.dp_budget,
-                entity_column=schema.entity, seed=self.seed, device=self.device, log=log,
-                progress=self.progress,
-            )
+            run = PrivateRun(self.dp_budget, schema.entity, self.seed, self.device, log, self.progress)
+            self.net, privacy = train_private(Windows(rows, starts), entity, self.config, layout, run)
             self.metadata = {"windows": int(len(starts)), "device": str(self.device), "privacy": privacy.to_dict()}
             return
         self.net, trainer = train(
