@@ -56,20 +56,18 @@ _MIN_ASSOCIATION = 0.05
 
 
 def _lifecycle(
-    warped: np.ndarray, codes: np.ndarray, first: np.ndarray, n_per_entity: np.ndarray, span: float, seed: int
+    warped: np.ndarray, first: np.ndarray, counts: np.ndarray, span: float, seed: int, *, always: bool
 ) -> np.ndarray | None:
     """(birth, lifetime) as shares of the span and the event count of up to ``_LIFE_SAMPLES``
-    training entities, when entities are born and gone inside the span; None when the median
-    entity lives through most of it (then each lives on, at its own rate)."""
-    if len(n_per_entity) < _LIFE_MIN_ENTITIES:
-        return None
+    training entities (``first`` marks each one's first row, ``counts`` its events); unless
+    ``always``, only when entities are born and gone inside the span: None when there are few or
+    the median entity lives through most of it (then each lives on, at its own rate)."""
     begin = warped[first]
     last = np.concatenate([np.flatnonzero(first)[1:] - 1, [len(warped) - 1]])
     lives = (warped[last] - begin) / span
-    if np.median(lives) >= _LIFE_SHARE:
+    if not always and (len(counts) < _LIFE_MIN_ENTITIES or np.median(lives) >= _LIFE_SHARE):
         return None
-    births = (begin - warped.min()) / span
-    shapes = np.column_stack([births, lives, n_per_entity[codes[first]]]).astype(np.float64)
+    shapes = np.column_stack([(begin - warped.min()) / span, lives, counts]).astype(np.float64)
     if len(shapes) > _LIFE_SAMPLES:
         shapes = shapes[np.random.default_rng(seed).choice(len(shapes), _LIFE_SAMPLES, replace=False)]
     return shapes
@@ -118,8 +116,11 @@ class BaselineSynthesizer(Synthesizer):
     name = "baseline"
     supports_conditions: ClassVar[bool] = True
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, lifecycle: str = "auto") -> None:
         super().__init__(seed=seed)
+        if lifecycle not in ("auto", "on", "off"):
+            raise StreamsynthError(f"lifecycle={lifecycle!r}", hint="use auto, on or off")
+        self.lifecycle_mode = lifecycle
         self.plans: list[ColumnPlan] = []
         self.encoders: dict[str, Any] = {}
         self.chains: dict[str, TokenChain] = {}
@@ -184,7 +185,10 @@ class BaselineSynthesizer(Synthesizer):
         # then starts in one of its long quiet spells, not in the middle of a burst.
         self.first_gap = QuantileEncoder(n_bins=64, log=True).fit(
             pl.Series("first_gap", _length_biased(positive)))
-        self.lifecycle = _lifecycle(warped, codes, first, n_per_entity, span, self.seed)
+        self.lifecycle = None
+        if self.lifecycle_mode != "off" and schema.entity is not None:
+            self.lifecycle = _lifecycle(warped, first, n_per_entity[codes[first]], span, self.seed,
+                                        always=self.lifecycle_mode == "on")
         self.span_w = span
 
         self.entity_format = _entity_format(frame[entity], schema[entity].kind if schema.entity else None)

@@ -290,3 +290,20 @@ def test_cohort_shards_add_up_to_the_whole_stream():
     whole = model.sample(seed=5).sort("event_id")
     parts = pl.concat([model.sample(seed=5, shard=(k, 3)) for k in range(3)]).sort("event_id")
     assert parts.equals(whole)
+
+
+def test_lifecycle_can_be_switched_on_and_off(payments_small):
+    on = BaselineSynthesizer(seed=1, lifecycle="on").fit(payments_small, Schema.infer(payments_small))
+    real_entities = payments_small["customer_id"].n_unique()
+    assert on.lifecycle is not None and abs(on.sample()["customer_id"].n_unique() - real_entities) <= 2
+    real = _cohort(60)
+    assert BaselineSynthesizer(lifecycle="off").fit(real, Schema.infer(real)).lifecycle is None
+    with pytest.raises(StreamsynthError, match="lifecycle='sometimes'"):
+        BaselineSynthesizer(lifecycle="sometimes")
+
+
+def test_a_saved_lifecycle_samples_the_same_after_loading(tmp_path):
+    real = _cohort(80)
+    model = BaselineSynthesizer(seed=3).fit(real, Schema.infer(real))
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert loaded.sample(seed=2).equals(model.sample(seed=2))
