@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from streamsynth.cli import app
+from streamsynth.cli.options import MetricsHost, MetricsPort
 from streamsynth.cli.source_options import SourceOptions, source_options
 from streamsynth.connectors import read_back
 from streamsynth.connectors.job import DEFAULT_MANIFEST, DEFAULT_SHUTDOWN_TIMEOUT, EXIT_LOSS, ReplayJob, ReplaySettings
@@ -31,10 +32,8 @@ def replay_command(
     speed: Annotated[float | None, typer.Option("--speed", help="Event time per wall-clock time: "
                                                 "1 = real time, 60 = a minute per second.")] = None,
     rate: Annotated[float | None, typer.Option("--rate", help="Events per second.")] = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
-                                                     help="Serve Prometheus metrics on this port.")] = None,
-    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for the metrics "
-                                              "endpoint (0.0.0.0 to expose it).")] = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Resume from and record "
                                                     "progress in this file.")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="Where to write the manifest "

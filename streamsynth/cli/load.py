@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from streamsynth.cli import app
+from streamsynth.cli.options import MetricsHost, MetricsPort
 from streamsynth.cli.source_options import SourceOptions, source_options
 from streamsynth.errors import StreamsynthError
 
@@ -54,10 +55,8 @@ def load_command(
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML report (summary, "
                                                 "--expect matrix, thresholds, latency and rate per "
                                                 "second) to this file.")] = None,
-    metrics_port: Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
-                                                     help="Serve Prometheus metrics on this port.")] = None,
-    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address for the metrics "
-                                              "endpoint (0.0.0.0 to expose it).")] = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Load-test an HTTP service: requests leave on schedule whatever its latency (open loop), and
     latency is measured from the scheduled and from the actual send time, per label.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +19,12 @@ from streamsynth.progress import Progress  # noqa: F401 (the commands' progress 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
+
+#: The Prometheus endpoint of ``replay`` and ``load``, declared once for both.
+MetricsPort = Annotated[int | None, typer.Option("--metrics-port", min=0, max=65535,
+                                                 help="Serve Prometheus metrics on this port.")]
+MetricsHost = Annotated[str, typer.Option("--metrics-host", help="Address for the metrics endpoint "
+                                          "(0.0.0.0 to expose it).")]
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"3/16"`` -> ``(3, 16)``."""

@@ -10,6 +10,7 @@ Every draw is keyed by (seed, entity number, event number), see :mod:`streamsynt
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -33,7 +34,13 @@ from streamsynth.request import StreamRequest
 from streamsynth.schema import Role
 
 # Sub-stream tags for rng keys, so draws for different purposes never coincide.
-_RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND, _GRID = range(12)
+_RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND, _GRID, _LIFE = range(13)
+# Entities born and dying inside the span (sessions, trips, storms, purchase cohorts): when the
+# median entity lives less than this share of the span, each sampled entity takes the birth,
+# lifetime and event count of a training entity, instead of living through the whole span.
+_LIFE_SHARE = 0.5
+_LIFE_MIN_ENTITIES = 20
+_LIFE_SAMPLES = 4096  # (birth, lifetime, events) shapes kept, drawn from the training entities
 _PALETTE_MAX = 32
 _ENTITY_CACHE = 2  # populations whose per-entity state is kept between streams
 _ENTITY_CACHE_MAX = 200_000  # larger populations are recomputed rather than held after a stream
@@ -46,6 +53,24 @@ _CHILD_MAX_CATEGORIES = 256
 _MIN_GROUP_ROWS = 30
 _PRIOR_ROWS = 0.05
 _MIN_ASSOCIATION = 0.05
+
+
+def _lifecycle(
+    warped: np.ndarray, first: np.ndarray, counts: np.ndarray, span: float, seed: int, *, always: bool
+) -> np.ndarray | None:
+    """(birth, lifetime) as shares of the span and the event count of up to ``_LIFE_SAMPLES``
+    training entities (``first`` marks each one's first row, ``counts`` its events); unless
+    ``always``, only when entities are born and gone inside the span: None when there are few or
+    the median entity lives through most of it (then each lives on, at its own rate)."""
+    begin = warped[first]
+    last = np.concatenate([np.flatnonzero(first)[1:] - 1, [len(warped) - 1]])
+    lives = (warped[last] - begin) / span
+    if not always and (len(counts) < _LIFE_MIN_ENTITIES or np.median(lives) >= _LIFE_SHARE):
+        return None
+    shapes = np.column_stack([(begin - warped.min()) / span, lives, counts]).astype(np.float64)
+    if len(shapes) > _LIFE_SAMPLES:
+        shapes = shapes[np.random.default_rng(seed).choice(len(shapes), _LIFE_SAMPLES, replace=False)]
+    return shapes
 
 
 def _first_busy_window(cursor: float, window: float, next_w: np.ndarray) -> float:
@@ -91,8 +116,11 @@ class BaselineSynthesizer(Synthesizer):
     name = "baseline"
     supports_conditions: ClassVar[bool] = True
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, lifecycle: str = "auto") -> None:
         super().__init__(seed=seed)
+        if lifecycle not in ("auto", "on", "off"):
+            raise StreamsynthError(f"lifecycle={lifecycle!r}", hint="use auto, on or off")
+        self.lifecycle_mode = lifecycle
         self.plans: list[ColumnPlan] = []
         self.encoders: dict[str, Any] = {}
         self.chains: dict[str, TokenChain] = {}
@@ -104,6 +132,10 @@ class BaselineSynthesizer(Synthesizer):
         self.rate: QuantileEncoder | None = None
         self.gap: QuantileEncoder | None = None
         self.first_gap: QuantileEncoder | None = None  # None in models saved before it existed
+        #: (birth, lifetime) as shares of the span and the event count of training entities, or None
+        #: when entities live through the span (and in models saved before lifecycles)
+        self.lifecycle: np.ndarray | None = None
+        self.span_w = 1.0  # the training span in warped time
         self.zero_gap_rate = 0.0
         self.entity_format: dict[str, Any] = {}
         # Learned resolutions (None in models saved before them: values and times as generated).
@@ -153,6 +185,11 @@ class BaselineSynthesizer(Synthesizer):
         # then starts in one of its long quiet spells, not in the middle of a burst.
         self.first_gap = QuantileEncoder(n_bins=64, log=True).fit(
             pl.Series("first_gap", _length_biased(positive)))
+        self.lifecycle = None
+        if self.lifecycle_mode != "off" and schema.entity is not None:
+            self.lifecycle = _lifecycle(warped, first, n_per_entity[codes[first]], span, self.seed,
+                                        always=self.lifecycle_mode == "on")
+        self.span_w = span
 
         self.entity_format = _entity_format(frame[entity], schema[entity].kind if schema.entity else None)
         self.plans, self.encoders, self.chains, self.grids = [], {}, {}, {}
@@ -313,23 +350,78 @@ class BaselineSynthesizer(Synthesizer):
 
     # -- generation ----------------------------------------------------------------------------
     def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
-        start, n_entities, seed, batch_size = request.start, request.n_entities, request.seed, request.events_per_batch
+        start, n_entities, seed = request.start, request.n_entities, request.seed
         conditions, shard = request.conditions, request.shard
         numbers = shard_entities(n_entities, shard)
         if numbers.size == 0:
             return
-        entities = self._cached_entity_state(numbers, seed, conditions, (n_entities, shard))
-        rate = entities["rate"]
         start_w = float(self.profile.warp(np.array([int(start.timestamp() * 1_000_000)]))[0])
-        seq = np.zeros(numbers.size, dtype=np.int64)
-        next_w = start_w + rng.uniform(seed, numbers, _FIRST) * self._first_gaps(seed, numbers) / rate
-        window = max(batch_size / max(rate.sum(), 1e-12), 1e-6)
-        cursor = start_w
-        namespace = f"b{seed}"
-        stream = _Stream(entities, seed, namespace, conditions, n_entities)
         snapper = None
         if self.time_grid is not None:
             snapper = TimeSnapper(self.time_grid, int(start.timestamp() * 1_000_000), "time", ("number", "seq"))
+        # Lifecycles: one population per span, each born and gone within it, so the spans follow
+        # each other in time; otherwise one population lives on for as long as the stream.
+        windows = itertools.count() if self.lifecycle is not None else [None]
+        for w in windows:
+            population = numbers if w is None else numbers + w * n_entities
+            entities = self._cached_entity_state(population, seed, conditions, (n_entities, shard, w))
+            stream = _Stream(entities, seed, f"b{seed}", conditions, n_entities)
+            if w is None:
+                arrivals = self._renewals(population, entities["rate"], seed, start_w, request.events_per_batch)
+            else:
+                arrivals = self._lifetimes(population, seed, start_w + w * self.span_w, request.events_per_batch)
+            for idx, ev_seq, warped in arrivals:
+                times = self.profile.unwarp(warped)
+                order = np.lexsort((ev_seq, population[idx], times))
+                idx, ev_seq, times = idx[order], ev_seq[order], times[order]
+                if snapper is None:
+                    yield self._events(stream, idx, population[idx], ev_seq, times)
+                    continue
+                u = None if self.time_grid.always else rng.uniform(seed, population[idx], ev_seq, _GRID)
+                rows = {"idx": idx, "number": population[idx], "seq": ev_seq, "time": times}
+                for ready in snapper.push(rows, u):
+                    yield self._events(stream, ready["idx"], ready["number"], ready["seq"], ready["time"])
+
+    def _renewals(
+        self, numbers: np.ndarray, rate: np.ndarray, seed: int, start_w: float, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Endless arrivals of entities living through the stream: each a renewal process at its
+        own rate, its window opening somewhere in one of its gaps."""
+        next_w = start_w + rng.uniform(seed, numbers, _FIRST) * self._first_gaps(seed, numbers) / rate
+        return self._windows(numbers, seed, start_w, next_w, rate, batch_size)
+
+    def _lifetimes(
+        self, numbers: np.ndarray, seed: int, span_start_w: float, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Arrivals of one span's population: each entity takes a training entity's birth,
+        lifetime and event count; its events split that life by the learned gaps, scaled to fill
+        it exactly (a session of three events over two seconds stays one), all in time order."""
+        shape = self.lifecycle[rng.integers(seed, len(self.lifecycle), numbers, _LIFE)]
+        birth, life = shape[:, 0] * self.span_w, shape[:, 1] * self.span_w
+        count = np.maximum(shape[:, 2].astype(np.int64), 1)
+        idx = np.repeat(np.arange(numbers.size), count)
+        seq = np.arange(idx.size) - np.repeat(np.cumsum(count) - count, count)
+        gaps = np.where(seq > 0, self._gaps(seed, numbers[idx], seq), 0.0)
+        firsts = np.cumsum(count) - count  # each entity's first row
+        running = np.cumsum(gaps)
+        elapsed = running - np.repeat(running[firsts], count)  # its first gap is 0: time since its birth
+        total = np.repeat(np.add.reduceat(gaps, firsts), count)
+        even = seq / np.maximum(np.repeat(count, count) - 1, 1)  # no gap above zero: spread evenly
+        share = np.where(total > 0, elapsed / np.where(total > 0, total, 1.0), even)
+        warped = span_start_w + birth[idx] + life[idx] * share
+        order = np.lexsort((seq, numbers[idx], warped))
+        idx, seq, warped = idx[order], seq[order], warped[order]
+        for lo in range(0, idx.size, batch_size):
+            yield idx[lo : lo + batch_size], seq[lo : lo + batch_size], warped[lo : lo + batch_size]
+
+    def _windows(
+        self, numbers: np.ndarray, seed: int, start_w: float, next_w: np.ndarray, rate: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(entity rows, event numbers, warped times) of the events in each successive time window
+        from ``start_w``, about ``batch_size`` events each, endlessly."""
+        seq = np.zeros(numbers.size, dtype=np.int64)
+        window = max(batch_size / max(rate.sum(), 1e-12), 1e-6)
+        cursor = start_w
         while True:
             end = cursor + window
             idx_parts, seq_parts, w_parts = [], [], []
@@ -345,18 +437,7 @@ class BaselineSynthesizer(Synthesizer):
             if not idx_parts:
                 cursor = _first_busy_window(cursor, window, next_w)
                 continue
-            idx = np.concatenate(idx_parts)
-            ev_seq = np.concatenate(seq_parts)
-            times = self.profile.unwarp(np.concatenate(w_parts))
-            order = np.lexsort((ev_seq, numbers[idx], times))
-            idx, ev_seq, times = idx[order], ev_seq[order], times[order]
-            if snapper is None:
-                yield self._events(stream, idx, numbers[idx], ev_seq, times)
-                continue
-            u = None if self.time_grid.always else rng.uniform(seed, numbers[idx], ev_seq, _GRID)
-            rows = {"idx": idx, "number": numbers[idx], "seq": ev_seq, "time": times}
-            for ready in snapper.push(rows, u):
-                yield self._events(stream, ready["idx"], ready["number"], ready["seq"], ready["time"])
+            yield np.concatenate(idx_parts), np.concatenate(seq_parts), np.concatenate(w_parts)
 
     def _first_gaps(self, seed: int, numbers: np.ndarray) -> np.ndarray:
         """Normalised warped gap that each entity's window start falls into."""
@@ -586,8 +667,11 @@ class BaselineSynthesizer(Synthesizer):
             "copula_columns": self.copula_columns,
             "zero_gap_rate": self.zero_gap_rate,
             "entity_format": self.entity_format,
+            "span_w": self.span_w,
         }
         tensors = {"copula.corr": self.corr, "arrivals.profile": self.profile.intensity}
+        if self.lifecycle is not None:
+            tensors["arrivals.lifecycle"] = self.lifecycle
         conditional: dict[str, Any] = {}
         for child, table in self.conditional.items():
             if isinstance(table, dict):
@@ -616,6 +700,9 @@ class BaselineSynthesizer(Synthesizer):
         self.copula_columns = list(config["copula_columns"])
         self.zero_gap_rate = float(config["zero_gap_rate"])
         self.entity_format = dict(config["entity_format"])
+        self.span_w = float(config.get("span_w", 1.0))
+        lifecycle = tensors.get("arrivals.lifecycle")
+        self.lifecycle = None if lifecycle is None else np.asarray(lifecycle, dtype=np.float64)
         self.encoders = {name: encoder_from_json(e) for name, e in encoders["columns"].items()}
         self.rate = encoder_from_json(encoders["rate"])
         self.gap = encoder_from_json(encoders["gap"])

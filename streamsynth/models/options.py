@@ -35,6 +35,9 @@ NOT_OPTIONS = {
 MEANINGS: dict[str, dict[str, tuple[str, str]]] = {
     "baseline": {
         "seed": ("random seed of fitting and sampling", "-"),
+        "lifecycle": ("on: each entity takes a training entity's birth, lifetime and event count; off: "
+                      "entities live through the stream at their rates; auto: on when the median entity "
+                      "lives less than half the span", "-"),
     },
     "rules": {
         "seed": ("random seed of sampling", "-"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -230,3 +230,80 @@ def test_entities_whose_events_share_one_instant_sample_finite_bursts():
     per_instant = frame.group_by("customer_id", "ts").len()["len"]
     assert per_instant.mean() < 20  # about the data's five, not unbounded
 
+
+
+def _cohort(n_entities: int = 300, seed: int = 4) -> pl.DataFrame:
+    """Sessions of a cohort: every entity is born in the first tenth of a 100-day span and lives a
+    few hours to two days, with 1 to 12 events."""
+    r = np.random.default_rng(seed)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = []
+    for e in range(n_entities):
+        born = r.uniform(0, 10 * 86_400)
+        life = r.uniform(3_600, 2 * 86_400)
+        n = int(r.integers(1, 13))
+        offsets = np.sort(r.uniform(0, life, n)) if n > 1 else np.zeros(1)
+        rows += [(start + timedelta(seconds=float(born + o)), f"s{e:04d}", float(r.gamma(2, 20)))
+                 for o in offsets]
+    rows.append((start + timedelta(days=100), "s9999", 1.0))  # the span's end
+    return pl.DataFrame(rows, schema={"ts": pl.Datetime("us", "UTC"), "session_id": pl.String,
+                                      "amount": pl.Float64}, orient="row")
+
+
+def test_a_cohort_keeps_its_births_lifetimes_and_entity_count():
+    """Entities born and gone inside the span: each sampled entity takes a training entity's birth,
+    lifetime and count, so the default sample has as many entities, as many events each, all born
+    in the first tenth of the span (before, they lived the whole span at a rate)."""
+    real = _cohort()
+    model = BaselineSynthesizer(seed=3).fit(real, Schema.infer(real))
+    sample = model.sample()
+    per = sample.group_by("session_id").agg(pl.len().alias("n"), pl.col("ts").min().alias("born"),
+                                            (pl.col("ts").max() - pl.col("ts").min()).alias("life"))
+    real_per = real.group_by("session_id").agg(pl.len().alias("n"))
+    assert abs(per.height - real_per.height) <= 0.02 * real_per.height
+    start = real["ts"].min()
+    assert (per["born"] < start + timedelta(days=10.5)).mean() > 0.98
+    assert (per["life"] <= timedelta(days=2, hours=1)).mean() > 0.98
+    assert abs(per["n"].mean() - real_per["n"].mean()) < 0.5
+
+
+def test_entities_that_live_through_the_span_keep_their_rates(payments_small):
+    model = BaselineSynthesizer(seed=1).fit(payments_small, Schema.infer(payments_small))
+    assert model.lifecycle is None  # customers buy all through the span: no lifecycle is learned
+
+
+def test_a_stream_past_the_span_brings_new_cohorts_in_time_order():
+    real = _cohort(120)
+    model = BaselineSynthesizer(seed=3).fit(real, Schema.infer(real))
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    frames = list(model.stream(start=start, end=start + timedelta(days=250), batch_size=500))
+    out = pl.concat(frames)
+    assert out["ts"].is_sorted()
+    born = out.group_by("session_id").agg(pl.col("ts").min())["ts"]
+    assert (born >= start + timedelta(days=100)).sum() > 0  # the second span's population
+    assert out["session_id"].n_unique() > 1.5 * 120
+
+
+def test_cohort_shards_add_up_to_the_whole_stream():
+    real = _cohort(120)
+    model = BaselineSynthesizer(seed=3).fit(real, Schema.infer(real))
+    whole = model.sample(seed=5).sort("event_id")
+    parts = pl.concat([model.sample(seed=5, shard=(k, 3)) for k in range(3)]).sort("event_id")
+    assert parts.equals(whole)
+
+
+def test_lifecycle_can_be_switched_on_and_off(payments_small):
+    on = BaselineSynthesizer(seed=1, lifecycle="on").fit(payments_small, Schema.infer(payments_small))
+    real_entities = payments_small["customer_id"].n_unique()
+    assert on.lifecycle is not None and abs(on.sample()["customer_id"].n_unique() - real_entities) <= 2
+    real = _cohort(60)
+    assert BaselineSynthesizer(lifecycle="off").fit(real, Schema.infer(real)).lifecycle is None
+    with pytest.raises(StreamsynthError, match="lifecycle='sometimes'"):
+        BaselineSynthesizer(lifecycle="sometimes")
+
+
+def test_a_saved_lifecycle_samples_the_same_after_loading(tmp_path):
+    real = _cohort(80)
+    model = BaselineSynthesizer(seed=3).fit(real, Schema.infer(real))
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert loaded.sample(seed=2).equals(model.sample(seed=2))
