@@ -256,7 +256,8 @@ def test_option_values_are_numbers_as_written():
 def test_models_lists_every_kind(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "timegan: fit --model timegan" in out and "iterations" in out and "baseline: no --option keys" in out
+    assert "timegan: fit --model timegan" in out and "iterations" in out
+    assert "baseline: fit --model baseline" in out and "lifecycle" in out
 
 
 @pytest.mark.parametrize(
