@@ -87,12 +87,20 @@ def _stocks(path: Path) -> Callable[[], tuple[pl.DataFrame, Schema]]:
     return load
 
 
+def _short(stem: str) -> str:
+    """A NAB file name short enough for a table column."""
+    for long, short in (("_system_failure", ""), ("_misconfiguration", "_misconfig"), ("utilization", "util"),
+                        ("request", "req")):
+        stem = stem.replace(long, short)
+    return stem
+
+
 def datasets(seed: int) -> list[Dataset]:
     out = [Dataset("payments", _payments(seed), "events")]
     for path in sorted((DATA / "loghub").glob("*_2k.log_structured.csv")):
         out.append(Dataset(path.name.split("_")[0].lower(), _read(path), "events"))
     for path in sorted((DATA / "nab").glob("*/*.csv")):
-        out.append(Dataset("nab_" + path.stem, _read(path), "series"))
+        out.append(Dataset("nab_" + _short(path.stem), _read(path), "series"))
     stocks = DATA / "timegan" / "stock_data.csv"
     if stocks.exists():
         out.append(Dataset("stocks", _stocks(stocks), "stocks"))
@@ -124,7 +132,7 @@ def whole_entities(frame: pl.DataFrame, entity: str | None, n: int, seed: int) -
     """About ``n`` events of ``frame``: whole entities in a shuffled order (all of it without one)."""
     if not entity or frame.height <= n:
         return frame
-    counts = frame.group_by(entity).len().sample(fraction=1.0, shuffle=True, seed=seed)
+    counts = frame.group_by(entity).len().sort(entity).sample(fraction=1.0, shuffle=True, seed=seed)
     keep = counts.filter(pl.col("len").cum_sum().shift(1, fill_value=0) < n)[entity]
     return frame.filter(pl.col(entity).is_in(keep.implode()))
 
@@ -257,6 +265,8 @@ def main() -> None:
     wanted = [w for w in (args.only or "").split(",") if w]
     chosen = [d for d in datasets(args.data_seed) if not wanted or any(d.name.startswith(w) for w in wanted)]
     models = [m for m in args.models.split(",") if m]
+    if unknown := sorted(set(models) - set(MODELS)):
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     cells: dict[tuple[str, str], str] = {}
     extra: dict[tuple[str, str], str] = {}
     tops: dict[tuple[str, str], str] = {}
