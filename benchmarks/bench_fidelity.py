@@ -298,7 +298,7 @@ def main() -> None:
             cells[kind, ds.name] = f"{fmt(cell['auc'])} / {fmt(ds.floor)}; {cell['worst']}"
             v = cell["values"]
             extra[kind, ds.name] = (f"{fmt(v.get('events_per_entity'))} / {fmt(v.get('hour_of_day'))} / "
-                                    f"{cell['synth_rows']:,}")
+                                    f"{cell['synth_rows']:,} / {cell['fit_s']:.0f} s")
             tops[kind, ds.name] = cell["top"].replace("|", "/")
             print(f"{ds.name} {kind}: {cells[kind, ds.name]} (fit {cell['fit_s']:.1f} s, cell "
                   f"{cell['total_s']:.1f} s, {cell['synth_rows']:,} rows; {time.perf_counter() - began:.0f} s in)",
@@ -338,10 +338,16 @@ def main() -> None:
         "Cells: row-and-lag discriminator AUC of the sample against held-out real data / the same "
         "judge on real training data against the same held-out data (the floor; 0.5 = "
         "indistinguishable), then the failing scorecard check furthest past its threshold "
-        "(`-`: none fails).",
+        "(`-`: none fails). Read each AUC against its floor, not against 0.5: where the data has no "
+        "entity the held-out part is the later half, and a floor near 1 says the two halves differ "
+        "(a short log's hours, a drifting series), so no model trained on the first half can pass "
+        "for the second. A floor or AUC well below 0.5 is the judge scoring backwards (on one series "
+        "its folds are blocks of rows, numbered apart on the two sides), not a sample better than "
+        "real.",
         matrix,
         "Events-per-entity KS / hour-of-day TV (scorecard `events_per_entity` / `hour_of_day`; "
-        "`-`: not scored) / sampled events (mean over seeds; compare the held-out events below):",
+        "`-`: not scored) / sampled events (mean over seeds; compare the held-out events below) / "
+        "fit seconds (on a shared machine: noisy):",
         per_entity,
         "What gives the sample away most: the discriminator feature whose shuffling drops the AUC "
         "most (the drop), first sample seed:",
