@@ -11,10 +11,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,6 +23,7 @@ import aiohttp
 import polars as pl
 import pytest
 from aiohttp import web
+from loopback_app import LoopbackApp
 from prometheus_client.parser import text_string_to_metric_families
 from streamsynth.connectors.loadtest.expect import Expectation
 from streamsynth.connectors.loadtest.prometheus import LoadMetrics
@@ -49,28 +48,15 @@ Decide = Callable[[object], tuple[int, object, float]]
 RESET = -1  # a status that makes the service drop the connection
 
 
-class Service:
-    """An aiohttp server on its own event loop in a thread; ``decide`` answers each request."""
+class Service(LoopbackApp):
+    """A loopback service whose ``decide`` answers each request (status, JSON answer, delay)."""
 
     def __init__(self, decide: Decide) -> None:
         self.decide = decide
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []  # method, path, headers, body
-        self.loop = asyncio.new_event_loop()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        assert ready.wait(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.SockSite(self.runner, self.sock).start())
-        ready.set()
-        self.loop.run_forever()
+        super().__init__(app)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -85,13 +71,6 @@ class Service:
         if answer is None:
             return web.Response(status=status)
         return web.json_response(answer, status=status)
-
-    def url(self, path: str = "/score") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 @pytest.fixture

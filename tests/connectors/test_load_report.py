@@ -6,17 +6,15 @@ Counts are exact; timings are not asserted (two shared cores).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from aiohttp import web
+from loopback_app import LoopbackApp
 from streamsynth.connectors.loadtest.demo_service import make_app
 from streamsynth.connectors.loadtest.measure import Measurements, Second
 
@@ -24,38 +22,18 @@ from streamsynth.cli import main
 from streamsynth.contract import LABEL
 
 
-class DemoService:
-    """The demo scoring service on its own event loop in a thread, on a free loopback port."""
+class DemoService(LoopbackApp):
+    """The demo scoring service on loopback, counting the requests it gets."""
 
     def __init__(self, app: web.Application) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.requests = 0
         app.middlewares.append(self._count)
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(app, ready), daemon=True).start()
-        assert ready.wait(10)
+        super().__init__(app)
 
     @web.middleware
     async def _count(self, request: web.Request, handler):  # noqa: ANN001 (aiohttp's handler type)
         self.requests += 1
         return await handler(request)
-
-    def _serve(self, app: web.Application, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.SockSite(self.runner, self.sock).start())
-        ready.set()
-        self.loop.run_forever()
-
-    def url(self, path: str = "/score") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 @pytest.fixture
