@@ -341,9 +341,8 @@ def main() -> None:
         "(`-`: none fails). Read each AUC against its floor, not against 0.5: where the data has no "
         "entity the held-out part is the later half, and a floor near 1 says the two halves differ "
         "(a short log's hours, a drifting series), so no model trained on the first half can pass "
-        "for the second. A floor or AUC well below 0.5 is the judge scoring backwards (on one series "
-        "its folds are blocks of rows, numbered apart on the two sides), not a sample better than "
-        "real.",
+        "for the second. A floor somewhat below 0.5 is the judge's folds, not a sample better than "
+        "real (two halves of a stationary series that cover different weekdays score about 0.4).",
         matrix,
         "Events-per-entity KS / hour-of-day TV (scorecard `events_per_entity` / `hour_of_day`; "
         "`-`: not scored) / sampled events (mean over seeds; compare the held-out events below) / "

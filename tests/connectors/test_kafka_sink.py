@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -138,6 +139,7 @@ def test_outage_in_the_middle_of_a_replay_loses_nothing(proxied_broker, client, 
     time.sleep(1.5)
     assert wait_for_position(port, above=0) == stuck < 16_000  # nothing moves while it is down
     assert process.poll() is None
+    restored_at = datetime.now(UTC)
     proxy.restore()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
@@ -145,7 +147,11 @@ def test_outage_in_the_middle_of_a_replay_loses_nothing(proxied_broker, client, 
     # The outage is told, not hidden: in the summary, the manifest and the metrics.
     assert re.search(r"1 outage \((\d+\.\d) s in all, \d+ retries\)", err), err
     outages = json.loads(manifest.read_text())["outages"]
-    assert outages["count"] == 1 and outages["seconds"] >= 1.5 and outages["log"][0]["ended"]
+    assert outages["count"] == 1 and outages["log"][0]["ended"]
+    # The outage recorded spans the moment the broker came back. (Its length is not a bound: a
+    # client on a loaded machine may notice the cut a second or more after it; 1.46 s of 3 once.)
+    began = datetime.fromisoformat(outages["log"][0]["started_at"])
+    assert began < restored_at <= began + timedelta(seconds=outages["log"][0]["seconds"] + 1.0)
     assert main(["verify", "--from", f"kafka://{proxy.address}/{topic}",
                  "--manifest", str(manifest)]) == 0
 
