@@ -17,6 +17,7 @@ from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, M
 from streamsynth.connectors.loadtest.summary import figure_text, to_dict
 
 from streamsynth.evaluate import plots
+from streamsynth.evaluate.report import table
 from streamsynth.outputs import write_text
 
 CSS = """
@@ -38,15 +39,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
     return escape(str(value))
-
-
-def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{classes[i]}"' if classes else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _label_rows(m: Measurements) -> list[list[Any]]:
@@ -73,17 +65,19 @@ def _summary(result: Any) -> str:
             f"arriving on schedule waits) and from the actual send (\"sent\": what the service took). "
             f"Failed: no response or a 5xx. Body bytes sent {total.bytes_sent:,}, received "
             f"{total.bytes_received:,}; {m.unfinished} unfinished at the stop.</p>")
-    return "<h2>Summary by label</h2>" + _table(header, _label_rows(m)) + note
+    return "<h2>Summary by label</h2>" + table(header, _label_rows(m), cell=_cell) + note
 
 
 def _confusion(result: Any) -> str:
     if result.confusion is None:
         return ""
     c = result.confusion.to_dict()
-    matrix = _table(["", "service flagged", "service passed"],
-                    [["anomaly (ground truth)", c["tp"], c["fn"]], ["normal (ground truth)", c["fp"], c["tn"]]])
-    by_label = _table(["label", "tp", "fp", "fn", "tn"],
-                      [[label, n["tp"], n["fp"], n["fn"], n["tn"]] for label, n in c["by_label"].items()])
+    matrix = table(["", "service flagged", "service passed"],
+                   [["anomaly (ground truth)", c["tp"], c["fn"]], ["normal (ground truth)", c["fp"], c["tn"]]],
+                   cell=_cell)
+    by_label = table(["label", "tp", "fp", "fn", "tn"],
+                     [[label, n["tp"], n["fp"], n["fn"], n["tn"]] for label, n in c["by_label"].items()],
+                     cell=_cell)
     return ("<h2>Expectation (--expect)</h2>" + matrix
             + f"<p>precision {_cell(c['precision'])}, recall {_cell(c['recall'])}, "
             f"unanswered {c['unanswered']}</p>" + by_label)
@@ -97,7 +91,7 @@ def _thresholds(result: Any) -> str:
         verdict = "crossed" if threshold in result.crossed else "held"
         rows.append([threshold.text, figure_text(result.figures, threshold.metric), verdict])
         classes.append(verdict)
-    return "<h2>Thresholds</h2>" + _table(["threshold", "value", "verdict"], rows, classes)
+    return "<h2>Thresholds</h2>" + table(["threshold", "value", "verdict"], rows, classes, cell=_cell)
 
 
 def _charts(m: Measurements) -> str:

@@ -7,6 +7,7 @@ count into ``#render-check`` (the headless-Chromium test reads it back).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,15 @@ def _num(v: Any) -> str:
     return escape(str(v))
 
 
-def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
+def table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None,
+          cell: Callable[[Any], str] = _num) -> str:
+    """An HTML table: escaped header cells, each row's values shown by ``cell``, a row's class
+    from ``classes`` (this report's and the load report's)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{_num(c)}</td>" for c in row) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
@@ -91,8 +95,8 @@ def _scorecard(result: EvaluationResult) -> str:
         if failed
         else "<p><b>All checks with a threshold passed.</b></p>"
     )
-    table = _table(["metric", "value", "threshold", "status", "meaning"], rows, classes)
-    return summary + table.replace("<table>", '<table class="card">', 1)
+    card = table(["metric", "value", "threshold", "status", "meaning"], rows, classes)
+    return summary + card.replace("<table>", '<table class="card">', 1)
 
 
 def _discriminator(d: RowDiscriminator) -> str:
@@ -115,7 +119,7 @@ def _discriminator(d: RowDiscriminator) -> str:
             f'<p class="note">left out (labels, and columns that alone give the label away): '
             f"{escape(', '.join(d.excluded))}</p>"
         )
-    return lead + columns + _table(["feature", "AUC drop when shuffled", "share"], rows) + excluded
+    return lead + columns + table(["feature", "AUC drop when shuffled", "share"], rows) + excluded
 
 
 def _figures(items: list[str]) -> str:
@@ -153,7 +157,7 @@ def _numeric(page: _Page, result: EvaluationResult) -> None:
     if f.numeric:
         page.add("<h2>Numeric columns</h2>")
         page.add(
-            _table(
+            table(
                 [
                     "column",
                     "KS",
@@ -197,7 +201,7 @@ def _categorical(page: _Page, result: EvaluationResult) -> None:
     if f.categorical:
         page.add("<h2>Categorical and boolean columns</h2>")
         page.add(
-            _table(
+            table(
                 [
                     "column",
                     "total variation",
@@ -238,7 +242,7 @@ def _dependencies(page: _Page, result: EvaluationResult) -> None:
             f'<p class="note">{_num(f.dependencies.broken_share)} of synthetic rows break at least one '
             "dependency the real data holds (worst first)</p>"
         )
-        page.add(_table(
+        page.add(table(
             ["dependency (real rows)", "synthetic rows breaking it", "example"],
             [[d.rule, d.broken_share, ", ".join(f"{k}={v}" for k, v in d.example.items()) if d.example else "-"]
              for d in f.dependencies.dependencies],
@@ -365,7 +369,7 @@ def _sequences(page: _Page, result: EvaluationResult) -> None:
         page.add("<h2>Sequences and time</h2>")
         rows = _sequence_rows(result)
         page.add(
-            _table(
+            table(
                 [
                     "quantity",
                     "KS / TV",
@@ -429,7 +433,7 @@ def _utility(page: _Page, result: EvaluationResult) -> None:
                 ", ".join(d.column for d in fr.dropped) or "none",
             ],
         ]
-    page.add(_table(["metric", "value"], rows))
+    page.add(table(["metric", "value"], rows))
     for note in u.notes:
         page.add(f'<p class="note">{escape(note)}</p>')
 
@@ -440,7 +444,7 @@ def _privacy(page: _Page, result: EvaluationResult) -> None:
         p = result.privacy
         page.add("<h2>Privacy</h2>")
         page.add(
-            _table(
+            table(
                 ["measure", "synthetic", "real holdout (baseline)", "beyond the holdout's share"],
                 [
                     ["DCR median", p.dcr_synth_median, p.dcr_holdout_median, ""],
@@ -493,7 +497,7 @@ def _attacks(page: _Page, result: EvaluationResult) -> None:
                 ["accuracy on rows never trained on", a.non_member_accuracy],
                 ["leakage (training minus never-trained accuracy)", a.leakage],
             ]
-        page.add(_table(["attack", "value"], rows))
+        page.add(table(["attack", "value"], rows))
 
 
 def _balance(page: _Page, result: EvaluationResult) -> None:
@@ -502,12 +506,12 @@ def _balance(page: _Page, result: EvaluationResult) -> None:
         b = result.balance
         page.add(f"<h2>Label balance ({escape(b.label)})</h2>")
         page.add(
-            _table(["", "real", "synthetic"], [["positive rate", b.real_rate, b.synth_rate]])
+            table(["", "real", "synthetic"], [["positive rate", b.real_rate, b.synth_rate]])
         )
         if b.real_classes:
             keys = sorted(set(b.real_classes) | set(b.synth_classes))
             page.add(
-                _table(
+                table(
                     ["label value", "real share", "synthetic share"],
                     [[k, b.real_classes.get(k, 0.0), b.synth_classes.get(k, 0.0)] for k in keys],
                 )
@@ -515,7 +519,7 @@ def _balance(page: _Page, result: EvaluationResult) -> None:
         for name, rates in b.per_category.items():
             page.add(f"<h3>by {escape(name)}</h3>")
             page.add(
-                _table(
+                table(
                     ["value", "real rows", "synth rows", "real rate", "synth rate"],
                     [
                         [r.value, r.real_rows, r.synth_rows, r.real_rate, r.synth_rate]

@@ -399,10 +399,10 @@ class BaselineSynthesizer(Synthesizer):
         shape = self.lifecycle[rng.integers(seed, len(self.lifecycle), numbers, _LIFE)]
         birth, life = shape[:, 0] * self.span_w, shape[:, 1] * self.span_w
         count = np.maximum(shape[:, 2].astype(np.int64), 1)
-        idx = np.repeat(np.arange(numbers.size), count)
-        seq = np.arange(idx.size) - np.repeat(np.cumsum(count) - count, count)
-        gaps = np.where(seq > 0, self._gaps(seed, numbers[idx], seq), 0.0)
         firsts = np.cumsum(count) - count  # each entity's first row
+        idx = np.repeat(np.arange(numbers.size), count)
+        seq = np.arange(idx.size) - np.repeat(firsts, count)
+        gaps = np.where(seq > 0, self._gaps(seed, numbers[idx], seq), 0.0)
         running = np.cumsum(gaps)
         elapsed = running - np.repeat(running[firsts], count)  # its first gap is 0: time since its birth
         total = np.repeat(np.add.reduceat(gaps, firsts), count)
