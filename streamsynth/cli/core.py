@@ -93,6 +93,9 @@ def fit(
         if synthesizer.dependencies:
             typer.echo("dependencies kept exactly: " + "; ".join(d.describe() for d in synthesizer.dependencies),
                        err=True)
+        if synthesizer.relations:
+            typer.echo("columns following others: " + "; ".join(r.describe() for r in synthesizer.relations),
+                       err=True)
         synthesizer.save(output)
         typer.echo(
             f"fitted {model} on {frame.height:,} events of {synthesizer.fitted_entities:,} entities "
@@ -177,6 +180,7 @@ def inspect(
     write_schema: Annotated[Path | None, typer.Option("--write-schema", help="Save the inferred schema.")] = None,
 ) -> None:
     """Show each column's role, type, cardinality and nulls, and sequence statistics."""
+    from streamsynth import relations
     from streamsynth.dependencies import discover
     from streamsynth.schema import sequence_stats
 
@@ -196,6 +200,12 @@ def inspect(
         print_table("dependencies (kept exactly in samples; `dependencies:` in a schema file changes them)",
                     ["determined by", "column", "rows"],
                     [[" + ".join(d.determinants), d.determines, f"{d.support:.2%}"] for d in dependencies])
+    fixed = {n for d in dependencies for n in (*d.determinants, d.determines)}
+    following = relations.discover(frame, schema, fixed=fixed)
+    if following:
+        print_table("numeric columns following others (their variance explained, on held-out rows)",
+                    ["follows", "column", "explained"],
+                    [[" + ".join(r.parents), r.child, f"{r.score:.0%}"] for r in following])
     if write_schema:
         schema.to_yaml(write_schema)
         typer.echo(f"schema written to {write_schema}", err=True)

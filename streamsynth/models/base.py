@@ -24,7 +24,7 @@ import polars as pl
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from streamsynth import __version__
+from streamsynth import __version__, relations
 from streamsynth.constraints import ConstraintKeeper, columns_named
 from streamsynth.contract import (
     IS_ANOMALY,
@@ -45,6 +45,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.io import DataWarning
 from streamsynth.models.conditions import check_conditions, learn_domains
 from streamsynth.outputs import Staged, errno_in
+from streamsynth.relations import Relation
 from streamsynth.request import Shard, StreamRequest
 from streamsynth.schema import Role, Schema, as_numbers, with_stored_types
 
@@ -90,6 +91,9 @@ class Synthesizer(ABC):
         self.domains: dict[str, dict[str, Any]] = {}
         #: columns fixed by others in the training data, kept exactly in samples
         self.dependencies: list[Dependency] = []
+        #: numeric columns that follow others (air time with distance), moved with their parents
+        #: when a dependency changes those
+        self.relations: list[Relation] = []
         #: the latest stream's count of rows whose determinant value was new (its value drawn once)
         self.dependency_draws: dict[str, int] = {"rows": 0}
 
@@ -126,6 +130,8 @@ class Synthesizer(ABC):
         frame = as_numbers(frame)  # Decimal and Duration columns as numbers; _finish casts them back
         self.domains = learn_domains(frame, schema)
         self.dependencies = discover(frame, schema) if schema.dependencies != "off" else []
+        fixed = {n for d in self.dependencies for n in (*d.determinants, d.determines)}
+        self.relations = relations.discover(frame, schema, fixed=fixed, seed=self.seed)
         self._fit(frame)
         return self
 
@@ -264,6 +270,7 @@ class Synthesizer(ABC):
             "metadata": self.metadata,
             "domains": self.domains,
             "dependencies": [d.to_json() for d in self.dependencies],
+            "relations": [r.to_json() for r in self.relations],
             "config": config,
         }
         (folder / CONFIG_FILE).write_text(json.dumps(header, indent=2, default=_json_default))
@@ -298,6 +305,7 @@ class Synthesizer(ABC):
         model.metadata = header.get("metadata", {})
         model.domains = header.get("domains", {})
         model.dependencies = [Dependency.from_json(d) for d in header.get("dependencies", [])]
+        model.relations = [Relation.from_json(r) for r in header.get("relations", [])]
         weights = directory / WEIGHTS_FILE
         try:
             tensors = load_file(str(weights))
@@ -356,10 +364,15 @@ class Synthesizer(ABC):
         self.dependency_draws = counts = {"rows": 0}
         constraints = ConstraintKeeper(self.schema.constraints, self.schema.entity, seed)
 
-        def keep(batch: pl.DataFrame) -> pl.DataFrame:
+        def lookups(batch: pl.DataFrame) -> pl.DataFrame:
             batch, drawn = apply_all(batch, self.dependencies, seed, skip=conditioned)
             counts["rows"] += drawn
-            return constraints(batch)
+            return batch
+
+        moved = [r for r in self.relations if r.child not in conditioned]
+
+        def keep(batch: pl.DataFrame) -> pl.DataFrame:
+            return constraints(relations.keep_after(moved, lookups, batch) if moved else lookups(batch))
 
         return keep
 
