@@ -30,6 +30,7 @@ from streamsynth.identifiers import event_key, generate, learn_shape
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
 from streamsynth.models.base import Synthesizer, shard_entities
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
+from streamsynth.relations import Relation
 from streamsynth.request import StreamRequest
 from streamsynth.schema import Role
 
@@ -520,6 +521,7 @@ class BaselineSynthesizer(Synthesizer):
             columns[schema.entity] = entities["id"].gather(idx).alias(schema.entity)
         uniforms = self._copula_uniforms(numbers, seq, seed, conditions)
         codes: dict[str, np.ndarray] = {}
+        following = self._following()
         # Parents before children: a child's distribution depends on its parent's code.
         for plan in self._generation_order():
             col_seed = rng.child_seed(seed, plan.name)
@@ -537,6 +539,11 @@ class BaselineSynthesizer(Synthesizer):
             elif plan.method == "text":
                 u = rng.uniform(col_seed, numbers[:, None], seq[:, None], np.arange(MAX_TOKENS)[None, :], _TEXT)
                 series = self.chains[plan.name].sample(u, (numbers << 32) + seq, col_seed)
+            elif plan.name in following and plan.name not in conditions:
+                relation = following[plan.name]
+                parents = pl.DataFrame({p: columns[p] for p in relation.parents})
+                values = relation.place(parents, self._residual(plan.name, relation, uniforms))
+                series = self._numeric(plan, values, numbers, seq, col_seed)
             else:
                 series = self._decode(plan, uniforms[plan.name], stream, idx, numbers, seq, col_seed, codes)
             columns[plan.name] = series.alias(plan.name)
@@ -608,15 +615,7 @@ class BaselineSynthesizer(Synthesizer):
                     mask = parent_codes == code
                     if mask.any():
                         values[mask] = sub.ppf(u[mask])
-            grid = self.grids.get(plan.name)
-            if grid is not None:
-                u_grid = None if grid.always else rng.uniform(col_seed, numbers, seq, _GRID)
-                values = grid.snap_values(values, u_grid, *_range(enc))
-            series = pl.Series(plan.name, values)
-            if enc.null_rate > 0:
-                null = rng.uniform(col_seed, numbers, seq, _NULL) < enc.null_rate
-                series = series.set(pl.Series(null), None)
-            return series.cast(_dtype(plan.dtype), strict=False)
+            return self._numeric(plan, values, numbers, seq, col_seed)
         posterior = self._posterior(plan.name, conditions)
         if plan.name in conditions:
             drawn = _draw_codes(enc, u)
@@ -634,11 +633,51 @@ class BaselineSynthesizer(Synthesizer):
         codes[plan.name] = drawn
         return enc.decode(drawn)
 
-    def _generation_order(self) -> list[ColumnPlan]:
-        parents = {p.name: p.parent for p in self.plans if p.parent}
+    def _numeric(self, plan: ColumnPlan, values: np.ndarray, numbers: np.ndarray, seq: np.ndarray,
+                 col_seed: int) -> pl.Series:
+        """A numeric column's drawn values on its learned grid, with its share of nulls, in its type."""
+        enc = self.encoders[plan.name]
+        grid = self.grids.get(plan.name)
+        if grid is not None:
+            u_grid = None if grid.always else rng.uniform(col_seed, numbers, seq, _GRID)
+            values = grid.snap_values(values, u_grid, *_range(enc))
+        series = pl.Series(plan.name, values)
+        if enc.null_rate > 0:
+            null = rng.uniform(col_seed, numbers, seq, _NULL) < enc.null_rate
+            series = series.set(pl.Series(null), None)
+        return series.cast(_dtype(plan.dtype), strict=False)
 
-        def depth(name: str) -> int:
-            return 0 if name not in parents else 1 + depth(parents[name])
+    def _following(self) -> dict[str, Relation]:
+        """Relations whose child this model draws from its parents: every event column in the
+        copula (not a column the entity fixes, an identifier or text)."""
+        drawn = {p.name for p in self.plans}
+        return {r.child: r for r in self.relations if r.child in self.copula_columns and drawn.issuperset(r.parents)}
+
+    def _residual(self, child: str, relation: Relation, uniforms: dict[str, np.ndarray]) -> np.ndarray:
+        """The child's copula draw with what its parents in the copula already say of it taken
+        out (the Gaussian conditional's standardised residual), as a probability: the relation
+        places the parents' effect itself, and the rest of the copula's (time, other columns)
+        stays."""
+        z_child = ndtri(np.clip(uniforms[child], 1e-12, 1 - 1e-12))
+        inside = [self.copula_columns.index(p) for p in relation.parents if p in uniforms]
+        if not inside:
+            return uniforms[child]
+        c = self.copula_columns.index(child)
+        gain = np.linalg.solve(self.corr[np.ix_(inside, inside)], self.corr[inside, c])
+        spread = math.sqrt(max(1.0 - float(self.corr[c, inside] @ gain), 1e-6))
+        z_parents = ndtri(np.clip(np.column_stack([uniforms[self.copula_columns[i]] for i in inside]),
+                                  1e-12, 1 - 1e-12))
+        return ndtr((z_child - z_parents @ gain) / spread)
+
+    def _generation_order(self) -> list[ColumnPlan]:
+        parents = {p.name: [p.parent] for p in self.plans if p.parent}
+        for child, relation in self._following().items():
+            parents[child] = [*parents.get(child, []), *relation.parents]
+
+        def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+            if name not in parents or name in seen:
+                return 0
+            return 1 + max(depth(p, seen | {name}) for p in parents[name])
 
         return sorted(self.plans, key=lambda p: depth(p.name))
 

@@ -74,8 +74,11 @@ def test_a_child_moves_with_a_parent_a_dependency_sets(tmp_path):
 
     model.save(tmp_path / "m")
     assert load_model(tmp_path / "m").sample(n_events=5000, seed=1).equals(sample)
+    # the baseline draws the child from its parents (within 1.5x of the real spread around the
+    # line); without relations it is several times the real spread
+    assert spread(sample) < 1.5 * spread(frame)
     model.relations = []
-    assert spread(sample) < 0.5 * spread(model.sample(n_events=5000, seed=1))
+    assert spread(model.sample(n_events=5000, seed=1)) > 3 * spread(frame)
 
 
 def test_a_model_saved_before_relations_still_loads_and_samples(tmp_path):
