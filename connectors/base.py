@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import polars as pl
@@ -22,6 +22,7 @@ from streamsynth.errors import StreamsynthError
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 _TIME_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_N = TypeVar("_N", int, float)
 
 
 @dataclass
@@ -91,27 +92,22 @@ class SinkURL:
         return value
 
     def integer(self, name: str, default: int, minimum: int = 0) -> int:
-        value = self.text(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise self._bad(name, value, "a whole number") from None
-        if number < minimum:
-            raise self._bad(name, value, f"a whole number >= {minimum}")
-        return number
+        return self._at_least(name, default, minimum, int, "a whole number")
 
     def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        return self._at_least(name, default, minimum, float, "a number")
+
+    def _at_least(self, name: str, default: _N, minimum: _N, parse: Callable[[str], _N], kind: str) -> _N:
+        """The option parsed by ``parse`` (``kind`` names what it must be, in the error), at least ``minimum``."""
         value = self.text(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number = parse(value)
         except ValueError:
-            raise self._bad(name, value, "a number") from None
+            raise self._bad(name, value, kind) from None
         if number < minimum:
-            raise self._bad(name, value, f"a number >= {minimum}")
+            raise self._bad(name, value, f"{kind} >= {minimum}")
         return number
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -293,12 +289,17 @@ class Sink:
         end = deadline if self.cutoff is None else min(deadline, self.cutoff)
         return max(end - time.monotonic(), 0.0)
 
-    def cut_short(self, n: int) -> StreamsynthError | None:
-        """The error for ``n`` events still unacknowledged when the shutdown cutoff passed, or
+    def cut_short(self) -> StreamsynthError | None:
+        """The error for the events still unacknowledged when the shutdown cutoff passed, or
         ``None`` while the cutoff is not the reason a wait ended."""
         if self.cutoff is None or time.monotonic() <= self.cutoff:
             return None
-        return ShutdownTimeout(n, self.describe())
+        return ShutdownTimeout(self.written - self.acked, self.describe())
+
+    def giving_up(self, error: StreamsynthError) -> StreamsynthError:
+        """What to raise when the sink gives up on its unacknowledged events: the shutdown
+        cutoff's error where the cutoff is why, else ``error``."""
+        return self.cut_short() or error
 
     def write(self, batch: pl.DataFrame) -> None:
         """Hand a batch over; may block while the sink is behind (backpressure)."""

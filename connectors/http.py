@@ -204,7 +204,7 @@ class HttpSink(Sink):
                     future.result(timeout=0.25)
                     break
                 except TimeoutError:  # waited in slices, so a shutdown cutoff is noticed
-                    cut = self.cut_short(self.written - self.acked)
+                    cut = self.cut_short()
                     if cut is not None:
                         raise cut from None
         self._publish()
@@ -212,15 +212,12 @@ class HttpSink(Sink):
             failures, self._failures = self._failures, []
             undelivered, self._undelivered = self._undelivered, 0
         if failures:
-            cut = self.cut_short(self.written - self.acked)
-            if cut is not None:
-                raise cut
-            raise StreamsynthError(
+            raise self.giving_up(StreamsynthError(
                 f"{undelivered} events could not be delivered to {self.url.without_options()} "
                 f"({failures[-1]})",
                 hint="add ?dead_letter=FILE to keep batches that still fail, raise ?retries=, "
                 "or fix the endpoint; the checkpoint keeps the last delivered position",
-            )
+            ))
         self.acked = self.written
 
     def close(self) -> None:

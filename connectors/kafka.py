@@ -380,14 +380,11 @@ class KafkaSink(Sink):
         self.acked = self.written
 
     def _gave_up(self, n: int) -> StreamsynthError:
-        cut = self.cut_short(self.written - self.acked)
-        if cut is not None:
-            return cut
-        return StreamsynthError(
+        return self.giving_up(StreamsynthError(
             f"{n} events not acknowledged by the Kafka broker at {','.join(self.settings.servers)} "
             f"within {self.settings.give_up:.0f} s",
             hint="bring the broker back and resume from the checkpoint, or raise ?give_up=",
-        )
+        ))
 
     def close(self) -> None:
         try:

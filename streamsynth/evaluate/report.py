@@ -141,6 +141,11 @@ class _Page:
         self.figure_count += len(items)
         return _figures(items)
 
+    def table_section(self, title: str, header: list[str], rows: list[list[Any]]) -> None:
+        """A section that opens with a table."""
+        self.add(f"<h2>{title}</h2>")
+        self.add(table(header, rows))
+
 
 def _tells_apart(page: _Page, result: EvaluationResult) -> None:
     """What tells real from synthetic events: the row-and-lag discriminator."""
@@ -152,37 +157,14 @@ def _tells_apart(page: _Page, result: EvaluationResult) -> None:
 
 def _numeric(page: _Page, result: EvaluationResult) -> None:
     """Numeric columns: distances, moments, histograms and QQ plots."""
-    f = result.fidelity
+    numeric = result.fidelity.numeric
     fig = result.figures
-    if f.numeric:
-        page.add("<h2>Numeric columns</h2>")
-        page.add(
-            table(
-                [
-                    "column",
-                    "KS",
-                    "Wasserstein",
-                    "W / real std",
-                    "real mean",
-                    "synth mean",
-                    "real std",
-                    "synth std",
-                ],
-                [
-                    [
-                        c.name,
-                        c.ks,
-                        c.wasserstein,
-                        c.wasserstein_norm,
-                        c.real_mean,
-                        c.synth_mean,
-                        c.real_std,
-                        c.synth_std,
-                    ]
-                    for c in f.numeric
-                ],
-            )
-        )
+    if numeric:
+        page.table_section("Numeric columns",
+                           ["column", "KS", "Wasserstein", "W / real std", "real mean", "synth mean", "real std",
+                            "synth std"],
+                           [[c.name, c.ks, c.wasserstein, c.wasserstein_norm, c.real_mean, c.synth_mean, c.real_std,
+                             c.synth_std] for c in numeric])
         items = []
         for name, h in fig.get("histograms", {}).items():
             items.append(
@@ -196,33 +178,14 @@ def _numeric(page: _Page, result: EvaluationResult) -> None:
 
 def _categorical(page: _Page, result: EvaluationResult) -> None:
     """Categorical and boolean columns: total variation and shares."""
-    f = result.fidelity
+    categorical = result.fidelity.categorical
     fig = result.figures
-    if f.categorical:
-        page.add("<h2>Categorical and boolean columns</h2>")
-        page.add(
-            table(
-                [
-                    "column",
-                    "total variation",
-                    "real values",
-                    "synth values",
-                    "unseen in synth",
-                    "new in synth",
-                ],
-                [
-                    [
-                        c.name,
-                        c.tv,
-                        c.real_categories,
-                        c.synth_categories,
-                        c.unseen_in_synth,
-                        c.new_in_synth,
-                    ]
-                    for c in f.categorical
-                ],
-            )
-        )
+    if categorical:
+        page.table_section("Categorical and boolean columns",
+                           ["column", "total variation", "real values", "synth values", "unseen in synth",
+                            "new in synth"],
+                           [[c.name, c.tv, c.real_categories, c.synth_categories, c.unseen_in_synth, c.new_in_synth]
+                            for c in categorical])
         page.add(
             page.figures(
                 [
@@ -325,40 +288,13 @@ def _sequence_rows(result: EvaluationResult) -> list[list[Any]]:
     """The sequence and time quantities, one table row each."""
     f = result.fidelity
     rows = []
-    if f.inter_arrival:
-        ia = f.inter_arrival
-        rows.append(
-            [
-                "inter-arrival (s)",
-                ia.ks,
-                ia.wasserstein_log,
-                ia.real_mean,
-                ia.synth_mean,
-                ia.real_quantiles.get("p50"),
-                ia.synth_quantiles.get("p50"),
-            ]
-        )
-    if f.events_per_entity:
-        ep = f.events_per_entity
-        rows.append(
-            [
-                "events per entity",
-                ep.ks,
-                ep.wasserstein_log,
-                ep.real_mean,
-                ep.synth_mean,
-                ep.real_quantiles.get("p50"),
-                ep.synth_quantiles.get("p50"),
-            ]
-        )
-    if f.hour_of_day:
-        rows.append(
-            ["hour-of-day profile (TV)", f.hour_of_day.tv, None, None, None, None, None]
-        )
-    if f.day_of_week:
-        rows.append(
-            ["day-of-week profile (TV)", f.day_of_week.tv, None, None, None, None, None]
-        )
+    for name, dist in (("inter-arrival (s)", f.inter_arrival), ("events per entity", f.events_per_entity)):
+        if dist:
+            rows.append([name, dist.ks, dist.wasserstein_log, dist.real_mean, dist.synth_mean,
+                         dist.real_quantiles.get("p50"), dist.synth_quantiles.get("p50")])
+    for name, prof in (("hour-of-day profile (TV)", f.hour_of_day), ("day-of-week profile (TV)", f.day_of_week)):
+        if prof:
+            rows.append([name, prof.tv, None, None, None, None, None])
     return rows
 
 
@@ -366,21 +302,10 @@ def _sequences(page: _Page, result: EvaluationResult) -> None:
     """Sequences and time: the quantities' table, then the plots."""
     seq_items = _sequence_plots(result)
     if seq_items:
-        page.add("<h2>Sequences and time</h2>")
-        rows = _sequence_rows(result)
-        page.add(
-            table(
-                [
-                    "quantity",
-                    "KS / TV",
-                    "W of log10(1+x)",
-                    "real mean",
-                    "synth mean",
-                    "real median",
-                    "synth median",
-                ],
-                rows,
-            )
+        page.table_section(
+            "Sequences and time",
+            ["quantity", "KS / TV", "W of log10(1+x)", "real mean", "synth mean", "real median", "synth median"],
+            _sequence_rows(result),
         )
         page.add(page.figures(seq_items))
 
@@ -478,8 +403,7 @@ def _attacks(page: _Page, result: EvaluationResult) -> None:
     if result.membership or result.attribute:
         page.add("<h2>Privacy attacks</h2>")
         rows = []
-        if result.membership:
-            m = result.membership
+        if m := result.membership:
             rows += [
                 [f"membership attack ROC AUC, per {m.unit} (0.5: no leak)", m.auc],
                 ["membership attack ROC AUC, per row", m.row_auc],
@@ -488,8 +412,7 @@ def _attacks(page: _Page, result: EvaluationResult) -> None:
                  f"{_num(m.non_member_dcr_median)}"],
                 [f"{m.unit}s attacked: members / non-members", f"{m.members} / {m.non_members}"],
             ]
-        if result.attribute:
-            a = result.attribute
+        if a := result.attribute:
             rows += [
                 [f"attribute attack on {a.column} ({a.kind}): accuracy", a.accuracy],
                 ["guessing the most common value (baseline)", a.baseline],

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from streamsynth.errors import StreamsynthError
-from streamsynth.evaluate.result import Check, EvaluationResult, Fidelity, Privacy, Utility
+from streamsynth.evaluate.result import Check, EvaluationResult, Fidelity
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,19 @@ def _fid(fn: Callable[[Fidelity], float | None]) -> Callable[[EvaluationResult],
     return lambda r: fn(r.fidelity)
 
 
-def _util(fn: Callable[[Utility], float | None]) -> Callable[[EvaluationResult], float | None]:
-    return lambda r: fn(r.utility)
+def _at(path: str) -> Callable[[EvaluationResult], float | None]:
+    """The value at a dotted path into the result (``"fidelity.inter_arrival.ks"``); ``None``
+    where a part on the way was not computed."""
 
+    def value(result: EvaluationResult) -> float | None:
+        found: Any = result
+        for name in path.split("."):
+            found = getattr(found, name)
+            if found is None:
+                return None
+        return found
 
-def _priv(fn: Callable[[Privacy], float | None]) -> Callable[[EvaluationResult], float | None]:
-    return lambda r: fn(r.privacy) if r.privacy else None
+    return value
 
 
 def _mean_autocorr(f: Fidelity) -> float | None:
@@ -70,19 +78,19 @@ METRICS: dict[str, Metric] = {
         "largest difference between real and synthetic Spearman correlations",
         False,
         0.15,
-        _fid(lambda f: f.correlation.max_abs_diff if f.correlation else None),
+        _at("fidelity.correlation.max_abs_diff"),
     ),
     "dependencies": Metric(
         "share of synthetic rows breaking a dependency of the real data (a column fixed by others)",
         False,
         0.01,
-        _fid(lambda f: f.dependencies.broken_share if f.dependencies else None),
+        _at("fidelity.dependencies.broken_share"),
     ),
     "association": Metric(
         "largest difference between real and synthetic Cramer's V",
         False,
         0.15,
-        _fid(lambda f: f.association.max_abs_diff if f.association else None),
+        _at("fidelity.association.max_abs_diff"),
     ),
     "autocorrelation": Metric(
         "mean |difference| of within-entity autocorrelation, lags 1-10",
@@ -94,25 +102,25 @@ METRICS: dict[str, Metric] = {
         "KS statistic of the within-entity inter-arrival times",
         False,
         0.1,
-        _fid(lambda f: f.inter_arrival.ks if f.inter_arrival else None),
+        _at("fidelity.inter_arrival.ks"),
     ),
     "events_per_entity": Metric(
         "KS statistic of the number of events per entity",
         False,
         0.1,
-        _fid(lambda f: f.events_per_entity.ks if f.events_per_entity else None),
+        _at("fidelity.events_per_entity.ks"),
     ),
     "hour_of_day": Metric(
         "total variation distance of the hour-of-day profile",
         False,
         0.05,
-        _fid(lambda f: f.hour_of_day.tv if f.hour_of_day else None),
+        _at("fidelity.hour_of_day.tv"),
     ),
     "day_of_week": Metric(
         "total variation distance of the day-of-week profile",
         False,
         0.05,
-        _fid(lambda f: f.day_of_week.tv if f.day_of_week else None),
+        _at("fidelity.day_of_week.tv"),
     ),
     # 0.65: real against real (two halves of the entities) scores 0.50 +- 0.01 on the payments
     # demo, and a discriminator of this kind measured up to 0.66 real against real on a real
@@ -125,80 +133,80 @@ METRICS: dict[str, Metric] = {
         "the previous event's and the gap (0.5: indistinguishable)",
         False,
         0.65,
-        _fid(lambda f: f.discriminator.auc if f.discriminator else None),
+        _at("fidelity.discriminator.auc"),
     ),
     "discriminative": Metric(
         "|accuracy - 0.5| of a GRU telling real from synthetic sequences (0 is best)",
         False,
         0.2,
-        _util(lambda u: u.discriminative),
+        _at("utility.discriminative"),
     ),
     "predictive": Metric(
         "MAE of next-step prediction trained on synthetic, tested on real",
         False,
         None,
-        _util(lambda u: u.predictive),
+        _at("utility.predictive"),
     ),
     "predictive_ratio": Metric(
         "predictive MAE over the MAE of the same model trained on real data (1 is ideal)",
         False,
         1.25,
-        _util(lambda u: u.predictive_ratio),
+        _at("utility.predictive_ratio"),
     ),
     "fraud_auc_ratio": Metric(
         "ROC AUC on real test rows of a fraud classifier trained on synthetic / on real rows",
         True,
         0.9,
-        _util(lambda u: u.fraud.ratio if u.fraud else None),
+        _at("utility.fraud.ratio"),
     ),
     "dcr_ratio": Metric(
         "median distance to closest real record: synthetic over real holdout (below 1: closer)",
         True,
         0.5,
-        _priv(lambda p: p.dcr_ratio),
+        _at("privacy.dcr_ratio"),
     ),
     "row_copies_excess": Metric(
         "share of synthetic rows identical to a real row, beyond the real holdout's share "
         "(the synthetic share minus the holdout's, 0 when below)",
         False,
         0.02,
-        _priv(lambda p: p.row_copies_excess),
+        _at("privacy.row_copies_excess"),
     ),
     "sequence_copies_excess": Metric(
         "share of synthetic sequences identical to a real one, beyond the real holdout's share",
         False,
         0.01,
-        _priv(lambda p: p.sequence_copies_excess),
+        _at("privacy.sequence_copies_excess"),
     ),
     "nndr": Metric(
         "median nearest-neighbour distance ratio of synthetic rows (low: near one record)",
         True,
         None,
-        _priv(lambda p: p.nndr_synth_median),
+        _at("privacy.nndr_synth_median"),
     ),
     "mia_auc": Metric(
         "ROC AUC of a distance-based membership attack on training entities (0.5: no leak)",
         False,
         0.6,
-        lambda r: r.membership.auc if r.membership else None,
+        _at("membership.auc"),
     ),
     "attribute_advantage": Metric(
         "accuracy gain guessing the sensitive column from the nearest synthetic row, over the mode",
         False,
         None,
-        lambda r: r.attribute.advantage if r.attribute else None,
+        _at("attribute.advantage"),
     ),
     "attribute_leakage": Metric(
         "attribute attack accuracy on training rows minus on rows never trained on",
         False,
         0.05,
-        lambda r: r.attribute.leakage if r.attribute else None,
+        _at("attribute.leakage"),
     ),
     "label_rate": Metric(
         "|difference| of the positive label rate (ungated by default: rebalancing is a use)",
         False,
         None,
-        lambda r: r.balance.rate_diff if r.balance else None,
+        _at("balance.rate_diff"),
     ),
 }
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -124,6 +124,16 @@ def own_broker() -> Iterator[Broker]:
     b.stop(kill=True)
 
 
+def _hang_up(sockets: Iterable[socket.socket]) -> None:
+    """Shut each socket down both ways, so the peer sees the connection end, and close it."""
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+
 class Proxy:
     """A TCP proxy on loopback whose connections can be cut and refused for a while (an outage)."""
 
@@ -168,24 +178,14 @@ class Proxy:
                 dst.sendall(data)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        _hang_up((src, dst))
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones until :meth:`restore`."""
         self.down.set()
         with self._lock:
             conns, self._conns = self._conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        _hang_up(conns)
 
     def restore(self) -> None:
         self.down.clear()

@@ -9,6 +9,7 @@ import threading
 
 import polars as pl
 import pytest
+from sink_errors import assert_refused
 from streamsynth.connectors import open_sink, read_back
 from streamsynth.connectors.pacing import Pacing
 from streamsynth.connectors.replay import replay
@@ -107,12 +108,11 @@ def test_rotating_into_old_parts_is_refused(tmp_path, make_events):
 
 def test_unwritable_path_is_a_clear_error(tmp_path):
     (tmp_path / "plain-file").write_text("x")
-    with pytest.raises(StreamsynthError, match="cannot write to .*plain-file/out.jsonl"):
-        open_sink(f"file://{tmp_path}/plain-file/out.jsonl")
-    with pytest.raises(StreamsynthError, match="unknown file type '.txt'"):
-        open_sink(f"file://{tmp_path}/out.txt")
-    with pytest.raises(StreamsynthError, match="option rotate_size='lots' is not valid"):
-        open_sink(f"file://{tmp_path}/out.csv?rotate_size=lots")
+    assert_refused(
+        (f"file://{tmp_path}/plain-file/out.jsonl", "cannot write to .*plain-file/out.jsonl"),
+        (f"file://{tmp_path}/out.txt", "unknown file type '.txt'"),
+        (f"file://{tmp_path}/out.csv?rotate_size=lots", "option rotate_size='lots' is not valid"),
+    )
 
 
 def test_stdout_sink_prints_json_lines(tmp_path, make_events):

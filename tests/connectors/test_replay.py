@@ -41,16 +41,25 @@ def wait_for_file(path: Path, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_then_resume_from_the_checkpoint_delivers_every_event(tmp_path, make_events):
+def start_checkpointed(tmp_path: Path, frame: pl.DataFrame, target: Path, *, rotate_size: str, rate: str,
+                       flush_every: str) -> tuple[tuple, subprocess.Popen, Path]:
+    """A replay of ``frame`` to the files at ``target`` with a checkpoint, started once the
+    checkpoint exists: the arguments (to start it again), the process and the checkpoint."""
     source = tmp_path / "events.parquet"
-    frame = make_events(20_000)
     frame.write_parquet(source)
-    target = tmp_path / "out" / "events.jsonl"
     checkpoint = tmp_path / "replay.ckpt"
-    args = (source, f"file://{target}?rotate_size=300KB", "--rate", "5000",
-            "--checkpoint", str(checkpoint), "--flush-every", "0.2")
+    args = (source, f"file://{target}?rotate_size={rotate_size}", "--rate", rate,
+            "--checkpoint", str(checkpoint), "--flush-every", flush_every)
     first = replay_cli(*args)
     wait_for_file(checkpoint)
+    return args, first, checkpoint
+
+
+def test_sigterm_then_resume_from_the_checkpoint_delivers_every_event(tmp_path, make_events):
+    frame = make_events(20_000)
+    target = tmp_path / "out" / "events.jsonl"
+    args, first, checkpoint = start_checkpointed(tmp_path, frame, target, rotate_size="300KB", rate="5000",
+                                                 flush_every="0.2")
     time.sleep(0.5)
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=60)
@@ -81,14 +90,9 @@ def test_sigterm_then_resume_from_the_checkpoint_delivers_every_event(tmp_path, 
 
 def test_sigkill_then_resume_loses_nothing(tmp_path, make_events):
     """A crash leaves no half files; the resumed replay sends the unacknowledged part again."""
-    source = tmp_path / "events.parquet"
-    make_events(12_000).write_parquet(source)
     target = tmp_path / "events.jsonl"
-    checkpoint = tmp_path / "replay.ckpt"
-    args = (source, f"file://{target}?rotate_size=100KB", "--rate", "6000",
-            "--checkpoint", str(checkpoint), "--flush-every", "0.1")
-    first = replay_cli(*args)
-    wait_for_file(checkpoint)
+    args, first, checkpoint = start_checkpointed(tmp_path, make_events(12_000), target, rotate_size="100KB",
+                                                 rate="6000", flush_every="0.1")
     time.sleep(0.4)
     first.kill()
     first.communicate(timeout=30)

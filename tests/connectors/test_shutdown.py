@@ -30,6 +30,18 @@ def no_traceback(err: str) -> None:
     assert "Traceback" not in err and "Error:" not in err.replace("error:", ""), err
 
 
+def stop_by(process: subprocess.Popen, sig: int, code: int) -> tuple[str, float]:
+    """Send ``sig`` and wait: the replay must exit with ``code`` and no traceback. Returns its
+    stderr and the seconds from the signal to the exit."""
+    signalled = time.monotonic()
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=30)
+    took = time.monotonic() - signalled
+    assert process.returncode == code, err
+    no_traceback(err)
+    return err, took
+
+
 @pytest.fixture
 def source(tmp_path, make_events) -> Path:
     path = tmp_path / "events.parquet"
@@ -61,13 +73,8 @@ def test_broker_down_at_shutdown_the_first_signal_flushes_for_the_timeout_then_e
         proxied_broker, source, tmp_path, client):
     process, checkpoint, manifest = replay_into_outage(proxied_broker, source, tmp_path,
                                                        "--shutdown-timeout", "2", client=client)
-    signalled = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
-    took = time.monotonic() - signalled
-    assert process.returncode == 1, err
+    err, took = stop_by(process, signal.SIGTERM, 1)
     assert 1.8 <= took <= 8, f"the shutdown took {took:.1f} s with a 2 s timeout"
-    no_traceback(err)
     last = err.strip().splitlines()[-1]
     assert "not acknowledged within the 2 s shutdown timeout" in last and "resume with" in last
     record = json.loads(manifest.read_text())
@@ -82,12 +89,8 @@ def test_a_second_signal_exits_at_once_without_a_traceback(proxied_broker, sourc
                                                        "--shutdown-timeout", "60")
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
-    signalled = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 130, err
-    assert time.monotonic() - signalled < 5
-    no_traceback(err)
+    err, took = stop_by(process, signal.SIGINT, 130)
+    assert took < 5
     assert "stopped at once by a second SIGINT: position" in err.strip().splitlines()[-1]
     state = json.loads(checkpoint.read_text())  # whole, and where the acknowledgements stopped
     assert state["position"] > 1_000 and not state["done"]
@@ -102,12 +105,8 @@ def test_a_signal_during_start_up_still_writes_the_manifest(source, tmp_path, fr
                     "--metrics-port", "0")
     wait_for_line(process, "metrics on http://")  # the handlers are in place before this line
     time.sleep(0.3)
-    signalled = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 130, err
-    assert time.monotonic() - signalled < 5
-    no_traceback(err)
+    err, took = stop_by(process, signal.SIGTERM, 130)
+    assert took < 5
     assert "stopped at once by SIGTERM: position 0 acknowledged" in err
     record = json.loads(manifest.read_text())
     assert record["ended"] == "aborted" and record["sent"] == {"from": 0, "to": 0}
@@ -143,12 +142,8 @@ def test_an_endpoint_failing_at_shutdown_does_not_hold_it_past_the_timeout(recei
     wait_for_position(checkpoint, above=1_000)
     receiver.fail_always = 503
     time.sleep(0.5)
-    signalled = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 1, err
-    assert time.monotonic() - signalled < 6
-    no_traceback(err)
+    err, took = stop_by(process, signal.SIGTERM, 1)
+    assert took < 6
     record = json.loads(manifest.read_text())
     assert record["replay"]["unacknowledged"] > 0
     assert record["sent"]["to"] == json.loads(checkpoint.read_text())["position"]

@@ -22,50 +22,26 @@ events:
 MALFORMED = {
     "not_yaml": ("name: x\nbase: [unclosed\n", "not valid YAML at line"),
     "not_a_mapping": ("- just\n- a list\n", "expected a mapping with name, base and events"),
-    "missing_base": (
-        "name: x\nevents: [{kind: dropout, at: 1m, duration: 1m}]\n",
-        "base: required key is missing",
-    ),
-    "unknown_top_key": (
-        GOOD + "evnts: []\n",
-        "(top level): unknown key 'evnts' (allowed: name, description, seed, base, events, output)",
-    ),
-    "unknown_kind": (
-        GOOD.replace("error_spike", "error_spik"),
-        "events[0].kind: unknown injector 'error_spik'",
-    ),
-    "bad_param_type": (
-        GOOD.replace("{column: status}", "{multiplier: lots}").replace("error_spike", "latency_spike"),
-        "events[0].params.multiplier: Input should be a valid number",
-    ),
-    "unknown_param": (
-        GOOD.replace("{column: status}", "{column: status, colour: red}"),
-        "events[0].params: unknown key 'colour' (allowed: column, values, weights)",
-    ),
-    "bad_duration": (
-        GOOD.replace("at: 10m", "at: ten minutes"),
-        "events[0].at: expected a duration such as 90s, 5m, 2h or 1d, got 'ten minutes'",
-    ),
-    "share_out_of_range": (
-        GOOD.replace("duration: 5m,", "duration: 5m, targets: {share: 1.5},"),
-        "events[0].targets.share: Input should be less than or equal to 1",
-    ),
-    "after_base_end": (
-        GOOD.replace("at: 10m", "at: 2h"),
-        "events[0].at: starts at 2:00:00 after the base start, but the base lasts only 1:00:00",
-    ),
-    "unbounded_base": (
-        GOOD.replace("duration: 1h}", "entities: 3}").replace("entities: 100, ", ""),
-        "base: give the base a 'duration' (e.g. 2h) or an 'events' count",
-    ),
-    "bad_start": (
-        GOOD.replace("duration: 1h}", "duration: 1h, start: yesterday}"),
-        "base.start: expected an ISO 8601 time",
-    ),
-    "no_events": (
-        "name: x\nbase: {source: demo, duration: 1h}\nevents: []\n",
-        "events: List should have at least 1 item",
-    ),
+    "missing_base": ("name: x\nevents: [{kind: dropout, at: 1m, duration: 1m}]\n", "base: required key is missing"),
+    "unknown_top_key": (GOOD + "evnts: []\n",
+     "(top level): unknown key 'evnts' (allowed: name, description, seed, base, events, output)"),
+    "unknown_kind": (GOOD.replace("error_spike", "error_spik"), "events[0].kind: unknown injector 'error_spik'"),
+    "bad_param_type": (GOOD.replace("{column: status}", "{multiplier: lots}").replace("error_spike", "latency_spike"),
+     "events[0].params.multiplier: Input should be a valid number"),
+    "unknown_param": (GOOD.replace("{column: status}", "{column: status, colour: red}"),
+     "events[0].params: unknown key 'colour' (allowed: column, values, weights)"),
+    "bad_duration": (GOOD.replace("at: 10m", "at: ten minutes"),
+     "events[0].at: expected a duration such as 90s, 5m, 2h or 1d, got 'ten minutes'"),
+    "share_out_of_range": (GOOD.replace("duration: 5m,", "duration: 5m, targets: {share: 1.5},"),
+     "events[0].targets.share: Input should be less than or equal to 1"),
+    "after_base_end": (GOOD.replace("at: 10m", "at: 2h"),
+     "events[0].at: starts at 2:00:00 after the base start, but the base lasts only 1:00:00"),
+    "unbounded_base": (GOOD.replace("duration: 1h}", "entities: 3}").replace("entities: 100, ", ""),
+     "base: give the base a 'duration' (e.g. 2h) or an 'events' count"),
+    "bad_start": (GOOD.replace("duration: 1h}", "duration: 1h, start: yesterday}"),
+     "base.start: expected an ISO 8601 time"),
+    "no_events": ("name: x\nbase: {source: demo, duration: 1h}\nevents: []\n",
+     "events: List should have at least 1 item"),
     "drift_without_amount": (
         GOOD.replace("error_spike", "drift").replace("{column: status}", "{column: amount, mode: scale}"),
         "events[0].params: mode 'scale' needs 'amount'",
