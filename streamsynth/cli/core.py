@@ -93,6 +93,9 @@ def fit(
         if synthesizer.dependencies:
             typer.echo("dependencies kept exactly: " + "; ".join(d.describe() for d in synthesizer.dependencies),
                        err=True)
+        if synthesizer.continuities:
+            continued = "; ".join(c.describe() for c in synthesizer.continuities)
+            typer.echo(f"continued from the previous event: {continued}", err=True)
         if synthesizer.relations:
             typer.echo("columns following others: " + "; ".join(r.describe() for r in synthesizer.relations),
                        err=True)
@@ -180,7 +183,7 @@ def inspect(
     write_schema: Annotated[Path | None, typer.Option("--write-schema", help="Save the inferred schema.")] = None,
 ) -> None:
     """Show each column's role, type, cardinality and nulls, and sequence statistics."""
-    from streamsynth import relations
+    from streamsynth import continuity, relations
     from streamsynth.dependencies import discover
     from streamsynth.schema import sequence_stats
 
@@ -200,6 +203,12 @@ def inspect(
         print_table("dependencies (kept exactly in samples; `dependencies:` in a schema file changes them)",
                     ["determined by", "column", "rows"],
                     [[" + ".join(d.determinants), d.determines, f"{d.support:.2%}"] for d in dependencies])
+    ordered = frame.sort([c for c in (schema.entity, schema.time) if c], maintain_order=True)
+    continued = continuity.discover(ordered, schema, dependencies)
+    if continued:
+        print_table("continued from the entity's previous event (kept in samples)",
+                    ["column", "equals the previous", "events"],
+                    [[c.column, c.follows, f"{c.support:.2%}"] for c in continued])
     fixed = {n for d in dependencies for n in (*d.determinants, d.determines)}
     following = relations.discover(frame, schema, fixed=fixed)
     if following:

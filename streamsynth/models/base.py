@@ -24,8 +24,9 @@ import polars as pl
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from streamsynth import __version__, relations
+from streamsynth import __version__, continuity, relations
 from streamsynth.constraints import ConstraintKeeper, columns_named
+from streamsynth.continuity import Continuity, ContinuityKeeper
 from streamsynth.contract import (
     IS_ANOMALY,
     LABEL,
@@ -91,6 +92,8 @@ class Synthesizer(ABC):
         self.domains: dict[str, dict[str, Any]] = {}
         #: columns fixed by others in the training data, kept exactly in samples
         self.dependencies: list[Dependency] = []
+        #: columns that repeat another column of the entity's previous event (origin = last dest)
+        self.continuities: list[Continuity] = []
         #: numeric columns that follow others (air time with distance), moved with their parents
         #: when a dependency changes those
         self.relations: list[Relation] = []
@@ -129,9 +132,7 @@ class Synthesizer(ABC):
         self.fitted_entities = frame[schema.entity].n_unique() if schema.entity else 1
         frame = as_numbers(frame)  # Decimal and Duration columns as numbers; _finish casts them back
         self.domains = learn_domains(frame, schema)
-        self.dependencies = discover(frame, schema) if schema.dependencies != "off" else []
-        fixed = {n for d in self.dependencies for n in (*d.determinants, d.determines)}
-        self.relations = relations.discover(frame, schema, fixed=fixed, seed=self.seed)
+        self._learn_dependencies(frame, schema)
         self._fit(frame)
         return self
 
@@ -271,6 +272,7 @@ class Synthesizer(ABC):
             "domains": self.domains,
             "dependencies": [d.to_json() for d in self.dependencies],
             "relations": [r.to_json() for r in self.relations],
+            "continuities": [c.to_json() for c in self.continuities],
             "config": config,
         }
         (folder / CONFIG_FILE).write_text(json.dumps(header, indent=2, default=_json_default))
@@ -306,6 +308,7 @@ class Synthesizer(ABC):
         model.domains = header.get("domains", {})
         model.dependencies = [Dependency.from_json(d) for d in header.get("dependencies", [])]
         model.relations = [Relation.from_json(r) for r in header.get("relations", [])]
+        model.continuities = [Continuity.from_json(c) for c in header.get("continuities", [])]
         weights = directory / WEIGHTS_FILE
         try:
             tensors = load_file(str(weights))
@@ -357,6 +360,16 @@ class Synthesizer(ABC):
         """Rebuild the fitted state from what ``_state`` returned."""
 
     # -- shared helpers ------------------------------------------------------------------------
+    def _learn_dependencies(self, frame: pl.DataFrame, schema: Schema) -> None:
+        """What ties columns together, kept in every model's samples: dependencies, then the
+        continuities that key them (an origin continued, its route's destination), then the
+        numeric relations (a child that no dependency sets or reads)."""
+        on = schema.dependencies != "off"
+        self.dependencies = discover(frame, schema) if on else []
+        self.continuities = continuity.discover(frame, schema, self.dependencies) if on else []
+        fixed = {n for d in self.dependencies for n in (*d.determinants, d.determines)}
+        self.relations = relations.discover(frame, schema, fixed=fixed, seed=self.seed)
+
     def _kept_dependencies(self, seed: int, conditioned: set[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
         """A batch with every learned dependency applied (but those fixing a conditioned column:
         the condition wins), then the schema's constraints; counts new determinant values in
@@ -364,8 +377,11 @@ class Synthesizer(ABC):
         self.dependency_draws = counts = {"rows": 0}
         constraints = ConstraintKeeper(self.schema.constraints, self.schema.entity, seed)
 
+        continued = ContinuityKeeper([c for c in self.continuities if c.column not in conditioned],
+                                     self.schema.entity, seed)
+
         def lookups(batch: pl.DataFrame) -> pl.DataFrame:
-            batch, drawn = apply_all(batch, self.dependencies, seed, skip=conditioned)
+            batch, drawn = apply_all(continued(batch), self.dependencies, seed, skip=conditioned)
             counts["rows"] += drawn
             return batch
 
