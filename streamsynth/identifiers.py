@@ -11,6 +11,7 @@ Identifiers of no known kind (``TX0000000000``, ``C000825``, ``9QDIS33PIA``) get
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import string
@@ -393,9 +394,10 @@ class Shape:
     """The format of an identifier column, learned from its values (JSON-serialisable).
 
     ``body`` is ``"number"`` (a decimal counter after ``prefix``, zero padded to ``width``
-    digits when ``width`` > 0) or ``"chars"`` (fixed length, ``alphabets[i]`` the characters
-    allowed at position i). Numbers come from the free range ``[low, low + size)``, which holds
-    no real value (``size`` 0: unbounded above), in order (``sequential``) or scrambled.
+    digits when ``width`` > 0), ``"chars"`` (fixed length, ``alphabets[i]`` the characters
+    allowed at position i) or ``"pattern"`` (several such templates: :func:`_pattern_shape`).
+    Numbers come from the free range ``[low, low + size)``, which holds no real value (``size``
+    0: unbounded above), in order (``sequential``) or scrambled.
     """
 
     prefix: str
@@ -405,15 +407,19 @@ class Shape:
     size: int = 0
     order: str = "sequential"
     alphabets: tuple[str, ...] = ()
+    #: ``"pattern"`` bodies: the templates, each (alphabets per position, weight, free range low, size)
+    templates: tuple[tuple[tuple[str, ...], float, int, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["alphabets"] = list(self.alphabets)
+        out["templates"] = [[list(a), w, low, size] for a, w, low, size in self.templates]
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Shape:
-        return cls(**{**data, "alphabets": tuple(data.get("alphabets", ()))})
+        templates = tuple((tuple(a), float(w), int(low), int(size)) for a, w, low, size in data.get("templates", ()))
+        return cls(**{**data, "alphabets": tuple(data.get("alphabets", ())), "templates": templates})
 
 
 def learn_shape(values: pl.Series) -> Shape | None:
@@ -431,9 +437,10 @@ def learn_shape(values: pl.Series) -> Shape | None:
     fixed = lengths.min() == lengths.max()
     if bodies.str.contains(r"^\d+$").all():
         return _number_shape(prefix, bodies, int(lengths.max()) if fixed else 0)
-    if not fixed or lengths.max() > _MAX_CHARS_WIDTH:
+    if lengths.max() > _MAX_CHARS_WIDTH:
         return None
-    return _chars_shape(prefix, bodies, int(lengths.max()), strings.len())
+    shape = _chars_shape(prefix, bodies, int(lengths.max()), strings.len()) if fixed else None
+    return shape or _pattern_shape(prefix, bodies)
 
 
 def _number_shape(prefix: str, bodies: pl.Series, width: int) -> Shape | None:
@@ -479,6 +486,128 @@ def _chars_shape(prefix: str, bodies: pl.Series, width: int, n_values: int) -> S
     return Shape(prefix, "chars", alphabets=tuple(alphabets))
 
 
+_PATTERN_MAX_TEMPLATES = 32
+_PATTERN_COVER = 0.99  # the templates kept cover this share of the values; rarer ones are dropped
+_PATTERN_MIN_COVER = 0.9  # templates of at least _MIN_SHAPE_VALUES values must cover this share
+_PATTERN_SLOTS = 1000  # a cycle of slots shares keys among templates by their weights
+_RULE_VALUES_PER_CHAR = 5  # values per character of a class beyond which an unseen one is a rule
+
+
+def _template(value: str) -> str:
+    """A value's template: each digit, capital and small letter replaced by its class."""
+    return value.translate(_CLASS_OF)
+
+
+_CLASS_OF = str.maketrans({**{c: "9" for c in string.digits}, **{c: "A" for c in string.ascii_uppercase},
+                           **{c: "a" for c in string.ascii_lowercase}})
+
+
+def _pattern_shape(prefix: str, bodies: pl.Series) -> Shape | None:
+    """Values of several lengths and character classes (tail numbers N1234, N12AB, N3ALA): the
+    most frequent templates (a class per position), each with the whole class allowed where its
+    values vary. Generated values come from each template's widest range holding no real value
+    (ordered as numbers in the template's mixed radix), so none equals a real one and no real
+    value is stored."""
+    templates = bodies.map_elements(_template, return_dtype=pl.String)
+    counts = pl.DataFrame({"body": bodies, "t": templates}).group_by("t").agg(pl.col("body")).with_columns(
+        pl.col("body").list.len().alias("n")).sort("n", descending=True)
+    kept, covered = [], 0
+    pooled = _pooled(bodies.to_list())
+    for template, values, n in counts.iter_rows():
+        if len(kept) == _PATTERN_MAX_TEMPLATES or covered >= _PATTERN_COVER * bodies.len() or n < _MIN_SHAPE_VALUES:
+            break
+        alphabets = tuple(_position_alphabet({v[i] for v in values}, pooled[i]) for i in range(len(template)))
+        if math.prod(len(a) for a in alphabets) > _TAIL_SPACE:
+            return None
+        low, size = _free_range(values, alphabets)
+        kept.append((alphabets, float(n), low, size))
+        covered += n
+    if covered < _PATTERN_MIN_COVER * bodies.len() or sum(size for *_, size in kept) < len(bodies):
+        return None  # no format most values share, or no room beside the real values
+    return Shape(prefix, "pattern", templates=tuple(kept))
+
+
+def _position_alphabet(seen: set[str], pooled: dict[str, tuple[set[str], int]]) -> str:
+    """The characters a template position may take: for each class seen there, the characters
+    any value holds at that position when those values are many enough that a missing one is a
+    rule (tail numbers never start with 0, never hold I or O), else the whole class."""
+    if len(seen) == 1:
+        return seen.pop()  # the same character in every value: part of the format
+    out = ""
+    for chars in _CLASSES:
+        if seen & set(chars):
+            used, n_values = pooled.get(chars, (set(), 0))
+            out += "".join(sorted(used)) if n_values >= _RULE_VALUES_PER_CHAR * len(chars) else chars
+    return out + "".join(sorted(seen - set("".join(_CLASSES))))
+
+
+def _pooled(bodies: list[str]) -> list[dict[str, tuple[set[str], int]]]:
+    """Per position and class, the characters of that class any value holds there, and how many
+    values hold one (pooled over templates, so a rare template learns the common rule)."""
+    out: list[dict[str, tuple[set[str], int]]] = []
+    for i in range(max(len(b) for b in bodies)):
+        column = [b[i] for b in bodies if len(b) > i]
+        out.append({chars: ({c for c in column if c in chars}, sum(c in chars for c in column)) for chars in _CLASSES})
+    return out
+
+
+def _free_range(values: list[str], alphabets: tuple[str, ...]) -> tuple[int, int]:
+    """The widest run of the template's positions (mixed-radix numbers) holding no real value."""
+    numbers = sorted({_mixed_radix(v, alphabets) for v in values})
+    space = math.prod(len(a) for a in alphabets)
+    options = [(numbers[0], 0), (space - numbers[-1] - 1, numbers[-1] + 1)]
+    options += [(b - a - 1, a + 1) for a, b in itertools.pairwise(numbers)]
+    size, low = max(options)
+    return low, size
+
+
+def _mixed_radix(value: str, alphabets: tuple[str, ...]) -> int:
+    number = 0
+    for char, alphabet in zip(value, alphabets, strict=True):
+        number = number * len(alphabet) + alphabet.index(char)
+    return number
+
+
+def _shaped_pattern(shape: Shape, keys: np.ndarray, seed: int) -> pl.Series:
+    """Each key's template from a cycle of slots shared by weight, and a value from that
+    template's free range: distinct keys get distinct values, none of them real, while the
+    range lasts; past it (more entities than the range holds) values come from the rest of the
+    template's space, still distinct, where they may meet a real value by chance."""
+    weights = np.array([w for _, w, _, _ in shape.templates])
+    slots = np.repeat(np.arange(len(weights)), np.maximum(1, np.round(weights / weights.sum() * _PATTERN_SLOTS))
+                      .astype(np.int64))
+    order = slots[np.argsort(_bijection(np.arange(slots.size, dtype=np.uint64), seed, slots.size))]
+    rank = np.zeros(order.size, dtype=np.int64)  # each slot's number among its template's slots
+    for t in range(len(weights)):
+        rank[order == t] = np.arange(int((order == t).sum()))
+    cycle, slot = np.divmod(keys, _U(order.size))
+    chosen = order[slot.astype(np.intp)]
+    out = np.empty(keys.shape[0], dtype=object)
+    for t, (alphabets, _, low, size) in enumerate(shape.templates):
+        rows = chosen == t
+        if not rows.any():
+            continue
+        local = cycle[rows] * _U(int((order == t).sum())) + rank[slot[rows].astype(np.intp)].astype(np.uint64)
+        space = math.prod(len(a) for a in alphabets)
+        inside = local < _U(size)
+        position = _bijection(np.where(inside, local, _U(0)), seed, max(size, 1)) + _U(low)
+        if not inside.all():
+            # past the free range: the rest of the space, in a seeded order that skips the range
+            rest = max(space - size, 1)
+            other = _bijection((local[~inside] - _U(size)) % _U(rest), seed, rest)
+            position[~inside] = np.where(other < _U(low), other, other + _U(size))
+        out[rows] = [_from_radix(int(p), alphabets) for p in position]
+    return pl.Series("body", out.tolist(), dtype=pl.String)
+
+
+def _from_radix(number: int, alphabets: tuple[str, ...]) -> str:
+    chars = []
+    for alphabet in reversed(alphabets):
+        number, digit = divmod(number, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(reversed(chars))
+
+
 def generate(
     kind: str | None, keys: np.ndarray | pl.Series, seed: int, shape: Shape | dict[str, Any] | None = None
 ) -> pl.Series:
@@ -498,6 +627,8 @@ def generate(
     seed = child_seed(seed, "identifier", "shape")
     if shape.body == "number":
         body = _shaped_number(shape, keys, seed)
+    elif shape.body == "pattern":
+        body = _shaped_pattern(shape, keys, seed)
     else:
         body = _shaped_chars(shape, keys, seed)
     return pl.select(pl.lit(shape.prefix) + body).to_series().alias(name)

@@ -175,3 +175,35 @@ def test_transformer_codec_keeps_shapes_and_loads_codecs_saved_before_them():
     before = EventCodec.from_json(old).decode(**tokens, seed=2, exact={})
     assert before["customer_id"].str.starts_with("CS").all()
     assert before["tx_id"].str.contains(r"^[0-9A-Z]{10}$").all()
+
+
+def test_ids_of_several_lengths_keep_their_templates_and_meet_no_real_one():
+    # US tail numbers: N, one to four digits (never a leading zero), up to two letters
+    rng = np.random.default_rng(4)
+    letters = list("ABCDEFGHJKLMNPRSTUVWXYZ")
+    values = sorted({f"N{rng.integers(1, 9999)}" + "".join(rng.choice(letters, rng.integers(0, 3)))
+                     for _ in range(800)})
+    shape = Shape.from_json(json.loads(json.dumps(learn_shape(pl.Series(values)).to_json())))
+    assert shape.body == "pattern"
+    out = generate("code", np.arange(400), seed=2, shape=shape)
+    assert out.n_unique() == 400 and not out.is_in(values).any()
+    # more than the free ranges hold: still distinct
+    assert generate("code", np.arange(20_000), seed=2, shape=shape).n_unique() == 20_000
+    assert out.str.contains(r"^N[1-9]\d{0,3}[A-Z]{0,2}$").all(), out.head(5).to_list()
+    templates = {re.sub(r"\d", "9", re.sub(r"[A-Z]", "A", v)) for v in values}
+    made = pl.Series(out).str.replace_all(r"\d", "9").str.replace_all(r"[A-Z]", "A")
+    assert set(made.unique().to_list()) <= templates and made.n_unique() >= 3
+
+
+def test_the_entity_column_keeps_its_shape(tmp_path):
+    import warnings
+
+    from streamsynth.datasets.flights import flights
+
+    frame = flights(n_aircraft=120, days=3, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BaselineSynthesizer().fit(frame)
+    tails = model.sample(n_events=2000)["tail_number"]
+    assert tails.str.contains(r"^N[1-9]\d{0,3}[A-Z]{0,2}$").all(), tails.head(3).to_list()
+    assert not tails.is_in(frame["tail_number"].implode()).any()
