@@ -9,6 +9,7 @@ change how it is cut, never what it is.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -264,12 +265,16 @@ class RuleGenerator:
         spec = field.spec
         fseed = rng.child_seed(seed, "field", field.name)
         n = rows.frame.height
+        if field.keyed_by:  # a stated dependency: one draw per combination of the determinants' values
+            rows = dataclasses.replace(rows, keys=(_value_keys(rows.frame, field.keyed_by),), session=None)
         if spec.expr is not None:
             frame = _with_randoms(rows, field.compiled, fseed)
             # with_columns broadcasts a constant expression to every row
             return frame.with_columns(field.compiled.expr.alias(field.name)).get_column(field.name)
         if spec.faker is not None:
-            if spec.per == "entity" or rows.session is None:
+            if field.keyed_by:
+                keys = (rows.keys[0] >> np.uint64(1)).astype(np.int64)
+            elif spec.per == "entity" or rows.session is None:
                 keys = rows.entity.astype(np.int64)
             elif spec.per == "session":
                 keys = (rows.session >> np.uint64(1)).astype(np.int64)
@@ -306,6 +311,19 @@ class RuleGenerator:
         else:  # bernoulli
             out = D.bernoulli(u, p["p"])
         return pl.Series(field.name, out)
+
+
+def _value_keys(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """One uint64 per row from the values of ``columns``: equal values, equal keys, in any
+    batch, shard or process (a hash of each distinct value's text, not polars' own hash,
+    which may change between versions)."""
+    parts = []
+    for name in columns:
+        text = frame[name].cast(pl.String).fill_null("\x00")
+        distinct = text.unique()
+        codes = [rng.stable_int(v) for v in distinct.to_list()]
+        parts.append(text.replace_strict(distinct, codes, return_dtype=pl.UInt64).to_numpy())
+    return rng.hash64(len(columns), *parts)
 
 
 def _finish(field: FieldPlan, series: pl.Series) -> pl.Series:

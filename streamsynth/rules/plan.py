@@ -74,6 +74,8 @@ class FieldPlan:
     values_dtype: pl.DataType | None = None
     cum: np.ndarray | None = None  # cumulative weights (choice, zipf)
     lookup_rows: np.ndarray | None = None  # per-category cumulative weights (choice by column)
+    #: a stated dependency: the field's draw is keyed by these columns' values, not the event
+    keyed_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -137,7 +139,8 @@ def build_plan(spec: RuleSpec, source: str = "schema") -> Plan:
     if machine:
         scope[machine.column] = pl.String()
         values[machine.column] = list(machine.states)
-    fields = _resolve(spec.events.fields, "events.fields", source, scope, values, event=True)
+    fields = _resolve(spec.events.fields, "events.fields", source, scope, values, event=True,
+                      keyed=_stated_dependencies(spec, source, scope))
     arrival = spec.arrival
     if arrival.rate_by is not None:
         dtype = attr_types.get(arrival.rate_by)
@@ -179,6 +182,33 @@ def build_plan(spec: RuleSpec, source: str = "schema") -> Plan:
     )
     plan.schema = _schema(plan, source)
     return plan
+
+
+def _stated_dependencies(spec: RuleSpec, source: str, scope: dict[str, pl.DataType]) -> dict[str, tuple[str, ...]]:
+    """``dependencies:`` as event field -> its determinants, checked: an event field drawn from
+    a distribution or faker (an ``expr`` is a function of what it reads already), fixed by
+    columns an event can read."""
+    fields = spec.events.fields
+    known = sorted(set(scope) | set(fields))
+    out: dict[str, tuple[str, ...]] = {}
+    for i, item in enumerate(spec.dependencies):
+        where = f"{source}: dependencies[{i}]"
+        if item.determines not in fields:
+            raise StreamsynthError(f"{where}.determines: {item.determines!r} is not an event field",
+                                   hint=f"event fields: {', '.join(fields) or 'none'}")
+        if fields[item.determines].expr is not None:
+            raise StreamsynthError(
+                f"{where}.determines: {item.determines!r} is an expr, a function of what it reads already",
+                hint="state dependencies for fields drawn from a distribution or faker")
+        if item.determines in out:
+            raise StreamsynthError(f"{where}.determines: {item.determines!r} is stated twice",
+                                   hint="give each field one dependency")
+        for name in item.determinants:
+            if name not in known or name == item.determines:
+                raise StreamsynthError(f"{where}.determinants: {name!r} is not a column an event field can read",
+                                       hint=f"names available: {', '.join(known)}")
+        out[item.determines] = tuple(item.determinants)
+    return out
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -232,9 +262,21 @@ def _resolve(
     values: dict[str, list[Any]],
     *,
     event: bool,
+    keyed: dict[str, tuple[str, ...]] | None = None,
 ) -> list[FieldPlan]:
-    """Plans in dependency order; adds each field's dtype to ``scope`` as it resolves."""
+    """Plans in dependency order; adds each field's dtype to ``scope`` as it resolves. A field
+    in ``keyed`` is drawn once per combination of those columns' values (a stated dependency)."""
     drafts = {name: _draft(name, f"{base}.{name}", spec, source, event) for name, spec in specs.items()}
+    for name, determinants in (keyed or {}).items():
+        varying = sorted(drafts[name].deps - set(determinants))
+        if varying:
+            raise StreamsynthError(
+                f"{source}: {drafts[name].path}: is stated as fixed by {', '.join(determinants)} but reads "
+                f"{', '.join(map(repr, varying))}, so it would vary for the same values of them",
+                hint="add those columns to the dependency's determinants, or drop the dependency",
+            )
+        drafts[name].deps |= set(determinants)
+        drafts[name].keyed_by = determinants
     order: list[str] = []
     state: dict[str, int] = {}
 

@@ -346,6 +346,13 @@ class EventsSpec(_Strict):
     fields: dict[str, FieldSpec] = {}
 
 
+class DependencySpec(_Strict):
+    """``determines`` is fixed by ``determinants``: the same values of them, the same value."""
+
+    determinants: list[str] = Field(min_length=1, max_length=4)
+    determines: str
+
+
 class RuleSpec(_Strict):
     """A whole rule-based schema file."""
 
@@ -359,6 +366,7 @@ class RuleSpec(_Strict):
     entity: EntitySpec
     arrival: ArrivalSpec
     events: EventsSpec = EventsSpec()
+    dependencies: list[DependencySpec] = []
 
     @field_validator("start", mode="after")
     @classmethod
