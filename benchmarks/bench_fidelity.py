@@ -12,7 +12,7 @@ scorecard check.
     python benchmarks/bench_fidelity.py [--epochs 3] [--iterations 50] [--timegan] [--seeds 1]
         [--only payments,openssh] [--out docs/fidelity.md]
 
-Data sets: the payments simulator, the Loghub files, the NAB series (one series each) and, for
+Data sets: the payments and flight schedule simulators, the Loghub files, the NAB series (one series each) and, for
 TimeGAN only, the TimeGAN paper's stock series (given a daily time column). Real data is read
 from ../shared/data beside the repository; missing files are skipped. Models: baseline on all;
 transformer where the data has an entity; timegan on NAB and stocks with ``--timegan``.
@@ -37,7 +37,7 @@ from typing import Any
 import polars as pl
 
 from streamsynth import io
-from streamsynth.datasets import payments
+from streamsynth.datasets import flights, payments
 from streamsynth.evaluate import evaluate
 from streamsynth.models import create
 from streamsynth.schema import Schema
@@ -95,8 +95,15 @@ def _short(stem: str) -> str:
     return stem
 
 
+def _flights(seed: int) -> Callable[[], tuple[pl.DataFrame, Schema]]:
+    def load() -> tuple[pl.DataFrame, Schema]:
+        frame = flights(n_aircraft=300, days=20, n_airports=25, seed=seed)
+        return frame, Schema.infer(frame, time="dep_time", entity="tail_number")
+    return load
+
+
 def datasets(seed: int) -> list[Dataset]:
-    out = [Dataset("payments", _payments(seed), "events")]
+    out = [Dataset("payments", _payments(seed), "events"), Dataset("flights", _flights(seed), "events")]
     for path in sorted((DATA / "loghub").glob("*_2k.log_structured.csv")):
         out.append(Dataset(path.name.split("_")[0].lower(), _read(path), "events"))
     for path in sorted((DATA / "nab").glob("*/*.csv")):

@@ -81,13 +81,13 @@ def test_a_child_moves_with_a_parent_a_dependency_sets(tmp_path):
     assert spread(model.sample(n_events=5000, seed=1)) > 3 * spread(frame)
 
 
-def test_a_model_saved_before_relations_still_loads_and_samples(tmp_path):
+def test_a_model_saved_before_relations_and_continuities_still_loads_and_samples(tmp_path):
     frame = _table(2000)
     model = create("baseline").fit(frame)
     model.save(tmp_path / "m")
     config = tmp_path / "m" / "config.json"
     header = json.loads(config.read_text())
-    del header["relations"]
+    del header["relations"], header["continuities"]
     config.write_text(json.dumps(header))
     (tmp_path / "m" / "checksums.sha256").unlink()  # models saved before relations had none
     old = load_model(tmp_path / "m")
