@@ -11,20 +11,20 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
-import aiohttp
 import polars as pl
 import pytest
 from aiohttp import web
 from loopback_app import LoopbackApp
 from prometheus_client.parser import text_string_to_metric_families
+from streamsynth.connectors.loadtest.client import ConnectionPool, ProtocolError, wire
 from streamsynth.connectors.loadtest.expect import Expectation
 from streamsynth.connectors.loadtest.prometheus import LoadMetrics
 from streamsynth.connectors.loadtest.requests import RequestTemplate
@@ -261,11 +261,18 @@ def test_failures_are_counted_by_class(service, make_events):
 
 
 def test_a_refused_connection_is_classified_as_refused():
-    key = SimpleNamespace(host="127.0.0.1", port=1, ssl=False)
-    assert classify(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))) == "refused"
-    assert classify(aiohttp.ClientConnectorError(key, OSError(113, "no route"))) == "other"
-    assert classify(aiohttp.ClientOSError(104, "reset by peer")) == "reset"
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = ConnectionPool(f"http://127.0.0.1:{port}/x", timeout=5)
+    with pytest.raises(OSError) as refused:
+        asyncio.run(pool.request(wire("POST", "/x", f"127.0.0.1:{port}", {}, b"{}")))
+    assert classify(refused.value) == "refused"
+    assert classify(OSError(113, "no route")) == "other"
+    assert classify(ConnectionResetError(104, "reset by peer")) == "reset"
+    assert classify(BrokenPipeError()) == "reset"
     assert classify(TimeoutError()) == "timeout"
+    assert classify(ProtocolError("not HTTP")) == "other"
 
 
 def test_prometheus_metrics_agree_with_the_summary(service, make_events):

@@ -1,0 +1,158 @@
+"""A lean HTTP/1.1 client for the open-loop runner: request bytes over keep-alive connections.
+
+Why not aiohttp, which sent the requests before: its request machinery (session, request and
+response objects, header multidicts, stream readers) costs about 200 us of Python a request, so
+one core could not keep more than ~2,500 requests a second on schedule, while the runner needs
+little of it: one request at a time per connection, keep-alive, a deadline, TLS, the status and
+the body. Here each request is rendered to its bytes once (on the feeder thread, beside the JSON
+body), written to an idle connection of a pool, and its response parsed by ``httptools`` (the C
+parser of the Node.js project that uvicorn uses): about 60 us a request.
+
+A connection the server closes (``Connection: close``, or an idle one it drops) leaves the pool.
+Failures are the exceptions :func:`streamsynth.connectors.loadtest.runner.classify` sorts: a
+``TimeoutError`` past the deadline, ``ConnectionRefusedError`` on connecting,
+``ConnectionResetError`` when the connection ends before the response does, and
+:class:`ProtocolError` for a response that is not HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from urllib.parse import urlsplit
+
+import httptools
+
+from streamsynth import __version__
+
+
+class ProtocolError(Exception):
+    """The service answered something that is not an HTTP/1.x response."""
+
+
+def wire(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    """One request as it goes on the connection: request line, headers, body."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: streamsynth/{__version__}"]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
+    return head + body if body is not None else head
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection carrying one request at a time."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.open = True
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"not an HTTP response ({exc})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("the connection ended before the response did"))
+
+    # -- httptools callbacks --------------------------------------------------------------------------
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if not self.parser.should_keep_alive():
+            self.close()
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self.parser.get_status_code(), b"".join(self.body)))
+
+    # -- the pool's side ---------------------------------------------------------------------------
+    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        self.body = []
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        self.close()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def expire(self) -> None:
+        self._fail(TimeoutError("no response before the deadline"))
+
+    def close(self) -> None:
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ConnectionPool:
+    """Keep-alive connections to one origin; a request takes an idle one or opens another (the
+    runner bounds requests in flight, so it bounds connections too)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        self.host, self.tls = parts.hostname or "", parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.netloc = parts.netloc
+        self.timeout = timeout
+        self.context = ssl.create_default_context() if self.tls else None
+        self.idle: list[_Connection] = []
+        self.every: set[_Connection] = set()
+
+    def target(self, url: str) -> str:
+        """The request target (path and query) of a URL of this origin."""
+        rest = url[len(self.origin):] if url.startswith(self.origin) else urlsplit(url).path
+        return rest or "/"
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        """Send ``data`` (from :func:`wire`) and return the response's status and body; raises
+        TimeoutError past the deadline (connecting included) and the connection's errors."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        connection = await self._take(deadline)
+        waiter = connection.send(data)
+        timer = loop.call_at(deadline, connection.expire)
+        try:
+            answer = await waiter
+        except BaseException:
+            connection.close()
+            raise
+        finally:
+            timer.cancel()
+            if not connection.open:
+                self.every.discard(connection)
+        if connection.open:
+            self.idle.append(connection)
+        return answer
+
+    async def _take(self, deadline: float) -> _Connection:
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.open:
+                return connection
+        loop = asyncio.get_running_loop()
+        opening = loop.create_connection(_Connection, self.host, self.port, ssl=self.context,
+                                         server_hostname=self.host if self.tls else None)
+        _, connection = await asyncio.wait_for(opening, max(deadline - loop.time(), 0.001))
+        self.every.add(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in self.every:
+            connection.close()
+        self.every.clear()
+        self.idle.clear()
