@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
-SERVICES = {"kafka", "replay-0", "replay-1", "prometheus", "grafana"}
+SERVICES = {"kafka", "replay-0", "replay-1", "prometheus", "grafana", "demo-service", "load"}
 _VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -267,8 +267,8 @@ def test_metrics_are_served_where_prometheus_scrapes(services):
             for target in group["targets"]:
                 host, _, port = target.rpartition(":")
                 scraped[host] = int(port)
-    workers = replay_services(services)
-    assert set(scraped) == set(workers), "Prometheus must scrape exactly the replay workers"
+    workers = {name: s for name, s in services.items() if s.get("command", [None])[0] in ("replay", "load")}
+    assert set(scraped) == set(workers), "Prometheus must scrape exactly the replay workers and the load generator"
     for name, service in workers.items():
         assert int(option(service["command"], "--metrics-port")) == scraped[name]
         assert option(service["command"], "--metrics-host") == "0.0.0.0", f"{name} serves metrics on loopback only"
@@ -486,3 +486,15 @@ def free_port_number() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_load_profile_tests_the_demo_service(services, capsys):
+    load, demo = services["load"], services["demo-service"]
+    assert load["profiles"] == demo["profiles"] == ["load"], "the load test runs only when asked for"
+    target = option(load["command"], "--to")
+    host, _, port = target.removeprefix("http://").partition("/")[0].partition(":")
+    assert host == "demo-service" and port in demo["expose"]
+    assert option(demo["command"], "--port") == port and option(demo["command"], "--host") == "0.0.0.0"
+    scenario = host_path(load, load["command"][1])
+    assert scenario is not None and scenario.is_file()
+    assert main(["scenario", "validate", str(scenario), "--no-base"]) == 0, capsys.readouterr().err
