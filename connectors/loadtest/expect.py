@@ -177,6 +177,18 @@ class Expectation:
         return bool(_evaluate(self.truth_expr, {"label": label, "is_anomaly": is_anomaly}))
 
 
+def precision(cells: Counter[str]) -> float | None:
+    """tp / (tp + fp) of a confusion matrix's cells (overall or one label's); None when nothing was flagged."""
+    flagged = cells["tp"] + cells["fp"]
+    return cells["tp"] / flagged if flagged else None
+
+
+def recall(cells: Counter[str]) -> float | None:
+    """tp / (tp + fn); None without positives."""
+    positives = cells["tp"] + cells["fn"]
+    return cells["tp"] / positives if positives else None
+
+
 @dataclass
 class Confusion:
     """The confusion matrix of the answered requests, overall and per label."""
@@ -192,13 +204,11 @@ class Confusion:
 
     @property
     def precision(self) -> float | None:
-        flagged = self.counts["tp"] + self.counts["fp"]
-        return self.counts["tp"] / flagged if flagged else None
+        return precision(self.counts)
 
     @property
     def recall(self) -> float | None:
-        positives = self.counts["tp"] + self.counts["fn"]
-        return self.counts["tp"] / positives if positives else None
+        return recall(self.counts)
 
     def to_dict(self) -> dict[str, Any]:
         cells = ("tp", "fp", "fn", "tn")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, Measurements, latency_summary
-from streamsynth.connectors.loadtest.summary import figure_text, to_dict
+from streamsynth.connectors.loadtest.summary import figure_text, to_dict, unseen_label
 
 from streamsynth.evaluate import plots
 from streamsynth.evaluate.report import table
@@ -89,7 +89,8 @@ def _thresholds(result: Any) -> str:
     rows, classes = [], []
     for threshold in result.thresholds or result.crossed:
         verdict = "crossed" if threshold in result.crossed else "held"
-        rows.append([threshold.text, figure_text(result.figures, threshold.metric), verdict])
+        value = unseen_label(result, threshold) or figure_text(result.figures, threshold.metric, threshold.key)
+        rows.append([threshold.text, value, verdict])
         classes.append(verdict)
     return "<h2>Thresholds</h2>" + table(["threshold", "value", "verdict"], rows, classes, cell=_cell)
 

@@ -198,9 +198,10 @@ class _Run:
             feeder.join(timeout=5.0)
             for sig in watched:
                 loop.remove_signal_handler(sig)
-        numbers = figures(self.measurements, self.confusion, elapsed)
+        thresholds = self.settings.thresholds
+        numbers = figures(self.measurements, self.confusion, elapsed, thresholds)
         return LoadResult(self.measurements, self.confusion, elapsed, self.ended,
-                          crossed(self.settings.thresholds, numbers), numbers, list(self.settings.thresholds))
+                          crossed(thresholds, numbers, seen=self.measurements.labels), numbers, list(thresholds))
 
     async def _check_reachable(self) -> None:
         parts = urlsplit(self.settings.template.url)
@@ -310,7 +311,7 @@ class _Run:
         while True:
             await asyncio.sleep(max(self.start + tick * every - loop.time(), 0))
             elapsed = loop.time() - self.start
-            numbers = figures(self.measurements, self.confusion, elapsed)
+            numbers = figures(self.measurements, self.confusion, elapsed, self.settings.thresholds)
             self._gauges(elapsed)
             self.say(status_line(self.measurements, numbers, elapsed, self.in_flight))
             if self.settings.abort_on_fail:

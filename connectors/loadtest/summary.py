@@ -8,22 +8,37 @@ request and response bodies.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
-from streamsynth.connectors.loadtest.expect import Confusion
+from streamsynth.connectors.loadtest.expect import Confusion, precision, recall
 from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, Measurements, latency_summary
+from streamsynth.connectors.loadtest.thresholds import Threshold, label_key
 
 
-def figures(m: Measurements, confusion: Confusion | None, elapsed: float) -> dict[str, float | None]:
-    """Metric name -> value over the run so far, as :mod:`.thresholds` names them."""
-    total = m.total()
-    out: dict[str, float | None] = dict(latency_summary(total.from_scheduled))
-    out |= {f"sent_{k}": v for k, v in latency_summary(total.from_sent).items()}
-    out["errors"] = total.failed / total.sent if total.sent else None
-    out["dropped"] = total.dropped / total.scheduled if total.scheduled else None
-    out["rps"] = total.answered / elapsed if elapsed > 0 else None
-    out["precision"] = confusion.precision if confusion is not None else None
-    out["recall"] = confusion.recall if confusion is not None else None
+def figures(m: Measurements, confusion: Confusion | None, elapsed: float,
+            thresholds: Iterable[Threshold] = ()) -> dict[str, float | None]:
+    """Metric name -> value over the run so far, as :mod:`.thresholds` names them; for each label a
+    threshold names (and the run has seen), that label's figures too, as ``metric{label=NAME}``."""
+    out = _figures(m.total(), confusion.counts if confusion is not None else None, elapsed)
+    for label in dict.fromkeys(t.label for t in thresholds if t.label is not None):
+        stats = m.labels.get(label)
+        if stats is not None:
+            cells = confusion.by_label.get(label, Counter()) if confusion is not None else None
+            out |= {label_key(k, label): v for k, v in _figures(stats, cells, elapsed).items()}
+    return out
+
+
+def _figures(stats: LabelStats, cells: Counter[str] | None, elapsed: float) -> dict[str, float | None]:
+    """The figures of one set of requests (all, or one label's) and its --expect cells."""
+    out: dict[str, float | None] = dict(latency_summary(stats.from_scheduled))
+    out |= {f"sent_{k}": v for k, v in latency_summary(stats.from_sent).items()}
+    out["errors"] = stats.failed / stats.sent if stats.sent else None
+    out["dropped"] = stats.dropped / stats.scheduled if stats.scheduled else None
+    out["rps"] = stats.answered / elapsed if elapsed > 0 else None
+    out["precision"] = precision(cells) if cells is not None else None
+    out["recall"] = recall(cells) if cells is not None else None
     return out
 
 
@@ -63,7 +78,9 @@ def to_dict(result: Any) -> dict[str, Any]:
         "elapsed_s": round(result.elapsed, 3),
         "figures": result.figures,
         "thresholds": {"crossed": [t.text for t in result.crossed],
-                       "held": [t.text for t in result.thresholds if t not in result.crossed]},
+                       "held": [t.text for t in result.thresholds if t not in result.crossed],
+                       "unseen_labels": {t.text: why for t in result.thresholds
+                                         if (why := unseen_label(result, t)) is not None}},
         "total": _label_dict(m.total()),
         "labels": {label: _label_dict(stats) for label, stats in sorted(m.labels.items())},
         "unfinished": m.unfinished,
@@ -100,13 +117,23 @@ def table(result: Any) -> str:
                      f"precision {precision}  recall {recall}  unanswered {c['unanswered']}")
     for threshold in result.thresholds or result.crossed:
         verdict = "crossed" if threshold in result.crossed else "held"
-        lines.append(f"threshold {verdict}: {threshold.text} (is {figure_text(result.figures, threshold.metric)})")
+        value = unseen_label(result, threshold) or f"is {figure_text(result.figures, threshold.metric, threshold.key)}"
+        lines.append(f"threshold {verdict}: {threshold.text} ({value})")
     return "\n".join(lines)
 
 
-def figure_text(numbers: dict[str, float | None], metric: str) -> str:
-    """One figure of :func:`figures` with its unit, as the table and the HTML report show it."""
-    value = numbers.get(metric)
+def unseen_label(result: Any, threshold: Threshold) -> str | None:
+    """Why a threshold on a label the run never saw is crossed (None for any other threshold)."""
+    seen = result.measurements.labels
+    if threshold.label is None or threshold.label in seen:
+        return None
+    return f"no events labelled {threshold.label!r}; the labels seen: {', '.join(sorted(seen)) or 'none'}"
+
+
+def figure_text(numbers: dict[str, float | None], metric: str, key: str | None = None) -> str:
+    """One figure of :func:`figures` with its unit, as the table and the HTML report show it;
+    ``key`` names a label's figure of ``metric`` (:attr:`.Threshold.key`)."""
+    value = numbers.get(key or metric)
     if value is None:
         return "-"
     if metric in ("errors", "dropped"):

@@ -46,8 +46,9 @@ def load_command(
                                                "against the ground truth, e.g. 'status==402 if is_anomaly'.")
                       ] = None,
     threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Pass/fail criterion, e.g. "
-                                                        "'p99<250ms', 'errors<0.1%', 'recall>0.9'. "
-                                                        "Repeatable.")] = None,
+                                                        "'p99<250ms', 'errors<0.1%', 'recall>0.9'; "
+                                                        "'p99{label=NAME}<250ms' for one label's "
+                                                        "requests. Repeatable.")] = None,
     abort_on_fail: Annotated[bool, typer.Option("--abort-on-fail", help="Stop as soon as a threshold is "
                                                 "crossed.")] = False,
     summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary "

@@ -342,7 +342,7 @@ def test_thresholds_set_the_exit_code_and_the_json_summary(service, events_path,
     assert "threshold crossed: p50<1ms" in printed
     assert "threshold held: p99<5s" in printed and "threshold held: recall>0.99" in printed
     summary = json.loads(out.read_text())
-    assert summary["thresholds"] == {"crossed": ["p50<1ms"], "held": ["p99<5s", "recall>0.99"]}
+    assert summary["thresholds"] == {"crossed": ["p50<1ms"], "held": ["p99<5s", "recall>0.99"], "unseen_labels": {}}
     assert summary["total"]["scheduled"] == 50 and summary["confusion"]["recall"] == 1.0
     assert summary["confusion"]["fp"] == 0 and summary["confusion"]["tn"] == summary["labels"]["normal"]["answered"]
     assert srv.requests[0][1].startswith("/tx/card-")

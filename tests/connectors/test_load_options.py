@@ -1,0 +1,116 @@
+"""``streamsynth load`` options of issue 20 through the command line, against a loopback service:
+thresholds on one label's figures, ``--expect`` truths over the event's own columns, and ``--loop``.
+
+The service's answers depend only on the event it gets, so the counts asserted are exact; no
+latency is asserted (two shared cores).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from aiohttp import web
+from loopback_app import LoopbackApp
+
+from streamsynth.cli import main
+from streamsynth.contract import IS_ANOMALY
+
+FRAUD = "fraud.card_testing"
+
+
+class Service(LoopbackApp):
+    """Answers each event with ``decide(event)``'s status, keeping the events it got."""
+
+    def __init__(self, decide: Callable[[dict], int]) -> None:
+        self.decide = decide
+        self.events: list[dict] = []
+        app = web.Application()
+        app.router.add_post("/score", self._handle)
+        super().__init__(app)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        event = json.loads(await request.read())
+        self.events.append(event)
+        return web.Response(status=self.decide(event))
+
+
+@pytest.fixture
+def service() -> Iterator[Callable[[Callable[[dict], int]], Service]]:
+    started: list[Service] = []
+
+    def start(decide: Callable[[dict], int]) -> Service:
+        started.append(Service(decide))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.close()
+
+
+@pytest.fixture
+def events(tmp_path: Path, make_events) -> tuple[Path, pl.DataFrame]:
+    path = tmp_path / "events.parquet"
+    frame = make_events(500, seed=5, fraud=0.2)
+    frame.write_parquet(path)
+    return path, frame
+
+
+def fail_fraud(event: dict) -> int:
+    """A 5xx for every anomaly: the fraud label's error share is 1, the normal one's 0."""
+    return 500 if event[IS_ANOMALY] else 200
+
+
+# -- thresholds on one label ---------------------------------------------------------------------------
+def test_a_label_threshold_reads_that_label_s_figures_only(service, events, tmp_path, capsys):
+    srv = service(fail_fraud)
+    path, _ = events
+    out, report = tmp_path / "summary.json", tmp_path / "load.html"
+    code = main(["load", str(path), "--to", srv.url(), "--rate", "60", "--duration", "1s",
+                 "--threshold", "errors{label=normal}<1%", "--threshold", f"errors{{label={FRAUD}}}<1%",
+                 "--threshold", "errors<100%", "--threshold", "p99{label=fraud_burst}<250ms",
+                 "--summary-json", str(out), "--report", str(report)])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "threshold held: errors{label=normal}<1% (is 0.000%)" in printed
+    assert f"threshold crossed: errors{{label={FRAUD}}}<1% (is 100.000%)" in printed
+    assert "threshold held: errors<100%" in printed
+    # a label no event had: crossed at the end, naming the labels there were
+    assert (f"threshold crossed: p99{{label=fraud_burst}}<250ms (no events labelled 'fraud_burst'; "
+            f"the labels seen: {FRAUD}, normal)") in printed
+    summary = json.loads(out.read_text())
+    assert summary["thresholds"]["crossed"] == [f"errors{{label={FRAUD}}}<1%", "p99{label=fraud_burst}<250ms"]
+    assert summary["thresholds"]["held"] == ["errors{label=normal}<1%", "errors<100%"]
+    assert list(summary["thresholds"]["unseen_labels"]) == ["p99{label=fraud_burst}<250ms"]
+    figures = summary["figures"]
+    assert figures["errors{label=normal}"] == 0 and figures[f"errors{{label={FRAUD}}}"] == 1
+    assert figures["errors"] == summary["labels"][FRAUD]["sent"] / summary["total"]["sent"]
+    page = report.read_text()
+    assert f'<tr class="crossed"><td>errors{{label={FRAUD}}}&lt;1%</td>' in page
+    assert "no events labelled &#x27;fraud_burst&#x27;" in page
+
+
+def test_a_label_threshold_aborts_the_run(service, events, capsys):
+    srv = service(fail_fraud)
+    path, _ = events
+    code = main(["load", str(path), "--to", srv.url(), "--rate", "20", "--duration", "4s",
+                 "--threshold", f"errors{{label={FRAUD}}}<1%", "--threshold", "errors{label=normal}<1%",
+                 "--abort-on-fail"])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert f"ended: aborted: errors{{label={FRAUD}}}<1%" in printed
+    assert len(srv.events) < 80  # stopped before the schedule's end
+
+
+@pytest.mark.parametrize("text", ["p99{status=200}<1ms", "p99{label=}<1ms", "p99{label=a<1ms"])
+def test_a_bad_label_filter_is_an_error_naming_the_option(service, events, text, capsys):
+    srv = service(fail_fraud)
+    path, _ = events
+    assert main(["load", str(path), "--to", srv.url(), "--rate", "10", "--duration", "1s",
+                 "--threshold", text]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: --threshold") and len(err) <= 2, err
+    assert not srv.events
