@@ -3,9 +3,10 @@
 ``status==402 if is_anomaly`` reads "the service flags an event by answering 402, and it should
 flag exactly the anomalous ones". The part before ``if`` is the prediction, over ``status`` (the
 HTTP status code) and ``response`` (the JSON body: ``response.decision`` or
-``response["risk"]["level"]``); the part after it is the truth, over ``is_anomaly`` and ``label``
-(``label == 'fraud.card_testing'``); without ``if`` the truth is ``is_anomaly``. Each answered
-request then falls into tp/fp/fn/tn.
+``response["risk"]["level"]``); the part after it is the truth, over the event: ``is_anomaly``,
+``label`` (``label == 'fraud.card_testing'``) and any of its columns (``amount > 1000 and channel ==
+"online"``); without ``if`` the truth is ``is_anomaly``. Each answered request then falls into
+tp/fp/fn/tn; a request of several events (``--batch``) is true when any of its events is.
 
 The text is parsed with Python's :mod:`ast` and walked by a small interpreter that knows only
 comparisons, ``and``/``or``/``not``, literals and those names -- never ``eval``: the expression
@@ -20,10 +21,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+from streamsynth.connectors.loadtest.requests import UNLABELLED
+
+from streamsynth.contract import IS_ANOMALY, LABEL, NORMAL
 from streamsynth.errors import StreamsynthError
 
 PREDICTION_NAMES = ("status", "response")
-TRUTH_NAMES = ("is_anomaly", "label")
 _HINT = ("write PREDICTION if TRUTH, e.g. --expect 'status==402 if is_anomaly' or "
          "--expect \"response.decision=='deny' if label!='normal'\"")
 _COMPARE = {
@@ -51,9 +55,7 @@ def _check(node: ast.AST, allowed: tuple[str, ...], text: str) -> None:
         for value in [node.left, *node.comparators]:
             _check(value, allowed, text)
     elif isinstance(node, ast.Name):
-        if node.id not in allowed:
-            where = "before 'if' (the prediction)" if allowed == PREDICTION_NAMES else "after 'if' (the truth)"
-            raise _bad(text, f"{node.id!r} cannot be used {where}; use {' or '.join(allowed)} there")
+        _check_name(node.id, allowed, text)
     elif isinstance(node, ast.Attribute):
         _check_field_base(node.value, allowed, text)
     elif isinstance(node, ast.Subscript):
@@ -70,6 +72,16 @@ def _check(node: ast.AST, allowed: tuple[str, ...], text: str) -> None:
             _check(value, allowed, text)
     else:
         raise _bad(text, f"{ast.unparse(node)!r} is not a comparison, name or literal")
+
+
+def _check_name(name: str, allowed: tuple[str, ...], text: str) -> None:
+    """The prediction reads only ``allowed`` (the answer); the truth reads the event, any column of
+    it, but never the answer (``allowed`` empty)."""
+    if allowed and name not in allowed:
+        raise _bad(text, f"{name!r} cannot be used before 'if' (the prediction); use {' or '.join(allowed)} there")
+    if not allowed and name in PREDICTION_NAMES:
+        raise _bad(text, f"{name!r} is the answer, not the truth: after 'if' use is_anomaly, label "
+                   "or the event's columns")
 
 
 def _check_field_base(node: ast.AST, allowed: tuple[str, ...], text: str) -> None:
@@ -152,7 +164,7 @@ class Expectation:
                 raise _bad(text, "cannot parse it")
             prediction, truth = tree.body, tree.test
         _check(prediction, PREDICTION_NAMES, text)
-        _check(truth, TRUTH_NAMES, text)
+        _check(truth, (), text)
         return cls(text=text, prediction=prediction, truth_expr=truth)
 
     @property
@@ -161,8 +173,21 @@ class Expectation:
         return "response" in _names(self.prediction)
 
     @property
-    def needs_is_anomaly(self) -> bool:
-        return "is_anomaly" in _names(self.truth_expr)
+    def columns(self) -> list[str]:
+        """The event columns the truth reads (label and is_anomaly among them)."""
+        return sorted(_names(self.truth_expr))
+
+    def check(self, columns: list[str]) -> None:
+        """Refuse a truth reading a column the stream lacks (before the first request leaves); a
+        source without labels is "unlabelled", so only is_anomaly and the other columns must exist."""
+        for name in self.columns:
+            if name == IS_ANOMALY and name not in columns:
+                raise StreamsynthError(f"--expect {self.text!r} reads is_anomaly, which the source lacks",
+                                       hint="state the truth with label (e.g. \"if label != 'normal'\") or "
+                                       "use a labelled source")
+            if name != LABEL and name not in columns:
+                raise StreamsynthError(f"--expect {self.text!r} reads column {name!r}, which the source "
+                                       "does not have", hint=f"the source's columns: {', '.join(columns)}")
 
     def predict(self, status: int, body: bytes) -> bool:
         response = None
@@ -173,8 +198,22 @@ class Expectation:
                 response = None  # not JSON: every field reads as None
         return bool(_evaluate(self.prediction, {"status": status, "response": response}))
 
-    def truth(self, label: str, is_anomaly: bool | None) -> bool:
-        return bool(_evaluate(self.truth_expr, {"label": label, "is_anomaly": is_anomaly}))
+    def truth(self, event: dict[str, Any]) -> bool:
+        """Whether the service should flag ``event`` (column -> value)."""
+        return bool(_evaluate(self.truth_expr, event))
+
+    def truths(self, batch: pl.DataFrame) -> list[bool]:
+        """The truth of each event of ``batch``: computed on the feeder thread with the requests, so
+        the sending loop only counts; a missing label reads as the request's label does."""
+        names = [n for n in self.columns if n in batch.columns]
+        label = None if LABEL not in self.columns else NORMAL if LABEL in batch.columns else UNLABELLED
+        rows = batch.select(names).iter_rows(named=True) if names else ({} for _ in range(batch.height))
+        out = []
+        for row in rows:
+            if label is not None:
+                row[LABEL] = row.get(LABEL) or label
+            out.append(self.truth(row))
+        return out
 
 
 def precision(cells: Counter[str]) -> float | None:

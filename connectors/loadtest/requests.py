@@ -9,7 +9,7 @@ feeder thread, batch by batch with polars, so the sending loop only hands bytes 
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -33,6 +33,7 @@ class Request:
     body: bytes
     label: str
     is_anomaly: bool | None  # None: the source has no is_anomaly column
+    truth: bool | None = None  # whether --expect says it should be flagged (None without --expect)
 
 
 def _fields(template: str, option: str) -> list[str]:
@@ -110,9 +111,12 @@ class RequestTemplate:
             raise StreamsynthError(f"--to/--header name column {missing[0]!r}, which the source does not have",
                                    hint=f"the source's columns: {', '.join(batch.columns)}")
 
-    def render(self, batch: pl.DataFrame) -> Iterator[Request]:
-        """The requests of one batch of events, ``self.batch`` events each."""
+    def render(self, batch: pl.DataFrame,
+               truths: Callable[[pl.DataFrame], list[bool]] | None = None) -> Iterator[Request]:
+        """The requests of one batch of events, ``self.batch`` events each; ``truths`` gives each
+        event's --expect truth, and a request is true when any of its events is."""
         columns = self.columns
+        truth_of = truths(batch) if truths is not None else None
         has_label, has_truth = LABEL in batch.columns, IS_ANOMALY in batch.columns
         bodies = json_lines(batch)
         values = batch.select(pl.col(c).cast(pl.String) for c in columns).rows() if columns else None
@@ -129,7 +133,8 @@ class RequestTemplate:
             else:
                 body = b"[" + b",".join(bodies[i:j]) + b"]"
             yield Request(url=url, headers=headers, body=body, label=_label(labels, i, j),
-                          is_anomaly=any(truth[i:j]) if truth is not None else None)
+                          is_anomaly=any(truth[i:j]) if truth is not None else None,
+                          truth=any(truth_of[i:j]) if truth_of is not None else None)
 
 
 def _label(labels: list[str | None] | None, i: int, j: int) -> str:

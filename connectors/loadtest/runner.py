@@ -38,7 +38,6 @@ from streamsynth.connectors.loadtest.schedule import Segment, arrival_times, tar
 from streamsynth.connectors.loadtest.summary import figures, status_line
 from streamsynth.connectors.loadtest.thresholds import Threshold, crossed
 
-from streamsynth.contract import IS_ANOMALY
 from streamsynth.errors import StreamsynthError
 
 _CHUNK = 512  # requests per hand-over from the feeder: few queue operations, little latency
@@ -100,10 +99,8 @@ def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
     if first is None or first.height == 0:
         raise StreamsynthError("the source has no events", hint="give a SOURCE that yields events")
     settings.template.check(first)
-    if settings.expect is not None and settings.expect.needs_is_anomaly and IS_ANOMALY not in first.columns:
-        raise StreamsynthError(f"--expect {settings.expect.text!r} reads is_anomaly, which the source lacks",
-                               hint="state the truth with label (e.g. \"if label != 'normal'\") or use a "
-                               "labelled source")
+    if settings.expect is not None:
+        settings.expect.check(first.columns)
     return asyncio.run(_Run(settings, itertools.chain([first], stream), say).main())
 
 
@@ -133,10 +130,11 @@ class _Run:
     def _feed(self) -> None:
         try:
             template, pool = self.settings.template, self.pool
+            truths = self.settings.expect.truths if self.settings.expect is not None else None
             for batch in self.stream:
                 requests = [(r, wire(template.method, pool.target(r.url), pool.netloc, r.headers,
                                      None if template.method in _BODYLESS else r.body))
-                            for r in template.render(batch)]
+                            for r in template.render(batch, truths)]
                 for i in range(0, len(requests), _CHUNK):
                     if not self._hand_over(requests[i:i + _CHUNK]):
                         return
@@ -289,8 +287,7 @@ class _Run:
         m.answered(request.label, status, done - due, done - sent, done - self.start, len(answer))
         expect = self.settings.expect
         if expect is not None and self.confusion is not None:
-            self.confusion.add(request.label, expect.predict(status, answer),
-                               expect.truth(request.label, request.is_anomaly))
+            self.confusion.add(request.label, expect.predict(status, answer), bool(request.truth))
 
     async def _drain(self, grace: float) -> None:
         """Wait for the requests in flight (each bounded by --timeout), then give up on the rest."""

@@ -43,8 +43,9 @@ def load_command(
                                                      "name event columns in braces. Repeatable.")] = None,
     timeout: Annotated[str, typer.Option("--timeout", help="Give up on a request after this long.")] = "10s",
     expect: Annotated[str | None, typer.Option("--expect", help="What the service should answer, scored "
-                                               "against the ground truth, e.g. 'status==402 if is_anomaly'.")
-                      ] = None,
+                                               "against the ground truth, e.g. 'status==402 if is_anomaly'; "
+                                               "the truth after 'if' may read the event's columns, e.g. "
+                                               "'status==402 if amount > 1000'.")] = None,
     threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Pass/fail criterion, e.g. "
                                                         "'p99<250ms', 'errors<0.1%', 'recall>0.9'; "
                                                         "'p99{label=NAME}<250ms' for one label's "

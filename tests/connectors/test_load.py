@@ -169,12 +169,23 @@ def test_a_template_naming_a_missing_column_is_refused_with_the_columns():
 # -- --expect and --threshold ------------------------------------------------------------------------------
 def test_expect_reads_status_response_fields_and_the_truth():
     e = Expectation.parse("status==402 if is_anomaly")
-    assert e.predict(402, b"") and not e.predict(200, b"") and e.truth("x", True) and not e.truth("x", False)
+    assert e.predict(402, b"") and not e.predict(200, b"") and e.truth({IS_ANOMALY: True})
+    assert not e.truth({IS_ANOMALY: False})
     e = Expectation.parse("response.decision == 'deny' or response['risk'] > 0.9 if label != 'normal'")
     assert e.predict(200, b'{"decision": "deny"}') and e.predict(200, b'{"risk": 0.95}')
     assert not e.predict(200, b'{"risk": "high"}') and not e.predict(200, b"not json")
-    assert e.truth("fraud.x", None) and not e.truth("normal", None)
-    assert Expectation.parse("status in (402, 403)").truth("normal", True)  # no 'if': the truth is is_anomaly
+    assert e.truth({LABEL: "fraud.x"}) and not e.truth({LABEL: "normal"})
+    # no 'if': the truth is is_anomaly
+    assert Expectation.parse("status in (402, 403)").truth({LABEL: "normal", IS_ANOMALY: True})
+
+
+def test_a_batched_request_is_true_when_any_of_its_events_is():
+    frame = pl.DataFrame({"amount": [5.0, 50.0, 7.0], LABEL: ["normal", None, "normal"]})
+    e = Expectation.parse("status==402 if amount > 10 and label == 'normal'")  # a missing label is normal
+    first, second = RequestTemplate.build("http://h/x", batch=2).render(frame, e.truths)
+    assert (first.truth, second.truth) == (True, False)
+    unlabelled = Expectation.parse("status==402 if label == 'unlabelled'")  # as a request without labels
+    assert unlabelled.truths(frame.drop(LABEL)) == [True, True, True]
 
 
 @pytest.mark.parametrize("text", ["__import__('os').system('true')", "status.__class__", "status == 402 if "

@@ -114,3 +114,38 @@ def test_a_bad_label_filter_is_an_error_naming_the_option(service, events, text,
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("error: --threshold") and len(err) <= 2, err
     assert not srv.events
+
+
+# -- the event's own columns in the truth of --expect ---------------------------------------------------
+def test_the_truth_of_expect_reads_the_event_s_columns(service, events, tmp_path):
+    """The service flags amounts above 60; the truth is normal events above 40 on any card but one:
+    the matrix counts exactly the events of each kind the service got."""
+    path, _ = events
+    srv = service(lambda e: 402 if e["amount"] > 60 else 200)
+    out = tmp_path / "summary.json"
+    assert main(["load", str(path), "--to", srv.url(), "--rate", "100", "--duration", "2s",
+                 "--expect", "status==402 if amount > 40 and card_id != 'card-7' and not is_anomaly",
+                 "--summary-json", str(out)]) == 0
+    truth = [e["amount"] > 40 and e["card_id"] != "card-7" and not e[IS_ANOMALY] for e in srv.events]
+    flagged = [e["amount"] > 60 for e in srv.events]
+    cells = {"tp": (True, True), "fn": (True, False), "fp": (False, True), "tn": (False, False)}
+    expected = {cell: sum((t, f) == pair for t, f in zip(truth, flagged, strict=True)) for cell, pair in cells.items()}
+    confusion = json.loads(out.read_text())["confusion"]
+    assert {cell: confusion[cell] for cell in cells} == expected and len(srv.events) == 200
+    assert all(expected.values())  # every cell is exercised
+
+
+@pytest.mark.parametrize(("expect", "named"), [
+    ("status==402 if amount > 10 and channel == 'online'", "'channel'"),
+    ("status==402 if status == 500", "'status' is the answer"),
+    ("status==402 if __import__('os')", "--expect"),
+])
+def test_a_truth_reading_a_missing_column_is_an_error_listing_the_columns(service, events, expect, named, capsys):
+    srv = service(fail_fraud)
+    path, _ = events
+    assert main(["load", str(path), "--to", srv.url(), "--rate", "10", "--duration", "1s", "--expect", expect]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: --expect") and named in err[0] and len(err) <= 2, err
+    if "channel" in expect:
+        assert "amount" in err[1] and "card_id" in err[1]  # the hint lists the source's columns
+    assert not srv.events
