@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, Measurements, latency_summary
-from streamsynth.connectors.loadtest.summary import figure_text, to_dict, unseen_label
+from streamsynth.connectors.loadtest.summary import figure_text, source_ended_early, to_dict, unseen_label
 
 from streamsynth.evaluate import plots
 from streamsynth.evaluate.report import table
@@ -123,6 +123,9 @@ def render(result: Any, title: str = "streamsynth load test") -> str:
     rps = result.figures.get("rps") or 0.0
     head = (f"<h1>{escape(title)}</h1><p>ended: {escape(result.ended)} after {result.elapsed:.1f} s; "
             f"{rps:,.1f} answered/s</p>")
+    early = source_ended_early(result)
+    if early is not None:
+        head += f'<p class="note">{escape(early)}</p>'
     body = head + _summary(result) + _confusion(result) + _thresholds(result) + _charts(result.measurements)
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{body}"

@@ -75,6 +75,7 @@ def to_dict(result: Any) -> dict[str, Any]:
     m: Measurements = result.measurements
     return {
         "ended": result.ended,
+        "source_ended_early": source_ended_early(result) is not None,
         "elapsed_s": round(result.elapsed, 3),
         "figures": result.figures,
         "thresholds": {"crossed": [t.text for t in result.crossed],
@@ -99,6 +100,9 @@ def table(result: Any) -> str:
             f"{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}  {'sent p50':>9}{'sent p99':>9}  status")
     lines = [f"ended: {result.ended} after {result.elapsed:.1f}s; {result.figures['rps'] or 0:,.1f} answered/s; "
              "latency in ms from the scheduled send (and from the actual send)", head]
+    early = source_ended_early(result)
+    if early is not None:
+        lines.insert(1, early)
     for label, stats in rows:
         sched, sent = latency_summary(stats.from_scheduled), latency_summary(stats.from_sent)
         codes = " ".join(f"{code}:{n}" for code, n in sorted(stats.statuses.items()))
@@ -120,6 +124,16 @@ def table(result: Any) -> str:
         value = unseen_label(result, threshold) or f"is {figure_text(result.figures, threshold.metric, threshold.key)}"
         lines.append(f"threshold {verdict}: {threshold.text} ({value})")
     return "\n".join(lines)
+
+
+def source_ended_early(result: Any) -> str | None:
+    """The note of a run cut short by its source (None when the source lasted)."""
+    if result.ended != "source exhausted":
+        return None
+    m: Measurements = result.measurements
+    target = sum(s.target for s in m.seconds)
+    return (f"the source ended early: {m.total().scheduled:,} of {target:,} arrivals scheduled "
+            "(--loop replays a finite source)")
 
 
 def unseen_label(result: Any, threshold: Threshold) -> str | None:

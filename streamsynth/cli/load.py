@@ -34,6 +34,9 @@ def load_command(
     stages: Annotated[str | None, typer.Option("--stages", help="Ramping rate instead of --rate: "
                                                "DURATION:RATE,..., each stage ramping linearly from the "
                                                "previous rate, e.g. 30s:100,2m:2000,30s:0.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Replay a finite SOURCE (a file, a sample with "
+                                       "--events) from the start when it runs out before the schedule "
+                                       "ends, event ids suffixed per pass.")] = False,
     max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, help="Requests awaiting an answer "
                                                "at most; an arrival beyond it is dropped and counted.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Events per request (a JSON array when "
@@ -89,6 +92,10 @@ def load_command(
         metrics=LoadMetrics() if metrics_port is not None else None,
     )
     stream = source.open(endless=True).stream
+    if loop:
+        from streamsynth.connectors.loadtest.looping import looped
+
+        stream = looped(stream, lambda: source.open(endless=True).stream, say=_say)
     if settings.metrics is not None:
         port = settings.metrics.serve(metrics_port or 0, metrics_host)
         _say(f"metrics on http://{metrics_host}:{port}/metrics")

@@ -17,7 +17,7 @@ from aiohttp import web
 from loopback_app import LoopbackApp
 
 from streamsynth.cli import main
-from streamsynth.contract import IS_ANOMALY
+from streamsynth.contract import EVENT_ID, IS_ANOMALY
 
 FRAUD = "fraud.card_testing"
 
@@ -149,3 +149,59 @@ def test_a_truth_reading_a_missing_column_is_an_error_listing_the_columns(servic
     if "channel" in expect:
         assert "amount" in err[1] and "card_id" in err[1]  # the hint lists the source's columns
     assert not srv.events
+
+
+# -- --loop --------------------------------------------------------------------------------------------
+@pytest.fixture
+def short(tmp_path: Path, make_events) -> tuple[Path, pl.DataFrame]:
+    """60 events: half of what 40 a second for 3 seconds asks for."""
+    path = tmp_path / "short.parquet"
+    frame = make_events(60, seed=2, fraud=0.3)
+    frame.write_parquet(path)
+    return path, frame
+
+
+def test_loop_replays_a_finite_source_with_ids_unique_per_pass(service, short, tmp_path, capsys):
+    path, frame = short
+    srv = service(lambda e: 402 if e[IS_ANOMALY] else 200)
+    out = tmp_path / "summary.json"
+    assert main(["load", str(path), "--to", srv.url(), "--rate", "40", "--duration", "3s", "--loop",
+                 "--expect", "status==402 if is_anomaly", "--summary-json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "replaying it from the start (pass 2)" in captured.err and "ended early" not in captured.out
+    ids = [e[EVENT_ID] for e in srv.events]
+    first = frame[EVENT_ID].to_list()
+    assert len(ids) == len(set(ids)) == 120
+    assert sorted(ids) == sorted(first + [f"{i}-p2" for i in first])
+    summary = json.loads(out.read_text())
+    assert summary["ended"] == "done" and not summary["source_ended_early"]
+    anomalies = int(frame[IS_ANOMALY].sum())
+    assert summary["confusion"]["tp"] == 2 * anomalies and summary["confusion"]["tn"] == 120 - 2 * anomalies
+
+
+def test_without_loop_a_short_source_ends_the_run_and_the_summary_says_so(service, short, tmp_path, capsys):
+    path, _ = short
+    srv = service(lambda e: 200)
+    out = tmp_path / "summary.json"
+    assert main(["load", str(path), "--to", srv.url(), "--rate", "40", "--duration", "3s",
+                 "--summary-json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ended: source exhausted" in printed
+    assert "the source ended early: 60 of 120 arrivals scheduled (--loop replays a finite source)" in printed
+    summary = json.loads(out.read_text())
+    assert summary["source_ended_early"] and summary["total"]["scheduled"] == len(srv.events) == 60
+
+
+def test_loop_replays_a_finite_sample_pass_after_pass(service, tmp_path, capsys):
+    srv = service(lambda e: 200)
+    out = tmp_path / "summary.json"
+    assert main(["load", "demo", "--events", "25", "--batch-size", "10", "--to", srv.url(), "--rate", "20",
+                 "--duration", "3s", "--loop", "--summary-json", str(out)]) == 0
+    assert "(pass 3)" in capsys.readouterr().err
+    ids = [e[EVENT_ID] for e in srv.events]
+    assert len(ids) == len(set(ids)) == 60  # 25 + 25 + 10 events, each sent once
+    first = {i for i in ids if "-p" not in i}
+    second = {i.removesuffix("-p2") for i in ids if i.endswith("-p2")}
+    third = {i.removesuffix("-p3") for i in ids if i.endswith("-p3")}
+    assert len(first) == 25 and second == first and len(third) == 10 and third < first  # the same sample again
+    assert json.loads(out.read_text())["ended"] == "done"
