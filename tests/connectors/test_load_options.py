@@ -182,12 +182,12 @@ def test_loop_replays_a_finite_source_with_ids_unique_per_pass(service, short, t
 def test_without_loop_a_short_source_ends_the_run_and_the_summary_says_so(service, short, tmp_path, capsys):
     path, _ = short
     srv = service(lambda e: 200)
-    out = tmp_path / "summary.json"
+    out, report = tmp_path / "summary.json", tmp_path / "load.html"
     assert main(["load", str(path), "--to", srv.url(), "--rate", "40", "--duration", "3s",
-                 "--summary-json", str(out)]) == 0
+                 "--summary-json", str(out), "--report", str(report)]) == 0
     printed = capsys.readouterr().out
-    assert "ended: source exhausted" in printed
-    assert "the source ended early: 60 of 120 arrivals scheduled (--loop replays a finite source)" in printed
+    early = "the source ended early: 60 of 120 arrivals scheduled (--loop replays a finite source)"
+    assert "ended: source exhausted" in printed and early in printed and early in report.read_text()
     summary = json.loads(out.read_text())
     assert summary["source_ended_early"] and summary["total"]["scheduled"] == len(srv.events) == 60
 
