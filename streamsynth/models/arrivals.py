@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -82,3 +83,39 @@ def to_micros(series: pl.Series) -> np.ndarray:
 
 def from_micros(values: np.ndarray, name: str) -> pl.Series:
     return pl.Series(name, values, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
+
+class TorchClock:
+    """:meth:`WeeklyProfile.warp` and :meth:`~WeeklyProfile.unwarp` on float64 tensors of seconds
+    since ``origin_s`` (a stream's start), in warped seconds; the identity without a profile
+    (models saved before the transformer learned one). Tested equal to the numpy pair."""
+
+    def __init__(self, profile: WeeklyProfile | None, origin_s: float, device: Any) -> None:
+        import torch
+
+        self.on = profile is not None
+        self.origin_h = (origin_s * 1e6 - _EPOCH_US) / _US_PER_HOUR
+        if profile is not None:
+            self.intensity = torch.as_tensor(profile.intensity, dtype=torch.float64, device=device)
+            self.cumulative = torch.as_tensor(profile.cumulative, dtype=torch.float64, device=device)
+
+    def warp(self, t: Any) -> Any:
+        if not self.on:
+            return t
+        hours = self.origin_h + t / 3600.0
+        whole = hours.floor()
+        weeks = (whole / HOURS_PER_WEEK).floor()
+        hour = (whole - weeks * HOURS_PER_WEEK).long().clamp(0, HOURS_PER_WEEK - 1)
+        return (weeks * HOURS_PER_WEEK + self.cumulative[hour] + (hours - whole) * self.intensity[hour]) * 3600.0
+
+    def unwarp(self, w: Any) -> Any:
+        import torch
+
+        if not self.on:
+            return w
+        warped = w / 3600.0
+        weeks = (warped / HOURS_PER_WEEK).floor()
+        rest = warped - weeks * HOURS_PER_WEEK
+        hour = (torch.searchsorted(self.cumulative, rest, right=True) - 1).clamp(0, HOURS_PER_WEEK - 1)
+        frac = ((rest - self.cumulative[hour]) / self.intensity[hour]).clamp(0.0, 1.0)
+        return (weeks * HOURS_PER_WEEK + hour + frac - self.origin_h) * 3600.0

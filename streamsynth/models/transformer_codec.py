@@ -21,16 +21,17 @@ from streamsynth.encoders import (
     QuantileEncoder,
     encoder_from_json,
 )
-from streamsynth.encoders.interarrival import gaps_seconds
 from streamsynth.encoders.resolution import Grid
 from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import KINDS, event_key, generate, learn_shape
+from streamsynth.models.arrivals import WeeklyProfile
 from streamsynth.rng import child_seed, hash64, uniform
 from streamsynth.schema import Role, Schema
 
 OFFSET_CLASSES = 8  # within-bin offsets: class 0 is "exactly on the knot", 1..8 are eighths
 LABEL_ATTR = "_label"  # entity attribute: the entity's most frequent non-normal label, or normal
 GAP = "_gap"
+_CLOCK_MIN_SPAN_S = 86_400.0  # a weekly profile needs at least a day of data to say anything
 UNIFORM_OFFSET_KEY = 100  # rng key offset for the position inside an offset class
 IDENT_KEY = 200
 GRID_KEY = 300  # rng key offset for which grid level a numeric value (or, at GRID_KEY, a time) goes to
@@ -93,6 +94,11 @@ class EventCodec:
         self.resolution_us: int = 1
         # Learned resolutions (None / empty in codecs saved before them: values as decoded).
         self.time_grid: Grid | None = None
+        #: the weekly intensity profile gaps are measured in (warped time, as the baseline's
+        #: arrivals): a network that has not learned the calendar still keeps the daily and weekly
+        #: profile, and one that has learned it refines it. None: real seconds (short spans, and
+        #: models saved before it)
+        self.clock: WeeklyProfile | None = None
         self.grids: dict[str, Grid] = {}
         self.label: str | None = None
         self.label_dtype: str = "String"
@@ -112,14 +118,17 @@ class EventCodec:
             )
         self._fit_entity_ids(frame[self.entity], schema[self.entity].kind)
         self.resolution_us = _resolution_us(frame[self.time])
-        self.time_grid = Grid.learn_times(frame[self.time].dt.epoch("us").drop_nulls().to_numpy())
+        times_us = frame[self.time].dt.epoch("us").drop_nulls().to_numpy()
+        self.time_grid = Grid.learn_times(times_us)
+        self.clock = WeeklyProfile.fit(times_us) if span_s >= _CLOCK_MIN_SPAN_S else None
         self.grids = {}
         multi = frame.filter(pl.len().over(self.entity) > 1)
         learned = [c for c in schema.data_columns if c.role in (Role.CATEGORICAL, Role.BOOLEAN, Role.NUMERIC)]
         attrs = {c.name for c in learned if _entity_constant(multi, self.entity, c.name)}
         self.label = schema.label if schema.label in {c.name for c in learned} else None
         self.fields = []
-        gaps = _all_gaps(frame, self.time, self.entity, start)
+        counts = frame.group_by(self.entity, maintain_order=True).len()["len"].to_numpy()
+        gaps, _ = self._gaps(frame, start, span_s, np.cumsum(counts) - counts, counts)
         self._add("event", GAP, "gap", InterArrivalEncoder().fit(pl.Series(GAP, gaps)), "Float64")
         for col in learned:  # categoricals first, so numbers are sampled given categories
             if col.role is not Role.NUMERIC:
@@ -199,8 +208,7 @@ class EventCodec:
         attrs = np.zeros((counts.size, len(self.attr_sizes)), dtype=np.int64)
         t_us = (frame[self.time] - start).dt.total_microseconds().to_numpy()
         times = t_us.astype(np.float64) / 1e6
-        gaps = np.diff(times, prepend=0.0)
-        gaps[first] = times[first]
+        gaps, remaining = self._gaps(frame, start, span_s, first, counts)
         for f in self.fields:
             enc = self.encoders[f.name]
             if f.name == GAP:
@@ -217,8 +225,6 @@ class EventCodec:
                 attrs[:, f.index] = cols[:, 0]
             else:
                 attrs[:, f.index : f.index + cols.shape[1]] = cols[first]
-        last = times[offsets[1:] - 1]
-        remaining = np.maximum(span_s - last, 0.0)
         return {
             "events": events,
             "attrs": attrs,
@@ -226,6 +232,22 @@ class EventCodec:
             "offsets": offsets,
             "log_survival": self.log_survival(remaining),
         }
+
+    def warped_s(self, times_us: np.ndarray) -> np.ndarray:
+        """Times (us since the epoch) as seconds on the codec's clock."""
+        times_us = np.asarray(times_us, dtype=np.int64)
+        return self.clock.warp(times_us) * 3600.0 if self.clock is not None else times_us / 1e6
+
+    def _gaps(self, frame: pl.DataFrame, start: Any, span_s: float, first: np.ndarray,
+              counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each event's gap on the clock (an entity's first from the window start) and, per
+        entity, the time left after its last event until the window's end, sorted by entity."""
+        start_us = int(start.timestamp() * 1_000_000)
+        clock = self.warped_s(frame[self.time].dt.epoch("us").to_numpy())
+        origin, end = self.warped_s(np.array([start_us, start_us + int(span_s * 1e6)]))
+        gaps = np.diff(clock, prepend=origin)
+        gaps[first] = clock[first] - origin
+        return np.maximum(gaps, 0.0), np.maximum(end - clock[first + counts - 1], 0.0)
 
     def _encode_numeric(self, enc: Any, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         values = np.asarray(values, dtype=np.float64)
@@ -394,6 +416,7 @@ class EventCodec:
             "label": self.label,
             "label_dtype": self.label_dtype,
             "output_order": self.output_order,
+            "clock": self.clock.intensity.tolist() if self.clock is not None else None,
         }
 
     @classmethod
@@ -409,6 +432,8 @@ class EventCodec:
         resolution = data.get("resolution", {})  # absent in models saved before resolutions
         codec.time_grid = Grid.from_json(resolution.get("time"))
         codec.grids = {name: Grid.from_json(g) for name, g in resolution.get("columns", {}).items()}
+        clock = data.get("clock")  # absent in models saved before the clock: real seconds
+        codec.clock = WeeklyProfile(np.asarray(clock, dtype=np.float64)) if clock is not None else None
         codec._sizes()
         return codec
 
@@ -424,13 +449,6 @@ def _entity_constant(multi: pl.DataFrame, entity: str, column: str) -> bool:
         return False
     per = multi.group_by(entity).agg(pl.col(column).n_unique().alias("n"))
     return bool((per["n"] == 1).all())
-
-
-def _all_gaps(frame: pl.DataFrame, time: str, entity: str, start: Any) -> np.ndarray:
-    """Within-entity gaps plus each entity's first offset from the window start, in seconds."""
-    gaps = gaps_seconds(frame, time, entity).to_numpy()
-    first = frame.select((pl.col(time) - start).dt.total_microseconds() / 1e6).to_series().to_numpy()
-    return np.where(np.isnan(gaps), first, gaps)
 
 
 def _entity_labels(frame: pl.DataFrame, entity: str, label: str) -> pl.Series:

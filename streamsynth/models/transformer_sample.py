@@ -24,6 +24,7 @@ import torch
 
 from streamsynth.devices import default_device
 from streamsynth.errors import StreamsynthError
+from streamsynth.models.arrivals import TorchClock
 from streamsynth.models.heap import keep_freed_memory
 from streamsynth.models.transformer_codec import OFFSET_CLASSES, UNIFORM_OFFSET_KEY, EventCodec
 from streamsynth.models.transformer_network import N_TIME, EventTransformer, FieldHeads, KVCache, time_features
@@ -31,7 +32,7 @@ from streamsynth.rng_torch import hash_chain, seed_hash, to_uniform
 from streamsynth.threads import threads_for
 
 FLUSH_EVERY = 8  # steps between releases of finished events
-SLOT_STATE = ("ent", "wstart", "pos", "t", "last", "attrs", "hbase")  # per-slot tensors of the pool
+SLOT_STATE = ("ent", "wstart", "pos", "t", "clock", "last", "attrs", "hbase")  # per-slot tensors of the pool
 SORT_EVERY = 16  # steps between sorts of the slots by position (costs about one cache copy)
 
 # -- counter-based uniforms in torch, bit-identical to streamsynth.rng.uniform -------------------
@@ -158,6 +159,7 @@ class Sampler:
         self.next_index = 0
         self.max_events = plan.max_events
         self.horizon = math.inf if plan.end_s is None else float(plan.end_s)
+        self.clock_of = TorchClock(codec.clock, self.origin_s, self.device)
 
     # -- the pool ---------------------------------------------------------------------------
     def _init_pool(self) -> None:
@@ -166,6 +168,7 @@ class Sampler:
         self.wstart = torch.zeros(b, dtype=torch.float64, device=dev)
         self.pos = torch.zeros(b, dtype=torch.long, device=dev)
         self.t = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.clock = torch.zeros(b, dtype=torch.float64, device=dev)  # t on the codec's clock (warped s)
         self.last = torch.zeros(b, f, dtype=torch.long, device=dev)
         self.attrs = torch.zeros(b, a, dtype=torch.long, device=dev)
         self.hbase = torch.zeros(b, dtype=torch.long, device=dev)
@@ -203,6 +206,7 @@ class Sampler:
         self.ent[free] = ent_t
         self.wstart[free] = torch.as_tensor(wstart, dtype=torch.float64, device=self.device)
         self.t[free] = self.wstart[free]
+        self.clock[free] = self.clock_of.warp(self.wstart[free])
         self.pos[free] = 0
         self.last[free] = 0
         self.attrs[free] = 0
@@ -270,11 +274,13 @@ class Sampler:
         off = torch.where(gap_cls == 0, 0.0, (gap_cls - 1 + u) / OFFSET_CLASSES)
         z = self.edges_lo[inner] + off * (self.edges_hi[inner] - self.edges_lo[inner])
         gap = torch.where(gap_bin == 0, 0.0, torch.exp(z))
-        new_t = self.t[rows] + gap
+        new_clock = self.clock[rows] + gap
+        new_t = torch.maximum(self.clock_of.unwarp(new_clock), self.t[rows]) if self.clock_of.on else new_clock
         stop = (gap_bin == self.eos) | (new_t > self.wstart[rows] + self.span_s)
         keep = ~stop
         emit = rows[keep]
         self.t[emit] = new_t[keep]
+        self.clock[emit] = new_clock[keep]
         self.last[emit] = tok[keep]
         full = self.pos[rows] >= self.cfg.block_size - 1
         ended[rows[stop | full]] = True
