@@ -1,5 +1,8 @@
 """A training process's place under ``torchrun``: world size, rank, its device, the process
 group (gloo on CPU, nccl on GPU) and the few collectives the trainers need beyond DDP itself.
+
+Sampling on a Ray cluster is :func:`sample_ray` here too (defined in ``streamsynth.ray_sample``
+and loaded on first use, so importing this module never imports Ray).
 """
 
 from __future__ import annotations
@@ -59,3 +62,14 @@ class Dist:
 
             dist.barrier()
             dist.destroy_process_group()
+
+
+def __getattr__(name: str) -> object:
+    # sample_ray lives with the pipeline it runs (streamsynth.ray_sample, the app layer) and needs
+    # Ray; it is looked up only when asked for, so importing this torchrun module (which the
+    # trainers do) imports neither Ray nor the pipeline
+    if name == "sample_ray":
+        import importlib
+
+        return importlib.import_module("streamsynth.ray_sample").sample_ray
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,17 @@ class ManifestCounter:
             self.last_time = hi if self.last_time is None else max(self.last_time, hi)
         return batch
 
+    def absorb(self, other: ManifestCounter) -> ManifestCounter:
+        """Add another counter's counts (a shard's, counted in its own process) to these."""
+        self.events += other.events
+        self.anomalies += other.anomalies
+        self.labels.update(other.labels)
+        firsts = [t for t in (self.first_time, other.first_time) if t is not None]
+        lasts = [t for t in (self.last_time, other.last_time) if t is not None]
+        self.first_time = min(firsts) if firsts else None
+        self.last_time = max(lasts) if lasts else None
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "events": self.events,

@@ -111,12 +111,29 @@ def fit(
 @source_options()
 def sample(
     source: SourceOptions,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.parquet, .csv, .jsonl).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file (.parquet, .csv, .jsonl); with --ray a folder.")
+    ],
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run --shards N Ray tasks, each writing output/part-K-of-N.parquet "
+                           "(needs the ray extra); a local runtime unless --ray-address.")
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Join this Ray cluster ('auto', HOST:PORT, "
+                                 "ray://HOST:10001); implies --ray.")
+    ] = None,
+    shards: Annotated[int | None, typer.Option("--shards", help="With --ray: how many shards (tasks).")] = None,
+    ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="With --ray: CPUs per task.")] = 1.0,
+    ray_gpus: Annotated[float, typer.Option("--ray-gpus", help="With --ray: GPUs per task.")] = 0.0,
 ) -> None:
     """Write a finite, labelled sample with a manifest beside it."""
     from streamsynth.manifest import ManifestCounter, build_manifest, write_manifest
     from streamsynth.outputs import Staged
 
+    if ray or ray_address is not None:
+        _sample_ray(source, output, shards, ray_address, (ray_cpus, ray_gpus))
+        return
+    _refuse_ray_options(shards=shards is not None, ray_cpus=ray_cpus != 1.0, ray_gpus=ray_gpus != 0.0)
     src = source.open()
     counter = ManifestCounter(time=src.time)
     # the sample and its manifest replace an earlier pair together, or not at all
@@ -128,6 +145,30 @@ def sample(
                                 seed=source.resolved_seed(src.description))
         path = write_manifest(record, output, stage)
     typer.echo(f"wrote {counter.events:,} events to {output} (manifest {path.name})", err=True)
+
+
+def _sample_ray(source: SourceOptions, output: Path, shards: int | None, address: str | None,
+                per_task: tuple[float, float]) -> None:
+    """``sample --ray``: the shards as Ray tasks (streamsynth.ray_sample), one manifest."""
+    from streamsynth.ray_sample import RayResources, write_parts
+
+    if shards is None:
+        raise StreamsynthError("--ray needs --shards N: how many shards (Ray tasks) to split the entities into",
+                               hint="e.g. --ray --shards 4")
+    resources = RayResources(cpus=per_task[0], gpus=per_task[1], address=address)
+    started = clock.perf_counter()
+    path, counter = write_parts(source.source, source.request(), shards=shards, output=output,
+                                resources=resources)
+    typer.echo(f"wrote {counter.events:,} events in {shards} parts to {output}/ (manifest {path.name}) "
+               f"in {clock.perf_counter() - started:.1f}s", err=True)
+
+
+def _refuse_ray_options(**given: bool) -> None:
+    """--shards, --ray-cpus and --ray-gpus mean nothing without --ray: say so, not ignore them."""
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    if named:
+        raise StreamsynthError(f"{', '.join(named)} only apply with --ray",
+                               hint="add --ray (and the ray extra), or use --shard K/N for one shard here")
 
 
 @app.command()

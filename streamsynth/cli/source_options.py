@@ -71,8 +71,14 @@ class SourceOptions:
         unless ``endless`` (``streamsynth stream``)."""
         from streamsynth.pipeline import open_source
 
-        return open_source(
-            self.source,
+        return open_source(self.source, self.request(endless=endless))
+
+    def request(self, *, endless: bool = False) -> Any:
+        """The options parsed into a :class:`streamsynth.pipeline.Request` (what :meth:`open`
+        opens; ``sample --ray`` hands it to each shard's task)."""
+        from streamsynth.pipeline import Request
+
+        return Request(
             seed=self.seed,
             start=parse_time(self.start, "--start") if self.start else None,
             end=parse_time(self.end, "--end") if self.end else None,

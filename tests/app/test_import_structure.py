@@ -31,6 +31,7 @@ LAYERS = {
     "streamsynth.connectors": DELIVER,
     "streamsynth.cli": APP,
     "streamsynth.pipeline": APP,
+    "streamsynth.ray_sample": APP,  # runs the pipeline's sources as Ray tasks
     "streamsynth.rebalance": APP,
     "streamsynth.__main__": APP,
 }

@@ -42,7 +42,8 @@ def use_commands() -> list[str]:
 
 
 def _is_deep(command: str) -> bool:
-    return any(key in command for key in ("--model transformer", "--model timegan", "torchrun", "evaluate "))
+    return any(key in command for key in ("--model transformer", "--model timegan", "torchrun", "evaluate ",
+                                          " --ray"))  # --ray: a Ray runtime's start-up, and the ray extra
 
 
 def _shell(command: str) -> str:
@@ -128,4 +129,6 @@ def test_the_python_example_runs(folder, monkeypatch):
 def test_the_deep_model_commands_run(command, folder):
     if command.startswith("torchrun") and shutil.which("torchrun") is None:
         pytest.skip("torchrun is not installed")
+    if " --ray" in command:
+        pytest.importorskip("ray.data", reason="the ray extra is not installed")
     _run(command, folder)
