@@ -125,8 +125,12 @@ def sample_ray(source: str | Path, *, shards: int, cpus: float = 1.0, gpus: floa
     base = check_request(Request(**request), shards)
     resources = RayResources(cpus, gpus, address)
     ray = connect(resources.address)
-    tables = [table for table, _ in _submit(ray, _located(source), base, shards, resources, None)]
-    return ray.data.from_arrow_refs(tables)
+    refs = _submit(ray, _located(source), base, shards, resources, None)
+    results = _get(ray, [result for _, result in refs])
+    # a shard without events may not know the columns (its source never made a batch): its empty
+    # block would clash with the others' schema, and adds nothing
+    tables = [table for (table, _), result in zip(refs, results, strict=True) if result.counter.events]
+    return ray.data.from_arrow_refs(tables or [refs[0][0]])
 
 
 def write_parts(source: str, request: Request, *, shards: int, output: Path,
@@ -140,6 +144,7 @@ def write_parts(source: str, request: Request, *, shards: int, output: Path,
         folder = stage.folder(output).resolve()
         refs = _submit(ray, _located(source), request, shards, resources, folder)
         results = _get(ray, [result for _, result in refs])
+        _give_empty_parts_the_columns(folder, results)
         counter = ManifestCounter(time=None)
         for result in results:
             counter.absorb(result.counter)
@@ -254,6 +259,18 @@ def _check_output(output: Path) -> None:
                 "and --ray replaces the whole folder",
                 hint="give a new or empty folder",
             )
+
+
+def _give_empty_parts_the_columns(folder: Path, results: list[ShardResult]) -> None:
+    """Rewrite a part without events with the other parts' columns, so the folder reads as one
+    table: a shard whose source made no batch at all could not know them."""
+    full = next((r for r in results if r.counter.events), None)
+    if full is None:
+        return
+    schema = pl.read_parquet_schema(full.part)
+    for result in results:
+        if not result.counter.events:
+            pl.DataFrame(schema=schema).write_parquet(result.part)
 
 
 def _shard_entry(result: ShardResult) -> dict[str, Any]:

@@ -110,6 +110,29 @@ def test_cli_fraud_scenario_parts_are_the_unsharded_sample(ray_runtime, tmp_path
     assert sum(s["rows_added"][0] for s in merged["shards"]) == 200
 
 
+def test_shards_without_events_still_read_as_one_table(ray_runtime, tmp_path):
+    """1 entity in 3 shards: two parts hold nothing, but have the columns of the third."""
+    from streamsynth.distributed import sample_ray
+
+    args = ("--entities", "1", "--end", "2024-05-01T12:00:00Z")
+    whole, parts, unsharded, merged = _parts_and_manifests(RULES / "payments.yaml", tmp_path, 3, *args)
+    assert sum(p.height == 0 for p in parts) == 2 and whole.height > 0
+    assert all(p.columns == whole.columns for p in parts)
+    assert_frame_equal(pl.read_parquet(tmp_path / "parts").sort(EVENT_ID), whole.sort(EVENT_ID))
+    _assert_counts_add_up(merged, unsharded, 3)
+    dataset = sample_ray(RULES / "payments.yaml", shards=3, n_entities=1, end="2024-05-01T12:00:00Z")
+    assert sum(t.num_rows for t in ray_runtime.get(dataset.to_arrow_refs())) == whole.height
+
+
+def test_a_failing_task_leaves_no_folder_and_says_why(ray_runtime, tmp_path, capsys):
+    (tmp_path / "broken.yaml").write_text("not: [a schema\n")
+    code = main(["sample", str(tmp_path / "broken.yaml"), "-o", str(tmp_path / "parts"), "--ray", "--shards", "2"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--ray", "--shards", "2", "-n", "100"], "-n/--events"),
     (["--ray"], "--ray needs --shards"),
