@@ -12,19 +12,25 @@ scorecard check.
     python benchmarks/bench_fidelity.py [--epochs 3] [--iterations 50] [--timegan] [--seeds 1]
         [--only payments,openssh] [--out docs/fidelity.md]
 
-Data sets: the payments and flight schedule simulators, the Loghub files, the NAB series (one series each) and, for
-TimeGAN only, the TimeGAN paper's stock series (given a daily time column). Real data is read
-from ../shared/data beside the repository; missing files are skipped. Models: baseline on all;
-transformer where the data has an entity; timegan on NAB and stocks with ``--timegan``.
+Data sets: the payments and flight schedule simulators, the Loghub files, the NAB series (one
+series each) and, for TimeGAN only, the TimeGAN paper's stock series (given a daily time column).
+Real data is read from ../shared/data beside the repository; missing files are skipped. Models:
+baseline on all; transformer where the data has an entity; timegan on NAB and stocks with
+``--timegan``; with ``--peers``, mostlyai-engine's TabularARGN (sequential) where the data has an
+entity, run in its own virtual environment by ``peer_mostlyai.py`` (``--peer-python``), trained for
+``--peer-minutes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 import zlib
@@ -45,6 +51,8 @@ from streamsynth.schema import Schema
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HOLDOUT_PERCENT = 30
 MODELS = ("baseline", "transformer", "timegan")
+PEERS = ("mostlyai",)
+PEER_SCRIPT = Path(__file__).resolve().parent / "peer_mostlyai.py"
 SKIP_KEYS = {"discriminator_auc"}  # shown in the cell already
 
 
@@ -190,7 +198,43 @@ def worst_failing(values: dict[str, float], checks: dict[str, Any], columns: dic
     return f"{name}={values[worst]:.3g}".replace("|", "/")
 
 
+class Peer:
+    """A peer generator (mostlyai-engine's TabularARGN, sequential) in its own virtual environment
+    (``--peer-python``), driven through ``peer_mostlyai.py``; fit and sample as ours are."""
+
+    def __init__(self, python: str, minutes: float) -> None:
+        self.python, self.minutes = python, minutes
+        self.workspace = Path(tempfile.mkdtemp(prefix="peer-"))
+        self.schema: Schema | None = None
+        self.entities = 0
+
+    def _run(self, *argv: str) -> dict[str, Any]:
+        done = subprocess.run([self.python, str(PEER_SCRIPT), *argv], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def fit(self, frame: pl.DataFrame, schema: Schema) -> Peer:
+        assert schema.entity is not None
+        self.schema, self.entities = schema, frame[schema.entity].n_unique()
+        frame.write_parquet(self.workspace / "train.parquet")
+        self._run("fit", str(self.workspace / "ws"), str(self.workspace / "train.parquet"), schema.entity,
+                  "--minutes", str(self.minutes))
+        return self
+
+    def sample(self, *, start: datetime, end: datetime, seed: int) -> pl.DataFrame:
+        assert self.schema is not None and self.schema.time is not None
+        out = self.workspace / f"sample-{seed}.parquet"
+        self._run("sample", str(self.workspace / "ws"), str(out), str(self.entities))
+        frame = pl.read_parquet(out)
+        time_column = self.schema.time
+        frame = frame.with_columns(pl.col(time_column).cast(pl.Datetime("us", "UTC"), strict=False))
+        return frame.filter((pl.col(time_column) >= start) & (pl.col(time_column) < end))
+
+
 def make_model(kind: str, args: argparse.Namespace) -> Any:
+    if kind == "mostlyai":
+        return Peer(args.peer_python, args.peer_minutes)
     if kind == "baseline":
         return create("baseline", seed=0)
     if kind == "transformer":
@@ -206,7 +250,7 @@ def applies(kind: str, ds: Dataset, args: argparse.Namespace) -> str | None:
         return None if args.timegan else "skipped (--timegan)"
     if ds.kind == "stocks":
         return "n/a (TimeGAN only)"
-    if kind == "transformer" and not (ds.schema and ds.schema.entity):
+    if kind in ("transformer", *PEERS) and not (ds.schema and ds.schema.entity):
         return "n/a (no entity)"
     return None
 
@@ -226,8 +270,11 @@ def run_cell(kind: str, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]
     start, end = ds.test[ds.schema.time].min(), ds.test[ds.schema.time].max() + timedelta(microseconds=1)
     per_seed: list[dict[str, tuple[float, Any]]] = []
     rows, first = [], None
+    sample_s = 0.0
     for seed in range(1, args.seeds + 1):
+        began = time.perf_counter()
         synth = model.sample(start=start, end=end, seed=seed)
+        sample_s += time.perf_counter() - began
         synth = whole_entities(synth, ds.schema.entity, ds.test.height, seed)
         rows.append(synth.height)
         result = evaluate(ds.test, synth, ds.schema, gru=False, seed=seed)
@@ -239,7 +286,7 @@ def run_cell(kind: str, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]
     return {"auc": values.get("discriminator_auc"), "worst": worst_failing(values, checks, first or {}),
             "top": (first or {}).get("top", "-"),
             "values": values, "fit_s": fit_s, "total_s": time.perf_counter() - started,
-            "synth_rows": round(statistics.fmean(rows))}
+            "synth_rows": round(statistics.fmean(rows)), "events_per_s": sum(rows) / max(sample_s, 1e-9)}
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -260,6 +307,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="sample seeds averaged per cell")
     parser.add_argument("--only", default=None, help="comma-separated data set names (or prefixes)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
+    parser.add_argument("--peers", action="store_true", help="also run the peers (mostlyai: TabularARGN)")
+    parser.add_argument("--peer-python", default="/tmp/peer-venv/bin/python",
+                        help="the python of a venv with mostlyai-engine (see peer_mostlyai.py)")
+    parser.add_argument("--peer-minutes", type=float, default=3.0, help="peer training time limit")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the payments simulator")
     parser.add_argument("--out", default=None, help="also write the tables to this markdown file")
     args = parser.parse_args()
@@ -271,9 +322,9 @@ def main() -> None:
     began = time.perf_counter()
     wanted = [w for w in (args.only or "").split(",") if w]
     chosen = [d for d in datasets(args.data_seed) if not wanted or any(d.name.startswith(w) for w in wanted)]
-    models = [m for m in args.models.split(",") if m]
-    if unknown := sorted(set(models) - set(MODELS)):
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    models = [m for m in args.models.split(",") if m] + (list(PEERS) if args.peers else [])
+    if unknown := sorted(set(models) - set(MODELS) - set(PEERS)):
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS + PEERS)}")
     cells: dict[tuple[str, str], str] = {}
     extra: dict[tuple[str, str], str] = {}
     tops: dict[tuple[str, str], str] = {}
@@ -305,7 +356,8 @@ def main() -> None:
             cells[kind, ds.name] = f"{fmt(cell['auc'])} / {fmt(ds.floor)}; {cell['worst']}"
             v = cell["values"]
             extra[kind, ds.name] = (f"{fmt(v.get('events_per_entity'))} / {fmt(v.get('hour_of_day'))} / "
-                                    f"{cell['synth_rows']:,} / {cell['fit_s']:.0f} s")
+                                    f"{cell['synth_rows']:,} / {cell['fit_s']:.0f} s / "
+                                    f"{cell['events_per_s']:,.0f}/s")
             tops[kind, ds.name] = cell["top"].replace("|", "/")
             print(f"{ds.name} {kind}: {cells[kind, ds.name]} (fit {cell['fit_s']:.1f} s, cell "
                   f"{cell['total_s']:.1f} s, {cell['synth_rows']:,} rows; {time.perf_counter() - began:.0f} s in)",
@@ -353,7 +405,8 @@ def main() -> None:
         matrix,
         "Events-per-entity KS / hour-of-day TV (scorecard `events_per_entity` / `hour_of_day`; "
         "`-`: not scored) / sampled events (mean over seeds; compare the held-out events below) / "
-        "fit seconds (on a shared machine: noisy):",
+        "fit seconds / sampling events a second (on a shared machine: noisy; a peer's include its "
+        "process start):",
         per_entity,
         "What gives the sample away most: the discriminator feature whose shuffling drops the AUC "
         "most (the drop), first sample seed:",

@@ -12,6 +12,7 @@ before the dependencies' lookups (a route's distance follows the corrected origi
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from streamsynth.dependencies import Dependency, candidates
-from streamsynth.rng import child_seed, stable_int, uniform
+from streamsynth.rng import child_seed
 from streamsynth.schema import Schema
 
 #: the share of events with a previous one in which the column must equal the other's previous value
@@ -149,6 +150,8 @@ class ContinuityKeeper:
         self.entity = entity
         self.seed = seed
         self._last: dict[str, dict[Any, Any]] = {r.column: {} for r in self.rules}
+        self._partner_cache: dict[str, dict[str, Any]] = {}
+        self._keys = {r.column: child_seed(seed, "partner", r.column).to_bytes(8, "little") for r in self.rules}
 
     def __call__(self, batch: pl.DataFrame) -> pl.DataFrame:
         if batch.height == 0:
@@ -167,16 +170,15 @@ class ContinuityKeeper:
         follows = batch[rule.follows].cast(batch.schema[rule.column], strict=False).to_list()
         partnered = rule.partner in batch.columns and bool(rule.partners)
         partners = batch[rule.partner].to_list() if partnered else []
-        draws = self._draws(rule, batch) if partnered else None
+        ids = batch["event_id"].to_list() if "event_id" in batch.columns else list(range(batch.height))
         for i, key in enumerate(entities):
-            if key in last and last[key] is not None:
-                values[i] = last[key]
+            previous = last.get(key)
+            if previous is not None:
+                values[i] = previous
             if partnered:
-                seen = rule.partners.get(str(values[i]))
+                seen = self._seen(rule, values[i])
                 if seen is not None and partners[i] not in seen[0]:
-                    cumulative = np.cumsum(seen[1], dtype=np.float64)
-                    pick = int(np.searchsorted(cumulative, draws[i] * cumulative[-1], side="right"))
-                    partners[i] = seen[0][min(pick, len(seen[0]) - 1)]
+                    partners[i] = self._draw(rule, seen, ids[i])
                     if rule.partner == rule.follows:
                         follows[i] = partners[i]
             last[key] = follows[i]
@@ -185,8 +187,21 @@ class ContinuityKeeper:
             out = out.with_columns(pl.Series(rule.partner, partners, dtype=batch.schema[rule.partner], strict=False))
         return out
 
-    def _draws(self, rule: Continuity, batch: pl.DataFrame) -> np.ndarray:
-        """One uniform per row, by a hash of its event id: the same draw in any batch or shard."""
-        ids = batch["event_id"].to_list() if "event_id" in batch.columns else range(batch.height)
-        keys = np.array([stable_int(str(i)) for i in ids], dtype=np.uint64)
-        return uniform(child_seed(self.seed, "partner", rule.column), keys)
+    def _seen(self, rule: Continuity, value: Any) -> tuple[set[Any], list[Any], np.ndarray] | None:
+        """The partners seen with ``value`` (as a set, a list and cumulative weights), cached."""
+        cache = self._partner_cache.setdefault(rule.column, {})
+        key = str(value)
+        if key not in cache:
+            found = rule.partners.get(key)
+            cache[key] = None if found is None else (set(found[0]), found[0], np.cumsum(found[1], dtype=np.float64))
+        return cache[key]
+
+    def _draw(self, rule: Continuity, seen: tuple[set[Any], list[Any], np.ndarray], event_id: Any) -> Any:
+        """A partner seen with the row's value, drawn by a hash of its event id (the same draw in
+        any batch or shard)."""
+        _, values, cumulative = seen
+        # one row at a time: a keyed hash of the id is a few microseconds, numpy's vector path
+        # for one value two hundred
+        digest = hashlib.blake2b(str(event_id).encode(), digest_size=8, key=self._keys[rule.column]).digest()
+        u = int.from_bytes(digest, "little") / 2.0**64
+        return values[min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), len(values) - 1)]

@@ -17,6 +17,7 @@ itself keep the model's value.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,23 +60,23 @@ class Axis:
     def size(self) -> int:
         return len(self.centres) if self.centres is not None else len(self.values) + 1
 
-    def corners(self, column: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Each row's two neighbouring cells and their weights (a categorical value has one cell,
-        weight 1), and whether the row's value is known (not null)."""
+    def corners(self, column: pl.Series) -> tuple[list[tuple[np.ndarray, np.ndarray | float]], np.ndarray]:
+        """Each row's neighbouring cells with their weights (two for a number between bin centres,
+        one for a category), and whether the row's value is known (not null)."""
         if self.centres is None:
             text = column.cast(pl.String)
             index = text.replace_strict(self.values, list(range(len(self.values))), default=len(self.values),
                                         return_dtype=pl.Int64).to_numpy()
-            return index, index, np.zeros(len(index)), text.is_not_null().to_numpy()
+            return [(index, 1.0)], text.is_not_null().to_numpy()
         x = column.cast(pl.Float64).to_numpy()
         known = np.isfinite(x)
         centres = np.asarray(self.centres)
         if centres.size == 1:
-            zero = np.zeros(len(x), dtype=np.int64)
-            return zero, zero, np.zeros(len(x)), known
-        low = np.clip(np.searchsorted(centres, np.where(known, x, centres[0])) - 1, 0, centres.size - 2)
-        w = np.clip((np.where(known, x, centres[0]) - centres[low]) / (centres[low + 1] - centres[low]), 0.0, 1.0)
-        return low, low + 1, w, known
+            return [(np.zeros(len(x), dtype=np.int64), 1.0)], known
+        x = np.where(known, x, centres[0])
+        low = np.clip(np.searchsorted(centres, x) - 1, 0, centres.size - 2)
+        w = np.clip((x - centres[low]) / (centres[low + 1] - centres[low]), 0.0, 1.0)
+        return [(low, 1.0 - w), (low + 1, w)], known
 
 
 @dataclass
@@ -110,16 +111,26 @@ class Relation:
                    bool(data["integer"]), data["step"], float(data["lo"]), float(data["hi"]))
 
     # -- the conditional quantile function ----------------------------------------------------------
+    def _cells(self, frame: pl.DataFrame) -> tuple[list[tuple[tuple[np.ndarray, ...], Any]], np.ndarray]:
+        """Each row's cells of the table with their weights (up to four), and whether every
+        parent is known."""
+        parts = [axis.corners(frame[axis.name]) for axis in self.axes]
+        known = np.logical_and.reduce([p[1] for p in parts])
+        cells = []
+        for combination in itertools.product(*(p[0] for p in parts)):
+            weight: Any = 1.0
+            for _, w in combination:
+                weight = weight * w
+            cells.append((tuple(index for index, _ in combination), weight))
+        return cells, known
+
     def quantiles(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each row's quantile function of the child at its parents' values (rows x levels), and
         whether every parent is known."""
-        parts = [axis.corners(frame[axis.name]) for axis in self.axes]
-        known = np.logical_and.reduce([p[3] for p in parts])
+        cells, known = self._cells(frame)
         out = np.zeros((frame.height, len(LEVELS)))
-        for pick in np.ndindex(*(2,) * len(parts)):
-            index = tuple(p[k] for p, k in zip(parts, pick, strict=True))
-            weight = np.prod([p[2] if k else 1.0 - p[2] for p, k in zip(parts, pick, strict=True)], axis=0)
-            out += weight[:, None] * self.table[index]
+        for index, weight in cells:
+            out += (weight[:, None] if isinstance(weight, np.ndarray) else weight) * self.table[index]
         return out, known
 
     def rank(self, frame: pl.DataFrame) -> np.ndarray:
@@ -141,11 +152,13 @@ class Relation:
     def place(self, frame: pl.DataFrame, u: np.ndarray) -> np.ndarray:
         """The child's value at conditional probability ``u`` given each row's parents, on the
         child's resolution and within its learned range."""
-        q, _ = self.quantiles(frame)
+        cells, _ = self._cells(frame)
         position = np.clip(np.nan_to_num(u, nan=0.5), 0.0, 1.0) * (len(LEVELS) - 1)
         low = np.minimum(position.astype(np.int64), len(LEVELS) - 2)
-        rows = np.arange(frame.height)
-        value = q[rows, low] + (position - low) * (q[rows, low + 1] - q[rows, low])
+        value = np.zeros(frame.height)
+        for index, weight in cells:  # only the two levels around each row's position are read
+            below, above = self.table[(*index, low)], self.table[(*index, low + 1)]
+            value += weight * (below + (position - low) * (above - below))
         if self.step:
             value = Grid([self.step], [0.0], [1.0], [1.0]).snap_values(value, None, self.lo, self.hi)
         value = np.clip(value, self.lo, self.hi)
@@ -157,7 +170,6 @@ def keep_after(relations: list[Relation], change: Callable[[pl.DataFrame], pl.Da
                frame: pl.DataFrame) -> pl.DataFrame:
     """``change(frame)`` (the dependencies' lookups), then each relation's child moved to its
     conditional rank at the new parent values, in rows where a parent value changed."""
-    ranks = {r.child: r.rank(frame) for r in relations}
     before = frame
     frame = change(frame)
     for relation in relations:  # stored parents first, so a moved child moves its own children
@@ -165,12 +177,17 @@ def keep_after(relations: list[Relation], change: Callable[[pl.DataFrame], pl.Da
         for parent in relation.parents:
             old, new = before[parent], frame[parent]
             moved |= (old != new).fill_null(False).to_numpy() | (old.is_null() != new.is_null()).to_numpy()
-        u = ranks[relation.child]
-        moved &= np.isfinite(u)
         if not moved.any():
             continue
+        rows = pl.Series(moved)
+        # the rank the model drew, at the parents it drew (a moved parent's child was drawn for it)
+        u = relation.rank(before.filter(rows))
+        if not np.isfinite(u).any():
+            continue
+        moved[np.flatnonzero(moved)[~np.isfinite(u)]] = False
+        u = u[np.isfinite(u)]
         child = frame[relation.child]
-        placed = relation.place(frame.filter(pl.Series(moved)), u[moved])
+        placed = relation.place(frame.filter(pl.Series(moved)), u)
         values = child.to_numpy().astype(np.float64, copy=True)
         values[moved] = placed
         frame = frame.with_columns(pl.Series(relation.child, values).cast(child.dtype, strict=False))
@@ -305,8 +322,9 @@ def _learn(frame: pl.DataFrame, child: str, parents: tuple[str, ...], score: flo
     # each training row counts in the cell of its nearest centre (weight above a half)
     index = []
     for axis in axes:
-        low, high, w, _ = axis.corners(rows[axis.name])
-        index.append(np.where(w > 0.5, high, low))
+        corners, _ = axis.corners(rows[axis.name])
+        nearest = np.argmax(np.column_stack([np.broadcast_to(w, len(y)) for _, w in corners]), axis=1)
+        index.append(np.choose(nearest, [i for i, _ in corners]))
     shape = tuple(a.size for a in axes)
     table = np.broadcast_to(np.quantile(y, LEVELS), (*shape, len(LEVELS))).copy()
     if len(axes) == 2:  # a cell with too few rows takes its first parent's row

@@ -73,17 +73,11 @@ def load_command(
     from streamsynth.connectors.loadtest.prometheus import LoadMetrics
     from streamsynth.connectors.loadtest.requests import RequestTemplate
     from streamsynth.connectors.loadtest.runner import LoadSettings, run_load
-    from streamsynth.connectors.loadtest.schedule import from_options, parse_duration
+    from streamsynth.connectors.loadtest.schedule import from_options
     from streamsynth.connectors.loadtest.thresholds import Threshold
 
     segments = from_options(rate, duration, stages)
-    seconds = parse_duration(timeout, "--timeout")
-    if seconds <= 0:
-        raise StreamsynthError("--timeout is 0", hint="give --timeout above 0, e.g. 10s")
-    if report is not None and not report.parent.is_dir():
-        # checked before the run: a report that cannot be written should not cost the run itself
-        raise StreamsynthError(f"--report {report}: the folder {report.parent} does not exist",
-                               hint="create the folder first, or give a path in an existing one")
+    seconds = _checked(timeout, report)
     settings = LoadSettings(
         segments=segments, template=RequestTemplate.build(to, method=method, headers=header, batch=batch),
         max_in_flight=max_in_flight, timeout=seconds, abort_on_fail=abort_on_fail,
@@ -107,6 +101,20 @@ def load_command(
     _report(result, summary_json, report)
     if result.crossed:
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _checked(timeout: str, report: Path | None) -> float:
+    """--timeout in seconds; and the report's folder, checked before the run: a report that
+    cannot be written should not cost the run itself."""
+    from streamsynth.connectors.loadtest.schedule import parse_duration
+
+    seconds = parse_duration(timeout, "--timeout")
+    if seconds <= 0:
+        raise StreamsynthError("--timeout is 0", hint="give --timeout above 0, e.g. 10s")
+    if report is not None and not report.parent.is_dir():
+        raise StreamsynthError(f"--report {report}: the folder {report.parent} does not exist",
+                               hint="create the folder first, or give a path in an existing one")
+    return seconds
 
 
 def _say(line: str) -> None:

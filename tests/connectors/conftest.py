@@ -298,6 +298,17 @@ def make_events_fixture():
     return make_events
 
 
+@pytest.fixture
+def written_events(tmp_path: Path):
+    """Writes :func:`make_events` to a Parquet file: ``(n, seed, fraud, name) -> (path, frame)``."""
+    def write(n: int, *, seed: int, fraud: float, name: str = "events") -> tuple[Path, pl.DataFrame]:
+        path = tmp_path / f"{name}.parquet"
+        frame = make_events(n, seed=seed, fraud=fraud)
+        frame.write_parquet(path)
+        return path, frame
+    return write
+
+
 @pytest.fixture(name="free_port")
 def free_port_fixture():
     return free_port

@@ -52,11 +52,8 @@ def service() -> Iterator[Callable[[Callable[[dict], int]], Service]]:
 
 
 @pytest.fixture
-def events(tmp_path: Path, make_events) -> tuple[Path, pl.DataFrame]:
-    path = tmp_path / "events.parquet"
-    frame = make_events(500, seed=5, fraud=0.2)
-    frame.write_parquet(path)
-    return path, frame
+def events(written_events) -> tuple[Path, pl.DataFrame]:
+    return written_events(500, seed=5, fraud=0.2)
 
 
 def fail_fraud(event: dict) -> int:
@@ -153,12 +150,9 @@ def test_a_truth_reading_a_missing_column_is_an_error_listing_the_columns(servic
 
 # -- --loop --------------------------------------------------------------------------------------------
 @pytest.fixture
-def short(tmp_path: Path, make_events) -> tuple[Path, pl.DataFrame]:
+def short(written_events) -> tuple[Path, pl.DataFrame]:
     """60 events: half of what 40 a second for 3 seconds asks for."""
-    path = tmp_path / "short.parquet"
-    frame = make_events(60, seed=2, fraud=0.3)
-    frame.write_parquet(path)
-    return path, frame
+    return written_events(60, seed=2, fraud=0.3, name="short")
 
 
 def test_loop_replays_a_finite_source_with_ids_unique_per_pass(service, short, tmp_path, capsys):

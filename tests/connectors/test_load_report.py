@@ -45,11 +45,8 @@ def demo() -> Iterator[DemoService]:
 
 
 @pytest.fixture
-def events(tmp_path: Path, make_events) -> tuple[Path, pl.DataFrame]:
-    path = tmp_path / "events.parquet"
-    frame = make_events(500, seed=7, fraud=0.2)
-    frame.write_parquet(path)
-    return path, frame
+def events(written_events) -> tuple[Path, pl.DataFrame]:
+    return written_events(500, seed=7, fraud=0.2)
 
 
 def test_the_report_holds_labels_matrix_thresholds_and_both_charts(demo, events, tmp_path, capsys):

@@ -296,3 +296,19 @@ def test_cli_fit_and_sample_with_the_transformer(tmp_path):
     assert sample.returncode == 0, sample.stderr[-3000:]
     frame = pl.read_parquet(out)
     assert frame.height > 0 and (frame["channel"] == "atm").all()
+
+
+@pytest.mark.slow
+def test_a_cohort_keeps_its_entity_count_and_births():
+    """Entities born in the first tenth of the span and gone within two days: the default sample
+    has as many entities (within 2%), born early, with about as many events each."""
+    from test_baseline import _cohort
+
+    real = _cohort()
+    model = create("transformer", seed=0, epochs=4, device="cpu", progress=False).fit(real)
+    sample = model.sample(seed=1)
+    per = sample.group_by("session_id").agg(pl.len().alias("n"), pl.col("ts").min().alias("born"))
+    real_per = real.group_by("session_id").agg(pl.len().alias("n"))
+    assert abs(per.height - real_per.height) <= 0.02 * real_per.height
+    assert (per["born"] < real["ts"].min() + timedelta(days=10.5)).mean() > 0.75  # real: 0.99
+    assert abs(per["n"].mean() - real_per["n"].mean()) < 1.0
