@@ -139,11 +139,23 @@ class ConnectionPool:
             self.idle.append(connection)
         return answer
 
+    async def open(self, n: int) -> None:
+        """Open ``n`` idle connections ahead of the first requests (failures are left to them)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(n - len(self.idle)):
+            try:
+                self.idle.append(await self._connect(loop.time() + self.timeout))
+            except (OSError, TimeoutError):
+                return
+
     async def _take(self, deadline: float) -> _Connection:
         while self.idle:
             connection = self.idle.pop()
             if connection.open:
                 return connection
+        return await self._connect(deadline)
+
+    async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
         opening = loop.create_connection(_Connection, self.host, self.port, ssl=self.context,
                                          server_hostname=self.host if self.tls else None)

@@ -45,6 +45,7 @@ _QUEUED_CHUNKS = 8  # bounded, so an endless source stays a few thousand request
 _INTERRUPT_GRACE = 2.0  # seconds the requests in flight get after Ctrl-C
 _CONNECT_CHECK = 5.0  # seconds to reach the service before the clock starts
 _BODYLESS = ("GET", "DELETE")
+_WARM_CONNECTIONS = 4  # opened before the clock starts; more open as requests need them
 
 
 @dataclass
@@ -117,6 +118,7 @@ class _Run:
         self.chunks: queue.Queue[list[tuple[Request, bytes]] | None] = queue.Queue(_QUEUED_CHUNKS)
         self.feed_error: BaseException | None = None
         self.halt = threading.Event()  # tells the feeder to stop
+        self.primed = threading.Event()  # the feeder has filled the queue, or waits on the source
         self.pending: list[tuple[Request, bytes]] = []
         self.source_done = False
         self.in_flight = 0
@@ -132,18 +134,25 @@ class _Run:
             template, pool = self.settings.template, self.pool
             truths = self.settings.expect.truths if self.settings.expect is not None else None
             for batch in self.stream:
-                requests = [(r, wire(template.method, pool.target(r.url), pool.netloc, r.headers,
-                                     None if template.method in _BODYLESS else r.body))
-                            for r in template.render(batch, truths)]
-                for i in range(0, len(requests), _CHUNK):
-                    if not self._hand_over(requests[i:i + _CHUNK]):
+                # chunk by chunk, so the first requests of a batch are ready after 512 renders, not
+                # after the whole batch's (tens of milliseconds the schedule would wait on)
+                requests = template.render(batch, truths)
+                while chunk := [(r, wire(template.method, pool.target(r.url), pool.netloc, r.headers,
+                                         None if template.method in _BODYLESS else r.body))
+                                for r in itertools.islice(requests, _CHUNK)]:
+                    if not self._hand_over(chunk):
                         return
+                self.primed.set()  # a source slower than the queue: the clock need not wait for it
         except BaseException as exc:  # noqa: BLE001 - re-raised on the loop's thread
             self.feed_error = exc
         self._hand_over(None)
 
     def _hand_over(self, chunk: list[tuple[Request, bytes]] | None) -> bool:
+        if chunk is None:
+            self.primed.set()
         while not self.halt.is_set():
+            if self.chunks.full():
+                self.primed.set()
             try:
                 self.chunks.put(chunk, timeout=0.1)
                 return True
@@ -178,6 +187,7 @@ class _Run:
         feeder = threading.Thread(target=self._feed, name="load-feeder", daemon=True)
         feeder.start()
         try:
+            await self._ready()
             self.start = loop.time()
             status = asyncio.create_task(self._status())
             try:
@@ -212,6 +222,16 @@ class _Run:
                                    f"{parts.hostname}:{port} ({why})",
                                    hint="start the service, or fix the host and port in --to") from None
         writer.close()
+
+    async def _ready(self) -> None:
+        """Wait, before the clock starts, for the feeder to fill its queue (or render all of the
+        source's first batch) and for a few open connections. Rendering the first chunks while
+        the first requests left cost them tens of milliseconds (the feeder holding the GIL), which
+        showed in a short run's p99; once the queue is full, the feeder renders one chunk each
+        time the schedule takes one."""
+        await self.pool.open(min(self.settings.max_in_flight, _WARM_CONNECTIONS))
+        while not self.primed.is_set() and not self.halt.is_set():
+            await asyncio.sleep(0.001)
 
     def _watch_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         if threading.current_thread() is not threading.main_thread():
