@@ -238,6 +238,8 @@ def make_model(kind: str, args: argparse.Namespace) -> Any:
     if kind == "baseline":
         return create("baseline", seed=0)
     if kind == "transformer":
+        if args.preset is not None:  # sized and budgeted by the preset, as `fit --preset` does
+            return create("transformer", seed=0, preset=args.preset, device="cpu", progress=False)
         return create("transformer", seed=0, epochs=args.epochs, device="cpu", progress=False)
     return create("timegan", seed=0, preset="fast", iterations=args.iterations, device="cpu", progress=False)
 
@@ -302,6 +304,8 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="transformer training epochs")
+    parser.add_argument("--preset", default=None, help="transformer: a fit preset (fast, auto, best) sizing "
+                        "the network and its epochs from the data instead of --epochs")
     parser.add_argument("--iterations", type=int, default=50, help="timegan iterations per phase")
     parser.add_argument("--timegan", action="store_true", help="also fit TimeGAN on NAB and stocks")
     parser.add_argument("--seeds", type=int, default=1, help="sample seeds averaged per cell")
@@ -366,12 +370,13 @@ def main() -> None:
     names = [d.name for d in chosen]
     load_after = os.getloadavg()
     elapsed = time.perf_counter() - began
+    budget = f"preset {args.preset}" if args.preset else f"{args.epochs} epochs"
     head = [
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python benchmarks/bench_fidelity.py"
         f"{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}` in {elapsed:.0f} s.",
         f"Machine: {os.cpu_count()} CPUs, torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after.",
-        f"Budgets: transformer {args.epochs} epochs (CPU), timegan preset fast with {args.iterations} "
+        f"Budgets: transformer {budget} (CPU), timegan preset fast with {args.iterations} "
         f"iterations per phase ({'on' if args.timegan else 'not run'}); sample seeds 1..{args.seeds} "
         f"averaged; models and payments simulator seed {args.data_seed}; evaluate(gru=False).",
     ]

@@ -130,8 +130,12 @@ class Step:
     def __init__(self, target: float, achieved: float, p99_ms: float | None, note: str = "") -> None:
         self.target, self.achieved, self.p99_ms, self.note = target, achieved, p99_ms, note
 
+    def sustains(self) -> bool:
+        """At least 95% of the target rate answered, whatever the latency."""
+        return self.achieved >= 0.95 * self.target
+
     def keeps_up(self, p99_limit_ms: float) -> bool:
-        return self.p99_ms is not None and self.p99_ms < p99_limit_ms and self.achieved >= 0.95 * self.target
+        return self.p99_ms is not None and self.p99_ms < p99_limit_ms and self.sustains()
 
 
 def ours(port: int, rate: float, seconds: float, max_in_flight: int) -> tuple[Step, float]:
@@ -198,20 +202,33 @@ def lua_string(text: str) -> str:
     return f"[[{text}]]"
 
 
-def best(steps: list[Step], p99_limit_ms: float) -> Step | None:
-    passing = [s for s in steps if s.keeps_up(p99_limit_ms)]
+def best(steps: list[Step], passes: Callable[[Step], bool]) -> Step | None:
+    passing = [s for s in steps if passes(s)]
     return max(passing, key=lambda s: s.achieved) if passing else None
 
 
-def ladder_run(run_step: Callable[[float], Step], ladder: list[float], p99_limit_ms: float) -> list[Step]:
-    """Steps up the ladder until two steps in a row fail to keep up (one may be a noisy neighbour's
-    doing on a shared machine; two in a row, and the next would fail too, and cost time)."""
+def ladder_run(run_step: Callable[[float], Step], ladder: list[float]) -> list[Step]:
+    """Steps up the ladder until two steps in a row fail to sustain their rate (one may be a noisy
+    neighbour's doing on a shared machine; two in a row, and the next would fail too, and cost
+    time). A step over the p99 limit still goes on: Locust never keeps p99 under 10 ms here, and
+    its sustained rate is the figure to compare with."""
     steps: list[Step] = []
     for value in ladder:
         steps.append(run_step(value))
-        if len(steps) >= 2 and not any(s.keeps_up(p99_limit_ms) for s in steps[-2:]):
+        if len(steps) >= 2 and not any(s.sustains() for s in steps[-2:]):
             break
     return steps
+
+
+def print_summary(results: dict[str, list[Step]], passes: Callable[[Step], bool], title: str) -> None:
+    top = {name: best(steps, passes) for name, steps in results.items()}
+    ours_top = top.get("streamsynth")
+    summary = []
+    for name, step in top.items():
+        rate = step.achieved if step else 0.0
+        ratio = "-" if not ours_top or not rate else f"{ours_top.achieved / rate:.2f}"
+        summary.append([name, f"{rate:,.0f}", ratio])
+    print_table(title, ["tool", "rate/s", "ours / tool"], summary)
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -228,14 +245,14 @@ def compare(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             results["streamsynth"] = ladder_run(lambda r: ours(port, r, args.seconds, args.max_in_flight)[0],
-                                                ladder, args.p99_ms)
+                                                ladder)
             for rate in (1000.0, 10000.0):
                 step, error = ours(port, rate, args.seconds, args.max_in_flight)
                 rate_errors.append([f"{rate:,.0f}", f"{step.achieved:,.0f}", f"{error:.2%}",
                                     "-" if step.p99_ms is None else f"{step.p99_ms:.1f}", step.note])
             if Path(args.locust).exists():
                 results["locust"] = ladder_run(lambda r: locust(args.locust, port, r, args.seconds, work),
-                                               ladder, args.p99_ms)
+                                               ladder)
             else:
                 skipped.append(f"locust: {args.locust} not found (pip install locust into that venv)")
             if shutil.which("wrk"):
@@ -253,15 +270,9 @@ def compare(args: argparse.Namespace) -> None:
                          "yes" if s.keeps_up(args.p99_ms) else "no", s.note])
     print_table(f"steps, {args.seconds:g} s each (p99: ours from the scheduled send; locust and wrk from the send)",
                 ["tool", "target/s", "achieved/s", "p99 ms", "keeps up", "note"], rows)
-    top = {name: best(steps, args.p99_ms) for name, steps in results.items()}
-    ours_top = top.get("streamsynth")
-    summary = []
-    for name, step in top.items():
-        rate = step.achieved if step else 0.0
-        ratio = "-" if not ours_top or not rate else f"{ours_top.achieved / rate:.2f}"
-        summary.append([name, f"{rate:,.0f}", ratio])
-    print_table(f"highest rate with p99 < {args.p99_ms:g} ms and >= 95% of the target answered",
-                ["tool", "rate/s", "ours / tool"], summary)
+    print_summary(results, lambda s: s.keeps_up(args.p99_ms),
+                  f"highest rate with p99 < {args.p99_ms:g} ms and >= 95% of the target answered")
+    print_summary(results, Step.sustains, "highest rate sustained (>= 95% of the target answered, any p99)")
     print_table("our rate error (mean |sent - target| / target per second)",
                 ["target/s", "answered/s", "rate error", "p99 ms (scheduled)", "note"], rate_errors)
     for line in skipped:

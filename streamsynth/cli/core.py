@@ -67,8 +67,8 @@ def fit(
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option("--preset", help="A model's named settings, e.g. timegan: fast (default) or paper; "
-                     "--option values override it."),
+        typer.Option("--preset", help="A model's named settings: transformer fast, auto (default: sized from "
+                     "the data) or best; timegan fast (default) or paper; --option values override it."),
     ] = None,
 ) -> None:
     """Learn a model from real data and save it as JSON + safetensors."""

@@ -7,6 +7,7 @@ streaming generation in ``transformer_sample``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -24,6 +25,7 @@ from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler, SamplerPlan, SamplingConfig
+from streamsynth.models.transformer_sizing import budget_for, check_preset, network_for
 from streamsynth.models.transformer_train import Encoded, TrainConfig, train
 from streamsynth.privacy import PrivacyBudget
 from streamsynth.request import StreamRequest
@@ -35,14 +37,17 @@ from streamsynth.rng import uniform
 class NetworkSize:
     """The network's size; what the data decides (field sizes) is added at fit."""
 
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
+    n_layer: int | None = None  # None: the preset's for the data (transformer_sizing)
+    n_head: int | None = None
+    n_embd: int | None = None
     n_kv_head: int | None = 1
     block_size: int | None = None  # None: from the data's 99th-percentile sequence length
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head or self.n_head % (self.n_kv_head or self.n_head):
+        # what is left None is chosen at fit (dividing what is given), and checked again then
+        width = self.n_embd is not None and self.n_head is not None and self.n_embd % self.n_head
+        heads = self.n_head is not None and self.n_head % (self.n_kv_head or self.n_head)
+        if width or heads:
             raise StreamsynthError(
                 f"n_embd={self.n_embd}, n_head={self.n_head}, n_kv_head={self.n_kv_head}",
                 hint="n_embd must be a multiple of n_head, and n_head a multiple of n_kv_head",
@@ -57,6 +62,10 @@ class TransformerOptions:
     size: NetworkSize = field(default_factory=NetworkSize)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    preset: str = "auto"  # what sizes the network and budget left None (transformer_sizing)
+
+    def __post_init__(self) -> None:
+        check_preset(self.preset)
 
 
 class TransformerSynthesizer(Synthesizer):
@@ -86,6 +95,7 @@ class TransformerSynthesizer(Synthesizer):
         self.codec: Any = None
         self.model: EventTransformer | None = None
         self.history: list[dict[str, float]] = []
+        self.sizing: str | None = None  # the line describing what fit chose (transformer_sizing)
 
     @property
     def span_s(self) -> float:
@@ -98,12 +108,20 @@ class TransformerSynthesizer(Synthesizer):
         data = self.codec.encode(frame, start, self.span_s)
         lengths = np.diff(data["offsets"])
         encoded = Encoded(data, start.timestamp(), self.span_s)
-        size = self.options.size
+        preset = self.options.preset
+        size = network_for(preset, self.options.size, frame.height)
         block = size.block_size or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
         cfg = TransformerConfig(
             event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
             n_layer=size.n_layer, n_head=size.n_head, n_embd=size.n_embd, n_kv_head=size.n_kv_head,
         )
+        sizing = budget_for(preset, (self.options.size, self.options.train), size,
+                            parameters=sum(p.numel() for p in EventTransformer(cfg).parameters()),
+                            positions=int(np.minimum(lengths + 2, block).sum()), n_events=frame.height)
+        self.options = replace(self.options, size=size, train=sizing.train)
+        self.sizing = sizing.describe()
+        if self.options.train.progress:
+            print(self.sizing, file=sys.stderr, flush=True)
         if self.options.train.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
             self.model, self.history, privacy = train_private(
                 cfg, encoded, self.options.train, seed=self.seed, entity_column=self.schema.entity,
@@ -116,6 +134,7 @@ class TransformerSynthesizer(Synthesizer):
             truncated_entities=int((lengths > block - 1).sum()),
             epochs_run=len(self.history),
             best_val_nll=min((h["val"] for h in self.history if "val" in h), default=None),
+            sizing=self.sizing,
         )
 
     def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:
@@ -153,6 +172,7 @@ class TransformerSynthesizer(Synthesizer):
             "model": asdict(self.model.cfg),
             "train": asdict(self.options.train),
             "sampling": asdict(self.options.sampling),
+            "preset": self.options.preset,
             "history": self.history,
         }
         tensors = {k: v.detach().float().cpu().numpy() for k, v in self.model.state_dict().items()}
@@ -165,6 +185,7 @@ class TransformerSynthesizer(Synthesizer):
             size=NetworkSize(**{f.name: getattr(cfg, f.name) for f in fields(NetworkSize)}),
             train=TrainConfig(**config["train"]),
             sampling=SamplingConfig(**config["sampling"]),
+            preset=config.get("preset", "auto"),
         )
         self.history = config.get("history", [])
         model = EventTransformer(cfg)

@@ -22,13 +22,13 @@ from streamsynth.threads import threads_for
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int | None = None  # None: the preset's for the data (transformer_sizing)
     batch_size: int = 32  # entities per optimiser step (per process)
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: float = 0.05  # share of all steps spent warming up
     val_fraction: float = 0.1  # entities held out for early stopping
-    patience: int = 4  # epochs without a better validation loss before stopping
+    patience: int | None = None  # epochs without a better validation loss before stopping (None: the preset's)
     device: str | None = None
     progress: bool = True
     grad_clip: float = 1.0

@@ -242,7 +242,7 @@ def test_fit_help_lists_the_model_options_with_defaults(capsys):
     assert main(["fit", "--model", "transformer", "--help"]) == 0
     out = capsys.readouterr().out
     assert "Model kind: baseline" in out and "rules" in out and "timegan" in out  # --model lists the kinds
-    for option, default in [("epochs", "30"), ("n_embd", "128"), ("top_k", "null"), ("use_cache", "true")]:
+    for option, default in [("epochs", "null"), ("preset", "auto"), ("top_k", "null"), ("use_cache", "true")]:
         assert any(option in line and f" {default} " in line for line in out.splitlines()), option
 
 
@@ -264,7 +264,7 @@ def test_models_lists_every_kind(capsys):
     ("args", "message", "hint"),
     [
         (["--option", "epoch=3"], "has no option 'epoch'", "epochs, batch_size"),
-        (["--option", "epochs=many"], "epochs='many' of the transformer model is not a whole number", "default 30"),
+        (["--option", "epochs=many"], "epochs='many' of the transformer model is not a whole number", "the preset's"),
         (["--option", "seed=3"], "--option seed=... is not a model option", "use --seed"),
     ],
 )
