@@ -18,7 +18,9 @@ Failures are the exceptions :func:`streamsynth.connectors.loadtest.runner.classi
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -124,20 +126,34 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         connection = await self._take(deadline)
+        return await self._dispatch(connection, data, deadline)
+
+    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]] | None:
+        """:meth:`request` without a coroutine, on an idle connection: the response's future, or
+        None when no connection is idle (then :meth:`request` connects)."""
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.open:
+                return self._dispatch(connection, data, asyncio.get_running_loop().time() + self.timeout)
+            self.every.discard(connection)
+        return None
+
+    def _dispatch(self, connection: _Connection, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes]]:
         waiter = connection.send(data)
-        timer = loop.call_at(deadline, connection.expire)
-        try:
-            answer = await waiter
-        except BaseException:
+        timer = asyncio.get_running_loop().call_at(deadline, connection.expire)
+        waiter.add_done_callback(functools.partial(self._finished, connection, timer))
+        return waiter
+
+    def _finished(self, connection: _Connection, timer: asyncio.TimerHandle, waiter: asyncio.Future[Any]) -> None:
+        """The connection back to the pool after its response, or closed after a failure or a
+        cancelled request (its response may still come, and must not be read as the next's)."""
+        timer.cancel()
+        if waiter.cancelled() or waiter.exception() is not None:
             connection.close()
-            raise
-        finally:
-            timer.cancel()
-            if not connection.open:
-                self.every.discard(connection)
         if connection.open:
             self.idle.append(connection)
-        return answer
+        else:
+            self.every.discard(connection)
 
     async def open(self, n: int) -> None:
         """Open ``n`` idle connections ahead of the first requests (failures are left to them)."""
