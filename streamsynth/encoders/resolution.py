@@ -24,6 +24,9 @@ _EXCESS = 1.5  # ... and this many times what the finer level puts on it by chan
 _MIN_VALUES = 20
 _FIT_VALUES = 200_000
 _MAX_QUOTIENT = 2.0**52  # steps finer than float precision say nothing
+_BY_MAX_VALUES = 64  # a grid is conditioned on a column of at most this many values ...
+_BY_MIN_ROWS = 50  # ... each value with this many rows to learn its own weights ...
+_BY_MIN_MOVED = 0.03  # ... when its values' weights move this share of all values between levels
 
 #: Steps of numeric grids: 1, 2, 2.5, 5 x 10^k.
 NUMERIC_STEPS = tuple(m * 10.0**k for k in range(-6, 7) for m in (1.0, 2.0, 2.5, 5.0))
@@ -45,11 +48,12 @@ class Grid:
     phases: list[float]
     weights: list[float]
     shares: list[float]  # the training shares on each level, for reports and tests
+    by: GridCondition | None = None  # the weights by another column's value (numeric grids only)
 
     @property
     def always(self) -> bool:
         """One level that every value goes to: no draw needed, and snapping is monotone."""
-        return len(self.steps) == 1 and self.weights[0] >= 1.0
+        return len(self.steps) == 1 and self.weights[0] >= 1.0 and self.by is None
 
     # -- learning ------------------------------------------------------------------------------
     @classmethod
@@ -65,15 +69,28 @@ class Grid:
         def share(step: float, phase: float) -> float:
             if top / step > _MAX_QUOTIENT:
                 return 0.0
-            q = x / step
-            # Decimal values divided by a decimal step miss a whole number by a few ulps.
-            return float((np.abs(q - np.round(q)) <= 1e-9 + 8e-16 * np.abs(q)).mean())
+            return float(_on_step(x, step).mean())
 
         steps = [s for s in NUMERIC_STEPS if s >= 1.0] if integer else list(NUMERIC_STEPS)
         grid = cls._learn(steps, share, lambda step: 0.0, chance=0.0)
         if grid is not None and integer and grid.steps == [1.0]:
             return None
         return grid
+
+    def condition_on(self, values: np.ndarray, candidates: dict[str, np.ndarray]) -> Grid:
+        """This numeric grid with its weights by the candidate column (each an array of values,
+        row for row with ``values``) whose values move the most values between levels, when one
+        moves enough: ATM withdrawals all on whole tens, card payments on cents."""
+        x = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(x)
+        best: tuple[float, GridCondition] | None = None
+        for name, parent in candidates.items():
+            condition = _condition(self, name, x[finite], np.asarray(parent, dtype=object)[finite])
+            if condition is not None and (best is None or condition[0] > best[0]):
+                best = condition
+        if best is not None:
+            self.by = best[1]
+        return self
 
     @classmethod
     def learn_times(cls, micros: np.ndarray) -> Grid | None:
@@ -126,18 +143,25 @@ class Grid:
         return cls(steps, phases, _weights(steps, shares, chance), shares)
 
     # -- applying ------------------------------------------------------------------------------
-    def levels(self, u: np.ndarray | None, n: int) -> np.ndarray:
+    def levels(self, u: np.ndarray | None, n: int, parent: Any = None) -> np.ndarray:
         """Each value's level (an index into ``steps``; ``len(steps)``: left as generated), from
-        one uniform per value (``None`` only for a grid every value goes to)."""
+        one uniform per value (``None`` only for a grid every value goes to); with a condition,
+        by the weights of each row's ``parent`` value (a value not seen in training: the overall
+        weights)."""
         if self.always or u is None:
             return np.zeros(n, dtype=np.int64)
+        if self.by is not None and parent is not None:
+            cum = np.cumsum(self.by.rows(parent, self.weights), axis=1)
+            return (cum <= np.asarray(u)[:, None]).sum(axis=1)
         return np.searchsorted(np.cumsum(self.weights), u, side="right")
 
-    def snap_values(self, x: np.ndarray, u: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
+    def snap_values(self, x: np.ndarray, u: np.ndarray | None, lo: float, hi: float,
+                    parent: Any = None) -> np.ndarray:
         """Numbers rounded to their level's nearest grid point within [lo, hi] (the learned range,
-        so signs and bounds hold); a level with no point in the range leaves values as they are."""
+        so signs and bounds hold); a level with no point in the range leaves values as they are.
+        ``parent``: the values of the column the grid is conditioned on, row for row."""
         x = np.array(x, dtype=np.float64)
-        level = self.levels(u, x.size)
+        level = self.levels(u, x.size, parent)
         for k, step in enumerate(self.steps):
             rows = level == k
             if not rows.any():
@@ -172,13 +196,34 @@ class Grid:
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "phases": self.phases, "weights": self.weights, "shares": self.shares}
+        data = {"steps": self.steps, "phases": self.phases, "weights": self.weights, "shares": self.shares}
+        if self.by is not None:
+            data["by"] = {"column": self.by.column, "values": self.by.values, "weights": self.by.weights}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Self | None:
         if data is None:
             return None
-        return cls(list(data["steps"]), list(data["phases"]), list(data["weights"]), list(data["shares"]))
+        by = data.get("by")  # models saved before conditions have none
+        condition = GridCondition(by["column"], list(by["values"]), [list(w) for w in by["weights"]]) if by else None
+        return cls(list(data["steps"]), list(data["phases"]), list(data["weights"]), list(data["shares"]), condition)
+
+
+@dataclass
+class GridCondition:
+    """A grid's level weights by the value of another column: ``weights[i]`` for ``values[i]``."""
+
+    column: str
+    values: list[Any]
+    weights: list[list[float]]
+
+    def rows(self, parent: Any, default: list[float]) -> np.ndarray:
+        """Each row's weights (n x levels): its parent value's, or ``default`` for another value."""
+        table = np.array([*self.weights, default], dtype=np.float64)
+        index = {value: i for i, value in enumerate(self.values)}
+        keys = parent.to_list() if hasattr(parent, "to_list") else list(parent)
+        return table[[index.get(key, len(self.values)) for key in keys]]
 
 
 class TimeSnapper:
@@ -217,6 +262,42 @@ class TimeSnapper:
         if self.pending is not None:
             rows, self.pending = self.pending, None
             yield _without_raw(rows)
+
+
+def _condition(grid: Grid, name: str, x: np.ndarray, parent: np.ndarray) -> tuple[float, GridCondition] | None:
+    """The grid's weights by each value of ``parent`` holding enough rows, and how many values
+    (a share of all) they put on another level than the overall weights do; None below
+    :data:`_BY_MIN_MOVED` or with too many distinct values."""
+    keys, inverse, counts = np.unique(parent.astype(str), return_inverse=True, return_counts=True)
+    if len(keys) < 2 or len(keys) > _BY_MAX_VALUES:
+        return None
+    values, weights, moved = [], [], 0.0
+    overall = np.array([*grid.weights, max(0.0, 1.0 - sum(grid.weights))])
+    for i in np.nonzero(counts >= _BY_MIN_ROWS)[0]:
+        on = x[inverse == i]
+        on = on[on != 0]
+        if on.size < _BY_MIN_ROWS:
+            continue
+        shares = [float(_on_step(on, step).mean()) for step in grid.steps]
+        w = _weights(grid.steps, shares, 0.0)
+        mine = np.array([*w, max(0.0, 1.0 - sum(w))])
+        moved += counts[i] / x.size * 0.5 * float(np.abs(mine - overall).sum())
+        values.append(parent[inverse == i][0])
+        weights.append(w)
+    if moved < _BY_MIN_MOVED:
+        return None
+    return moved, GridCondition(name, [_plain(v) for v in values], weights)
+
+
+def _on_step(x: np.ndarray, step: float) -> np.ndarray:
+    """Whether each value is a whole multiple of ``step`` (within the float error of a decimal)."""
+    q = x / step
+    return np.abs(q - np.round(q)) <= 1e-9 + 8e-16 * np.abs(q)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON keeps it (numpy scalars as Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _prune(levels: list[tuple[Any, Any, float]]) -> list[tuple[Any, Any, float]]:

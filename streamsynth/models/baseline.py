@@ -197,6 +197,7 @@ class BaselineSynthesizer(Synthesizer):
         for col in schema.data_columns:
             self._plan_column(frame, col.name, col.role, col.kind, entity, codes, n_per_entity)
         self._fit_parents(frame)
+        self._condition_grids(frame)
         self._fit_copula(frame)
 
     def _plan_column(
@@ -293,6 +294,20 @@ class BaselineSynthesizer(Synthesizer):
         cum = np.cumsum(probs, axis=1)
         rows = np.arange(code.size) if parent is not None else np.zeros(code.size, dtype=np.int64)
         return cum[rows, code] - probs[rows, code] * (1 - jitter)
+
+    def _condition_grids(self, frame: pl.DataFrame) -> None:
+        """Condition each numeric grid on the categorical column whose value changes it most
+        (:meth:`Grid.condition_on`), among those sampling knows the codes of."""
+        if not self.grids:
+            return
+        sample = frame if frame.height <= _FIT_ROWS else frame.sample(_FIT_ROWS, seed=self.seed)
+        candidates = {
+            p.name: sample[p.name].to_numpy() for p in self.plans
+            if isinstance(self.encoders.get(p.name), CategoricalEncoder) and p.method in ("copula", "palette")
+        }
+        for name, grid in self.grids.items():
+            grid.condition_on(sample[name].cast(pl.Float64).to_numpy(),
+                              {c: v for c, v in candidates.items() if c != name})
 
     def _fit_parents(self, frame: pl.DataFrame) -> None:
         """Give each column at most one categorical parent whose value shifts its distribution
@@ -543,7 +558,7 @@ class BaselineSynthesizer(Synthesizer):
                 relation = following[plan.name]
                 parents = pl.DataFrame({p: columns[p] for p in relation.parents})
                 values = relation.place(parents, self._residual(plan.name, relation, uniforms))
-                series = self._numeric(plan, values, numbers, seq, col_seed)
+                series = self._numeric(plan, values, numbers, seq, col_seed, codes)
             else:
                 series = self._decode(plan, uniforms[plan.name], stream, idx, numbers, seq, col_seed, codes)
             columns[plan.name] = series.alias(plan.name)
@@ -615,7 +630,7 @@ class BaselineSynthesizer(Synthesizer):
                     mask = parent_codes == code
                     if mask.any():
                         values[mask] = sub.ppf(u[mask])
-            return self._numeric(plan, values, numbers, seq, col_seed)
+            return self._numeric(plan, values, numbers, seq, col_seed, codes)
         posterior = self._posterior(plan.name, conditions)
         if plan.name in conditions:
             drawn = _draw_codes(enc, u)
@@ -634,13 +649,16 @@ class BaselineSynthesizer(Synthesizer):
         return enc.decode(drawn)
 
     def _numeric(self, plan: ColumnPlan, values: np.ndarray, numbers: np.ndarray, seq: np.ndarray,
-                 col_seed: int) -> pl.Series:
-        """A numeric column's drawn values on its learned grid, with its share of nulls, in its type."""
+                 col_seed: int, codes: dict[str, np.ndarray]) -> pl.Series:
+        """A numeric column's drawn values on its learned grid (by the drawn value of the column
+        it is conditioned on, generated first), with its share of nulls, in its type."""
         enc = self.encoders[plan.name]
         grid = self.grids.get(plan.name)
         if grid is not None:
             u_grid = None if grid.always else rng.uniform(col_seed, numbers, seq, _GRID)
-            values = grid.snap_values(values, u_grid, *_range(enc))
+            by = grid.by.column if grid.by is not None else None
+            parent = self.encoders[by].decode(codes[by]) if by in codes else None
+            values = grid.snap_values(values, u_grid, *_range(enc), parent=parent)
         series = pl.Series(plan.name, values)
         if enc.null_rate > 0:
             null = rng.uniform(col_seed, numbers, seq, _NULL) < enc.null_rate
@@ -673,6 +691,9 @@ class BaselineSynthesizer(Synthesizer):
         parents = {p.name: [p.parent] for p in self.plans if p.parent}
         for child, relation in self._following().items():
             parents[child] = [*parents.get(child, []), *relation.parents]
+        for child, grid in self.grids.items():  # a grid's condition is drawn before the values it snaps
+            if grid.by is not None:
+                parents[child] = [*parents.get(child, []), grid.by.column]
 
         def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
             if name not in parents or name in seen:

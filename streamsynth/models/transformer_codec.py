@@ -34,6 +34,7 @@ GAP = "_gap"
 _CLOCK_MIN_SPAN_S = 86_400.0  # a weekly profile needs at least a day of data to say anything
 UNIFORM_OFFSET_KEY = 100  # rng key offset for the position inside an offset class
 IDENT_KEY = 200
+_GRID_FIT_ROWS = 200_000  # rows that learn which column a numeric grid depends on
 GRID_KEY = 300  # rng key offset for which grid level a numeric value (or, at GRID_KEY, a time) goes to
 _DTYPES = {
     "Int8": pl.Int8(), "Int16": pl.Int16(), "Int32": pl.Int32(), "Int64": pl.Int64(),
@@ -142,6 +143,7 @@ class EventCodec:
                 if grid is not None:
                     self.grids[col.name] = grid
                 self._add("attr" if col.name in attrs else "event", col.name, "numeric", enc, col.dtype)
+        self._condition_grids(frame, [c.name for c in learned if c.role is not Role.NUMERIC])
         if self.label and self.label not in attrs:
             self.label_dtype = str(frame.schema[self.label])
             flags = _entity_labels(frame, self.entity, self.label)
@@ -171,6 +173,16 @@ class EventCodec:
                 sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + null bin
             else:
                 sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + end of sequence
+
+    def _condition_grids(self, frame: pl.DataFrame, categorical: list[str]) -> None:
+        """Condition each numeric grid on the categorical column changing it most
+        (:meth:`Grid.condition_on`); categoricals are decoded before numbers, so sampling has it."""
+        if not self.grids or not categorical:
+            return
+        sample = frame if frame.height <= _GRID_FIT_ROWS else frame.sample(_GRID_FIT_ROWS, seed=0)
+        candidates = {name: sample[name].to_numpy() for name in categorical}
+        for name, grid in self.grids.items():
+            grid.condition_on(sample[name].cast(pl.Float64).to_numpy(), candidates)
 
     def _fit_entity_ids(self, ids: pl.Series, kind: str | None) -> None:
 
@@ -353,7 +365,8 @@ class EventCodec:
                     key = seq if f.scope == "event" else 0
                     u_grid = None if grid.always else uniform(seed, entity_no, key, GRID_KEY + 1 + f.index)
                     ends = enc.knots[[0, -1]]
-                    values = grid.snap_values(values, u_grid, *(np.exp(ends) if enc.log else ends))
+                    parent = cols.get(grid.by.column) if grid.by is not None else None  # decoded above
+                    values = grid.snap_values(values, u_grid, *(np.exp(ends) if enc.log else ends), parent=parent)
                 values = np.where(bins >= enc.size, np.nan, values)
                 series = pl.Series(f.name, values, dtype=pl.Float64, nan_to_null=True)
             dtype = _DTYPES.get(f.dtype)

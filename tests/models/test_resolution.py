@@ -180,3 +180,53 @@ def test_transformer_samples_on_the_learned_grids(tmp_path):
     stream = pl.concat(list(check_stream(timetable.stream(n_entities=60, n_events=6000, batch_size=101), time="ts")))
     assert (_micros(stream, "ts") % FIVE_MIN_US == 0).mean() == pytest.approx(0.75, abs=0.05)
     assert_frame_equal(timetable.sample(n_entities=60, n_events=2500), stream.head(2500))
+
+
+def withdrawals(n: int = 4000, seed: int = 0) -> pl.DataFrame:
+    """Card payments in cents, except at ATMs, which pay out whole tens; a decoy column says nothing."""
+    r = np.random.default_rng(seed)
+    channel = r.choice(["atm", "pos", "online"], n, p=[0.2, 0.5, 0.3])
+    cents = np.round(np.exp(r.normal(3.5, 1.0, n)), 2)
+    amount = np.where(channel == "atm", 10.0 * r.integers(2, 30, n), cents)
+    return pl.DataFrame({
+        "customer": [f"C{e:03d}" for e in r.integers(0, 200, n)],
+        "ts": _times(int(START.timestamp() * 1e6) + np.sort(r.integers(0, 30 * DAY_US, n))),
+        "channel": channel, "decoy": r.choice(["a", "b", "c"], n), "amount": amount,
+    })
+
+
+def _tens_by_channel(frame: pl.DataFrame) -> dict[str, float]:
+    on = frame.group_by("channel").agg(((pl.col("amount") % 10).abs() < 1e-9).mean().alias("tens"))
+    return dict(on.iter_rows())
+
+
+def test_a_grid_depends_on_the_column_that_moves_its_values():
+    frame = withdrawals()
+    grid = Grid.learn_numeric(frame["amount"].to_numpy())
+    assert grid.steps == [10.0, 0.01] and grid.by is None
+    candidates = {c: frame[c].to_numpy() for c in ("decoy", "channel")}
+    grid.condition_on(frame["amount"].to_numpy(), candidates)
+    assert grid.by is not None and grid.by.column == "channel"
+    weights = dict(zip(grid.by.values, grid.by.weights, strict=True))
+    assert weights["atm"][0] == pytest.approx(1.0) and weights["pos"][0] < 0.01
+    again = Grid.from_json(json.loads(json.dumps(grid.to_json())))
+    assert again == grid
+    # each row on its channel's level; a channel never seen takes the overall weights
+    u = np.full(4, 0.5)
+    assert again.levels(u, 4, pl.Series(["atm", "pos", "atm", "branch"])).tolist()[:3] == [0, 1, 0]
+    # no column moves them: no condition
+    plain = Grid.learn_numeric(frame["amount"].to_numpy()).condition_on(frame["amount"].to_numpy(),
+                                                                        {"decoy": candidates["decoy"]})
+    assert plain.by is None
+
+
+@pytest.mark.parametrize("kind", ["baseline", "transformer"])
+def test_models_keep_each_channels_grid(kind, tmp_path):
+    frame = withdrawals()
+    tiny = {"n_layer": 1, "n_head": 2, "n_embd": 32, "epochs": 2, "batch_size": 8, "progress": False}
+    model = create(kind, seed=1, **(tiny if kind == "transformer" else {})).fit(frame)
+    model.save(tmp_path / "m")
+    sample = load_model(tmp_path / "m").sample(n_entities=200, n_events=4000, start=START)
+    tens = _tens_by_channel(sample)
+    assert tens["atm"] == 1.0  # every withdrawal on whole tens, as in training
+    assert tens["pos"] < 0.05 and tens["online"] < 0.05  # before: about a fifth of them
