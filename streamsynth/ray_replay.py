@@ -97,7 +97,7 @@ class ReplayWorker:
         code = self.job.run()
         manifest = plan.settings.manifest
         record = json.loads(manifest.read_text()) if manifest is not None and manifest.exists() else None
-        return {"code": code, "record": record, "lines": self._drain()}
+        return {"code": code, "record": record, "lines": self._drain(), "pid": os.getpid()}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -170,7 +170,12 @@ def check_options(source: Any, settings: ReplaySettings, workers: int) -> None:
         raise StreamsynthError("--checkpoint names one file, but each Ray worker keeps its own checkpoint",
                                hint="use --checkpoint-dir PATH (worker K writes PATH/worker-K-of-N.checkpoint)")
     Pacing(speed=settings.speed, rate=settings.rate)
-    SinkURL.parse(settings.to)
+    sink = SinkURL.parse(settings.to)
+    if sink.scheme in ("file", "stdout"):
+        # N processes (on other machines, in a cluster) cannot write one file or the driver's stdout
+        raise StreamsynthError(f"--ray workers each deliver their own shard, so they cannot share the {sink.scheme} "
+                               f"sink {sink.redacted()!r}", hint="replay with --ray to kafka:// or http(s)://, "
+                               "or leave out --ray for a file or stdout")
 
 
 def refuse_without_ray(**given: bool) -> None:
@@ -287,20 +292,25 @@ class RayReplay:
 
     def _take(self, k: int, status: dict[str, Any]) -> None:
         tag = f"worker {k}/{self.n}"
-        if status["pid"] != self.pids[k]:
-            self.restarts[k] += 1
-            self.metrics.restarts.inc()
-            plan = self.plans[k]
-            how = (f"it resumes from its checkpoint {plan.settings.checkpoint}" if plan.settings.checkpoint
-                   else "without --checkpoint-dir it replays its shard from the start (duplicates)")
-            self.say(f"{tag} restarted by Ray (process {self.pids[k]} ended; restart {self.restarts[k]} "
-                     f"of at most {MAX_RESTARTS}); {how}")
-            self.pids[k] = status["pid"]
+        self._check_restart(k, status["pid"])
         for line in status.pop("lines"):
             self.say(f"{tag}: {line}")
         if self.stopping and not status["stopping"]:
             self.actors[k].stop.remote()  # a worker restarted after the stop was sent
         self.statuses[k] = status
+
+    def _check_restart(self, k: int, pid: int) -> None:
+        """A worker answering from another process was restarted by Ray: say so (once)."""
+        if pid == self.pids[k]:
+            return
+        self.restarts[k] += 1
+        self.metrics.restarts.inc()
+        checkpoint = self.plans[k].settings.checkpoint
+        how = (f"it resumes from its checkpoint {checkpoint}" if checkpoint
+               else "without --checkpoint-dir it replays its shard from the start (duplicates)")
+        self.say(f"worker {k}/{self.n} restarted by Ray (process {self.pids[k]} ended; restart "
+                 f"{self.restarts[k]} of at most {MAX_RESTARTS}); {how}")
+        self.pids[k] = pid
 
     def _progress_line(self, running: int) -> str:
         written = sum(s["written"] for s in self.statuses)
@@ -322,6 +332,7 @@ class RayReplay:
         except self.ray.exceptions.RayError as exc:  # died more often than Ray restarts it
             return {"code": None, "record": None, "error": f"{tag} died: {type(exc).__name__}",
                     "hint": "run the same command again to resume from the checkpoints"}
+        self._check_restart(k, outcome.pop("pid"))  # a restart the polls did not catch
         for line in outcome.pop("lines"):
             self.say(f"{tag}: {line}")
         return outcome

@@ -11,10 +11,16 @@ installed, the usage errors run either way.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -61,17 +67,37 @@ def options() -> SourceOptions:
     return SourceOptions(source=str(RULES), entities=1000, end="2024-05-02T00:00:00Z")
 
 
-def wait_for_checkpoint(path: Path, timeout: float = 120.0) -> dict:
-    """The checkpoint once it holds acknowledged events and the replay is not done."""
+def wait_for_checkpoint(path: Path, above: int = 0, timeout: float = 120.0) -> dict:
+    """The checkpoint once it holds more than ``above`` acknowledged events and the replay is not done."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
             state = json.loads(path.read_text())  # replaced atomically: always whole
             assert not state["done"], "the worker finished before the test could act mid-replay"
-            if state["position"] > 0:
+            if state["position"] > above:
                 return state
         time.sleep(0.05)
     raise AssertionError(f"{path} never held an acknowledged event")
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> str:
+    """Read stderr up to the line holding ``text`` (the rest stays for communicate())."""
+    while line := process.stderr.readline():
+        if text in line:
+            return line
+    raise AssertionError(f"no line with {text!r}; exit code {process.wait()}")
+
+
+def wait_for_metric(port: int, name: str, timeout: float = 60.0) -> float:
+    """The metric's value once it is above 0 on the driver's endpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            for text in answer.read().decode().splitlines():
+                if text.startswith(name + " ") and float(text.split()[1]) > 0:
+                    return float(text.split()[1])
+        time.sleep(0.1)
+    raise AssertionError(f"{name} stayed at 0")
 
 
 def verify(url: str, manifest: Path, capsys) -> dict:
@@ -124,7 +150,8 @@ def test_a_killed_worker_is_restarted_and_resumes_from_its_checkpoint(ray_runtim
     settings = ReplaySettings(to=url, rate=rate, manifest=manifest, flush_every=flush_every)
     job = start_replay(options(), settings, workers=2, checkpoint_dir=tmp_path / "ckpt", say=lines.append)
     try:
-        wait_for_checkpoint(tmp_path / "ckpt" / "worker-0-of-2.checkpoint")
+        # well into its shard of about 2,200 events (its first checkpoint may come after a few)
+        state = wait_for_checkpoint(tmp_path / "ckpt" / "worker-0-of-2.checkpoint", above=300)
         ray_runtime.kill(job.actors[0], no_restart=False)
         result = job.wait()
     finally:
@@ -132,7 +159,9 @@ def test_a_killed_worker_is_restarted_and_resumes_from_its_checkpoint(ray_runtim
     said = "\n".join(lines)
     assert result.code == 0, said[-3000:]
     assert result.restarts == [1, 0]
-    assert "worker 0/2 restarted by Ray" in said and "worker 0/2: resuming after" in said
+    assert "worker 0/2 restarted by Ray" in said
+    resumed = int(re.search(r"worker 0/2: resuming after ([\d,]+) acknowledged", said)[1].replace(",", ""))
+    assert resumed >= state["position"]  # from its checkpoint, not from the start
     assert result.record["workers"][0]["restarts"] == 1
     assert_workers_add_up(result.record, 2)
     assert result.record["counts"]["events"] == unsharded.height
@@ -167,7 +196,9 @@ def test_a_stop_flushes_every_worker_and_the_same_command_resumes(ray_runtime, b
     report = verify(url, manifest, capsys)  # the acknowledged prefix of each shard, all there
     assert report["missing"] == 0 and report["expected"] == record["sent"]["to"]
 
-    again = start_replay(options(), settings, workers=2, checkpoint_dir=ckpt, say=lambda line: None)
+    # unpaced this time: a checkpoint resumes the same source into the same sink, at any pace
+    again = start_replay(options(), replace(settings, rate=None), workers=2, checkpoint_dir=ckpt,
+                         say=lambda line: None)
     try:
         result = again.wait()
     finally:
@@ -175,6 +206,36 @@ def test_a_stop_flushes_every_worker_and_the_same_command_resumes(ray_runtime, b
     assert result.record["ended"] == "complete" and result.record["counts"]["events"] == unsharded.height
     report = verify(url, manifest, capsys)
     assert report["ok"] and report["missing"] == 0 and report["expected"] == unsharded.height
+
+
+def test_sigterm_on_the_driver_stops_the_workers_after_progress_and_metrics(ray_runtime, broker, unsharded,
+                                                                           tmp_path, capsys, free_port):
+    """The command in a process of its own (joining this module's runtime through RAY_ADDRESS):
+    one progress line a second summing the workers, one metrics endpoint, and SIGTERM ends it
+    with every worker flushed and a merged manifest whose acknowledged events are all in the topic."""
+    url, manifest, port = kafka_url(broker), tmp_path / "replay.manifest.json", free_port()
+    env = os.environ | {"RAY_ADDRESS": ray_runtime.get_runtime_context().gcs_address}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamsynth", "replay", str(RULES), *SOURCE, "--to", url, "--ray", "--workers", "2",
+         "--rate", "600", "--flush-every", "0.25", "--checkpoint-dir", str(tmp_path / "ckpt"),
+         "--manifest", str(manifest), "--metrics-port", str(port)],
+        stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = wait_for_line(process, "acknowledged in")  # the driver's progress line
+        assert line.startswith("replay on 2 Ray workers (2 running): ")
+        position = wait_for_metric(port, "streamsynth_replay_position")
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err[-3000:]
+    assert "SIGTERM: stopping 2 Ray workers" in err and "stopped: " in err and "Traceback" not in err
+    record = json.loads(manifest.read_text())
+    assert record["ended"] == "stopped" and position <= record["sent"]["to"] < unsharded.height
+    assert_workers_add_up(record, 2)
+    report = verify(url, manifest, capsys)
+    assert report["missing"] == 0 and report["expected"] == record["sent"]["to"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -186,6 +247,7 @@ def test_a_stop_flushes_every_worker_and_the_same_command_resumes(ray_runtime, b
     (["--ray", "--workers", "2", "--shard", "0/2"], "--shard K/N does not apply"),
     (["--ray", "--workers", "2", "--checkpoint", "c.ckpt"], "use --checkpoint-dir PATH"),
     (["--ray", "--workers", "2", "--rate", "10", "--speed", "2"], "either --speed or --rate"),
+    (["--ray", "--workers", "2"], "cannot share the file sink"),
 ])
 def test_what_needs_ray_is_refused_without_it(args, message, tmp_path, capsys):
     code = main(["replay", str(RULES), *SOURCE, "--to", f"file://{tmp_path}/out.jsonl",
@@ -198,7 +260,9 @@ def test_what_needs_ray_is_refused_without_it(args, message, tmp_path, capsys):
 
 def test_without_ray_the_error_names_the_extra(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    code = main(["replay", str(RULES), *SOURCE, "--to", f"file://{tmp_path}/out.jsonl", "--ray", "--workers", "2"])
+    code = main(["replay", str(RULES), *SOURCE, "--to", "kafka://127.0.0.1:9/t", "--ray", "--workers", "2",
+                 "--manifest", str(tmp_path / "m.json")])
     assert code == 2
     err = capsys.readouterr().err
     assert 'pip install -e ".[ray]"' in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
