@@ -327,10 +327,10 @@ class RayReplay:
         except self.ray.exceptions.RayTaskError as exc:
             cause = exc.cause
             message = cause.message if isinstance(cause, StreamsynthError) else str(cause)
-            return {"code": None, "record": None, "error": f"{tag}: {message}",
+            return {"code": None, "record": None, "error": message, "worker": tag,
                     "hint": cause.hint if isinstance(cause, StreamsynthError) else None}
         except self.ray.exceptions.RayError as exc:  # died more often than Ray restarts it
-            return {"code": None, "record": None, "error": f"{tag} died: {type(exc).__name__}",
+            return {"code": None, "record": None, "error": f"died ({type(exc).__name__})", "worker": tag,
                     "hint": "run the same command again to resume from the checkpoints"}
         self._check_restart(k, outcome.pop("pid"))  # a restart the polls did not catch
         for line in outcome.pop("lines"):
@@ -341,11 +341,19 @@ class RayReplay:
     def _finish(self, outcomes: list[dict[str, Any]]) -> RayReplayResult:
         merged = (self.settings.manifest or default_manifest(SinkURL.parse(self.settings.to))).resolve()
         record = merged_manifest(self.plans, outcomes, self.source_args, self.settings, self.restarts)
-        merged.parent.mkdir(parents=True, exist_ok=True)
-        write_text(merged, json.dumps(record, indent=2, default=str) + "\n")
+        # as with one replay: workers that could not open their source or sink (none began) leave
+        # the manifest of an earlier run alone
+        began = any(o.get("record") for o in outcomes)
+        if began:
+            merged.parent.mkdir(parents=True, exist_ok=True)
+            write_text(merged, json.dumps(record, indent=2, default=str) + "\n")
         errors = [o for o in outcomes if o.get("error")]
         if errors:
-            raise StreamsynthError("; ".join(o["error"] for o in errors) + f" (merged manifest {merged})",
+            by_message: dict[str, list[str]] = {}
+            for o in errors:  # N workers failing alike (a broker that is down) say it once
+                by_message.setdefault(o["error"], []).append(o["worker"])
+            text = "; ".join(f"{', '.join(tags)}: {message}" for message, tags in by_message.items())
+            raise StreamsynthError(text + (f" (merged manifest {merged})" if began else ""),
                                    hint=errors[0]["hint"] or "fix the cause, then run the same command again")
         codes = [o["code"] for o in outcomes]
         code = EXIT_ABORTED if EXIT_ABORTED in codes else (EXIT_LOSS if EXIT_LOSS in codes else 0)

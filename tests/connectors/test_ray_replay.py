@@ -238,6 +238,16 @@ def test_sigterm_on_the_driver_stops_the_workers_after_progress_and_metrics(ray_
     assert report["missing"] == 0 and report["expected"] == record["sent"]["to"]
 
 
+def test_an_unreachable_broker_is_one_clear_error_and_no_manifest(ray_runtime, tmp_path, capsys, free_port):
+    url = f"kafka://127.0.0.1:{free_port()}/t?connect_timeout=2s"
+    code = main(["replay", str(RULES), *SOURCE, "--to", url, "--ray", "--workers", "2",
+                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--manifest", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert "worker 0/2, worker 1/2: " in err and "127.0.0.1" in err
+    assert not (tmp_path / "m.json").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--workers", "2"], "--workers only apply with --ray"),
     (["--checkpoint-dir", "ckpt"], "--checkpoint-dir only apply with --ray"),
