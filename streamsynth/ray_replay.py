@@ -214,15 +214,25 @@ def start_replay(source: Any, settings: ReplaySettings, *, workers: int, checkpo
     """Start ``workers`` Ray actors replaying ``source`` (a :class:`streamsynth.cli.source_options.
     SourceOptions`, or anything with its ``source``, ``n_events``, ``shard``, ``seed``,
     ``request()`` and ``as_args()``) as ``settings`` say; joins the running Ray runtime or starts
-    a local one. Returns the handle: its ``actors``, :meth:`RayReplay.stop` and :meth:`RayReplay.wait`."""
+    a local one. Returns the handle: its ``actors``, :meth:`RayReplay.stop` and :meth:`RayReplay.wait`.
+    With ``settings.metrics_port``, the summed metrics are served (from before the workers start,
+    so a port in use fails first) until :meth:`RayReplay.wait` returns."""
     check_options(source, settings, workers)
     ray = connect(None)
-    worker = ray.remote(ReplayWorker).options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
-                                              max_concurrency=4, num_cpus=WORKER_CPUS)
-    worker_plans = plans(source, settings, workers, checkpoint_dir)
-    actors = [worker.remote(plan) for plan in worker_plans]
-    pids = ray.get([a.pid.remote() for a in actors])
-    return RayReplay(ray, actors, worker_plans, pids, source.as_args(), settings, say)
+    metrics = RayReplayMetrics()
+    if settings.metrics_port is not None:
+        port = metrics.serve(settings.metrics_port, settings.metrics_host)
+        say(f"metrics on http://{settings.metrics_host}:{port}/metrics")
+    try:
+        worker = ray.remote(ReplayWorker).options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
+                                                  max_concurrency=4, num_cpus=WORKER_CPUS)
+        worker_plans = plans(source, settings, workers, checkpoint_dir)
+        actors = [worker.remote(plan) for plan in worker_plans]
+        pids = ray.get([a.pid.remote() for a in actors])
+    except BaseException:
+        metrics.close()
+        raise
+    return RayReplay(ray, actors, worker_plans, pids, metrics, settings, say)
 
 
 class RayReplay:
@@ -230,15 +240,15 @@ class RayReplay:
     signal does) and ``wait()`` (watch the workers, then write the merged manifest)."""
 
     def __init__(self, ray: Any, actors: list[Any], worker_plans: list[WorkerPlan], pids: list[int],
-                 source_args: dict[str, Any], settings: ReplaySettings, say: Callable[[str], None]) -> None:
+                 metrics: RayReplayMetrics, settings: ReplaySettings, say: Callable[[str], None]) -> None:
         self.ray, self.actors, self.plans, self.pids = ray, actors, worker_plans, pids
-        self.source_args, self.settings, self.say = source_args, settings, say
+        self.metrics, self.settings, self.say = metrics, settings, say
+        self.source_args = worker_plans[0].source_args | {"shard": None}  # the unsharded source's
         self.runs = [a.run.remote() for a in actors]
         self.statuses: list[dict[str, Any]] = [{"position": 0, "written": 0, "labels": {}, "stopping": False}
                                                for _ in actors]
         self.restarts = [0] * len(actors)
         self.stopping = False
-        self.metrics = RayReplayMetrics()
         self.started = time.monotonic()
         self._said_at = 0.0
 
@@ -252,12 +262,9 @@ class RayReplay:
         for actor in self.actors:
             actor.stop.remote()
 
-    def wait(self, *, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> RayReplayResult:
+    def wait(self) -> RayReplayResult:
         """Watch the workers until every one has ended; then write the merged manifest."""
         try:
-            if metrics_port is not None:
-                port = self.metrics.serve(metrics_port, metrics_host)
-                self.say(f"metrics on http://{metrics_host}:{port}/metrics")
             pending = list(self.runs)
             while pending:
                 _, pending = self.ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS)
@@ -268,7 +275,8 @@ class RayReplay:
         return self._finish(outcomes)
 
     def close(self) -> None:
-        """End the actors (they hold their share of the cluster until then)."""
+        """End the actors (they hold their share of the cluster until then) and the metrics endpoint."""
+        self.metrics.close()
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
 
@@ -412,7 +420,7 @@ def replay_on_ray(source: Any, settings: ReplaySettings, *, workers: int, checkp
         job = start_replay(source, settings, workers=workers, checkpoint_dir=checkpoint_dir, say=say)
         try:
             with _DriverSignals(job, say):
-                result = job.wait(metrics_port=settings.metrics_port, metrics_host=settings.metrics_host)
+                result = job.wait()
         except Interrupted as exc:
             say(f"{exc}: the workers are ended; resume with the same command"
                 + (f" (checkpoints in {checkpoint_dir})" if checkpoint_dir else ""))

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -245,6 +246,16 @@ def test_an_unreachable_broker_is_one_clear_error_and_no_manifest(ray_runtime, t
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err[-3000:]
     assert "worker 0/2, worker 1/2: " in err and "127.0.0.1" in err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_metrics_port_in_use_fails_before_any_worker_starts(ray_runtime, broker, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code = main(["replay", str(RULES), *SOURCE, "--to", kafka_url(broker), "--ray", "--workers", "2",
+                     "--metrics-port", str(taken.getsockname()[1]), "--manifest", str(tmp_path / "m.json")])
+    assert code == 2 and "--metrics-port: cannot serve metrics" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
 
