@@ -77,7 +77,10 @@ def replay_command(
     settings = ReplaySettings(to=to, speed=speed, rate=rate, checkpoint=checkpoint, manifest=manifest,
                               metrics_port=metrics_port, metrics_host=metrics_host, flush_every=flush_every,
                               shutdown_timeout=shutdown_timeout)
-    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
     if ray or ray_address is not None:
         from streamsynth.ray_replay import replay_on_ray
 
