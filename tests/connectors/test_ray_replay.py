@@ -143,6 +143,13 @@ def test_two_workers_deliver_the_unsharded_sample_exactly_once(ray_runtime, brok
     assert report["ok"] and report["missing"] == report["duplicated"] == 0
 
 
+def test_two_workers_post_every_event_once_to_an_http_endpoint(ray_runtime, receiver, unsharded, tmp_path, capsys):
+    code = main(["replay", str(RULES), *SOURCE, "--to", receiver.url(), "--ray", "--workers", "2",
+                 "--manifest", str(tmp_path / "replay.manifest.json")])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    assert sorted(receiver.ids()) == sorted(unsharded[EVENT_ID].to_list())
+
+
 def test_a_killed_worker_is_restarted_and_resumes_from_its_checkpoint(ray_runtime, broker, unsharded, tmp_path):
     from streamsynth.ray_replay import start_replay
 
