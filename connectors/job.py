@@ -67,25 +67,30 @@ class ReplayJob:
 
     ``source_args`` is what the checkpoint and the manifest record of the source (a resumed run
     must match it); ``open_source`` opens it; ``requested_seed`` is the seed asked for (the
-    manifest's seed when the source never opened); ``n_events`` sizes the progress bar.
+    manifest's seed when the source never opened); ``n_events`` sizes the progress bar. ``stop``,
+    when given, is the event a signal sets: setting it from elsewhere (a Ray worker told to stop)
+    stops the run as the first SIGTERM does. ``progress`` holds what the running job has sent and
+    acknowledged, for a caller that watches it from another thread.
     """
 
     def __init__(self, settings: ReplaySettings, source_args: dict[str, Any], open_source: Callable[[], Source],
                  *, requested_seed: int | None = None, n_events: int | None = None,
-                 say: Callable[[str], None] = _stderr) -> None:
+                 say: Callable[[str], None] = _stderr, stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.source_args = source_args
         self.open_source = open_source
         self.requested_seed = requested_seed
         self.n_events = n_events
         self.say = say
+        self.stop = stop
+        self.progress: JobProgress | None = None
 
     def run(self) -> int:
         """Replay; returns the exit code. The signal handlers come first: a signal during
         start-up must not end the process without its manifest."""
         checkpoint = self.settings.checkpoint
         try:
-            with Signals(self.say) as signals:
+            with Signals(self.say, self.stop) as signals:
                 pacing = Pacing(speed=self.settings.speed, rate=self.settings.rate)
                 sink_url = SinkURL.parse(self.settings.to)
                 lock = CheckpointLock(checkpoint).acquire() if checkpoint is not None else None
@@ -113,7 +118,7 @@ class ReplayJob:
             else:
                 state = Checkpoint(source=self.source_args, sink=sink_url.redacted())
         manifest_file = settings.manifest or default_manifest(sink_url)
-        progress = JobProgress(skip, counter)
+        progress = self.progress = JobProgress(skip, counter)
         metrics = ReplayMetrics()
         metrics.on_outage = self._tell_outage
         result: ReplayResult | None = None
@@ -145,7 +150,7 @@ class ReplayJob:
                 signals.phase = "running"
                 result = replay(src.stream, sink, time_column=src.time, pacing=pacing, metrics=metrics,
                                 skip=skip, counter=counter, stop=signals.stop, on_checkpoint=save,
-                                on_progress=bar.update, flush_every=settings.flush_every,
+                                on_progress=progress.track(bar.update), flush_every=settings.flush_every,
                                 shutdown_timeout=settings.shutdown_timeout,
                                 on_warning=lambda message: self.say(f"warning: {message}"))
             signals.phase = "finishing"
@@ -235,6 +240,14 @@ class JobProgress:
         self.position = position
         self.counter = counter or ManifestCounter(time=None)
         self.repeated = 0  # events a resumed file sink writes a second time (see FileSink)
+        self.written = position  # events handed to the sink, counted from the source's start
+
+    def track(self, update: Callable[[int], None]) -> Callable[[int], None]:
+        """``update`` (the progress bar's), also keeping :attr:`written`."""
+        def both(written: int) -> None:
+            self.written = written
+            update(written)
+        return both
 
 
 def default_manifest(url: SinkURL) -> Path:
@@ -306,8 +319,8 @@ class Signals:
 
     WATCHDOG_SECONDS = 5.0
 
-    def __init__(self, say: Callable[[str], None] = _stderr) -> None:
-        self.stop = threading.Event()
+    def __init__(self, say: Callable[[str], None] = _stderr, stop: threading.Event | None = None) -> None:
+        self.stop = stop if stop is not None else threading.Event()
         self.phase = "starting"
         self.previous: dict[int, Any] = {}
         self._interrupted = False

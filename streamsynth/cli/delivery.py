@@ -8,9 +8,11 @@ everything after that is the ``connectors`` package. The manifest of a replay re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import polars as pl
 import typer
 
 from streamsynth.cli import app
@@ -46,6 +48,16 @@ def replay_command(
         help="On SIGINT/SIGTERM, how many seconds to wait for the sink to acknowledge what it "
         "holds before giving up on it (the events left are counted in the manifest and sent "
         "again on resume).")] = DEFAULT_SHUTDOWN_TIMEOUT,
+    ray: Annotated[bool, typer.Option("--ray", help="Replay with --workers N Ray actors, each one shard "
+                                      "of the entities (needs the ray extra); a local runtime unless "
+                                      "--ray-address.")] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster "
+                                                    "('auto', HOST:PORT, ray://HOST:10001); implies --ray.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="With --ray: how many workers "
+                                                "(shards); --rate is split between them.")] = None,
+    checkpoint_dir: Annotated[Path | None, typer.Option("--checkpoint-dir", help="With --ray: each "
+                                                        "worker K keeps PATH/worker-K-of-N.checkpoint "
+                                                        "and resumes from it.")] = None,
 ) -> None:
     """Replay a source in real time, at a rate, or flat out, to a sink; Ctrl-C or SIGTERM stop it
     cleanly after a flush (bounded by --shutdown-timeout); a second one stops it at once.
@@ -56,15 +68,34 @@ def replay_command(
     included; a sink or source that cannot be opened leaves an earlier one alone). Exit codes: 0 done
     or stopped with everything acknowledged; 1 stopped with events unacknowledged; 2 an error;
     130 stopped at once by a second signal.
+
+    With --ray, --workers N Ray actors each replay shard K/N (at --rate R/N each), keeping their
+    own checkpoint in --checkpoint-dir and their own manifest; the driver prints their summed
+    progress, restarts a worker that dies (it resumes from its checkpoint) and writes one merged
+    manifest that `verify` reads.
     """
-    job = ReplayJob(
-        ReplaySettings(to=to, speed=speed, rate=rate, checkpoint=checkpoint, manifest=manifest,
-                       metrics_port=metrics_port, metrics_host=metrics_host, flush_every=flush_every,
-                       shutdown_timeout=shutdown_timeout),
-        source.as_args(), source.open, requested_seed=source.seed, n_events=source.n_events,
-        say=lambda line: typer.echo(line, err=True),
-    )
-    code = job.run()
+    settings = ReplaySettings(to=to, speed=speed, rate=rate, checkpoint=checkpoint, manifest=manifest,
+                              metrics_port=metrics_port, metrics_host=metrics_host, flush_every=flush_every,
+                              shutdown_timeout=shutdown_timeout)
+
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    if ray or ray_address is not None:
+        from streamsynth.ray_replay import replay_on_ray
+
+        if workers is None:
+            raise StreamsynthError("--ray needs --workers N: how many Ray workers (shards) replay the source",
+                                   hint="e.g. --ray --workers 4")
+        code = replay_on_ray(source, settings, workers=workers, checkpoint_dir=checkpoint_dir,
+                             address=ray_address, say=say)
+    else:
+        from streamsynth.ray_replay import refuse_without_ray
+
+        refuse_without_ray(workers=workers is not None, checkpoint_dir=checkpoint_dir is not None)
+        job = ReplayJob(settings, source.as_args(), source.open, requested_seed=source.seed,
+                        n_events=source.n_events, say=say)
+        code = job.run()
     if code:
         raise typer.Exit(code)
 
@@ -83,11 +114,7 @@ def verify_command(
     at-least-once) but do not fail.
     """
     record = _load_manifest(manifest)
-    args = record["source_args"]
-    sent = int(record["sent"]["to"])
-    src = SourceOptions.from_args(args).open()
-    expected = (b.select(EVENT_ID, LABEL) for b in take(src.stream, sent))
-    report = reconcile(expected, read_back(from_, timeout=timeout))
+    report = reconcile(_expected(record), read_back(from_, timeout=timeout))
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -105,6 +132,15 @@ def verify_command(
             typer.echo(f"  {kind}: {', '.join(ids)}")
     if not report.ok:
         raise typer.Exit(EXIT_LOSS)
+
+
+def _expected(record: dict[str, Any]) -> Iterator[pl.DataFrame]:
+    """The (event_id, label) frames the replay sent: the first ``sent`` events of its source, or,
+    for a merged ``replay --ray`` manifest, those of each worker's shard."""
+    parts = record.get("workers") or [record]
+    for part in parts:
+        src = SourceOptions.from_args(part["source_args"]).open()
+        yield from (b.select(EVENT_ID, LABEL) for b in take(src.stream, int(part["sent"]["to"])))
 
 
 def _load_manifest(path: Path) -> dict[str, Any]:

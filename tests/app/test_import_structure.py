@@ -32,6 +32,7 @@ LAYERS = {
     "streamsynth.cli": APP,
     "streamsynth.pipeline": APP,
     "streamsynth.ray_sample": APP,  # runs the pipeline's sources as Ray tasks
+    "streamsynth.ray_replay": APP,  # runs replay jobs of the pipeline's sources as Ray actors
     "streamsynth.rebalance": APP,
     "streamsynth.__main__": APP,
 }
