@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from streamsynth.connectors.base import SinkURL
 from streamsynth.connectors.checkpoint import Checkpoint, CheckpointLock
@@ -305,7 +305,28 @@ class Interrupted(BaseException):
         self.details = ""
 
 
-class Signals:
+class SignalTrap:
+    """Installs ``self._handle`` for SIGINT and SIGTERM while entered (from the main thread: signals
+    reach no other) and puts the previous handlers back on leaving."""
+
+    previous: dict[int, Any]
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class Signals(SignalTrap):
     """SIGINT/SIGTERM for the whole run, installed before any work.
 
     ``phase`` says what a signal does: ``starting`` (nothing sent yet, nothing to flush) ends the
@@ -322,7 +343,6 @@ class Signals:
     def __init__(self, say: Callable[[str], None] = _stderr, stop: threading.Event | None = None) -> None:
         self.stop = stop if stop is not None else threading.Event()
         self.phase = "starting"
-        self.previous: dict[int, Any] = {}
         self._interrupted = False
         self.say = say
 
@@ -340,13 +360,3 @@ class Signals:
         watchdog.start()
         self.stop.set()
         raise Interrupted(f"stopped at once by {'a second ' if self.phase == 'running' else ''}{name}")
-
-    def __enter__(self) -> Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)

@@ -39,6 +39,7 @@ from streamsynth.connectors.job import (
     Interrupted,
     ReplayJob,
     ReplaySettings,
+    SignalTrap,
     counter_from,
     default_manifest,
 )
@@ -430,12 +431,11 @@ def replay_on_ray(source: Any, settings: ReplaySettings, *, workers: int, checkp
     return result.code
 
 
-class _DriverSignals:
+class _DriverSignals(SignalTrap):
     """SIGINT/SIGTERM on the driver: the first stops the workers cleanly, a second ends at once."""
 
     def __init__(self, job: RayReplay, say: Callable[[str], None]) -> None:
         self.job, self.say = job, say
-        self.previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -444,13 +444,3 @@ class _DriverSignals:
         self.say(f"\n{name}: stopping {self.job.n} Ray workers; each flushes what it sent "
                  "(again to stop at once)")
         self.job.stop()
-
-    def __enter__(self) -> _DriverSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)

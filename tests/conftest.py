@@ -54,3 +54,13 @@ def torchrun() -> Callable[..., subprocess.CompletedProcess]:
         return proc
 
     return run
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """A local Ray runtime for a module's tests (skipped without the ray extra)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()

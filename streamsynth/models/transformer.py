@@ -25,7 +25,7 @@ from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler, SamplerPlan, SamplingConfig
-from streamsynth.models.transformer_sizing import budget_for, check_preset, network_for
+from streamsynth.models.transformer_sizing import NetworkSize, budget_for, check_preset, network_for
 from streamsynth.models.transformer_train import Encoded, TrainConfig, train
 from streamsynth.privacy import PrivacyBudget
 from streamsynth.request import StreamRequest
@@ -33,27 +33,6 @@ from streamsynth.rng import uniform
 
 
 # -- the synthesizer ------------------------------------------------------------------------------
-@dataclass
-class NetworkSize:
-    """The network's size; what the data decides (field sizes) is added at fit."""
-
-    n_layer: int | None = None  # None: the preset's for the data (transformer_sizing)
-    n_head: int | None = None
-    n_embd: int | None = None
-    n_kv_head: int | None = 1
-    block_size: int | None = None  # None: from the data's 99th-percentile sequence length
-
-    def __post_init__(self) -> None:
-        # what is left None is chosen at fit (dividing what is given), and checked again then
-        width = self.n_embd is not None and self.n_head is not None and self.n_embd % self.n_head
-        heads = self.n_head is not None and self.n_head % (self.n_kv_head or self.n_head)
-        if width or heads:
-            raise StreamsynthError(
-                f"n_embd={self.n_embd}, n_head={self.n_head}, n_kv_head={self.n_kv_head}",
-                hint="n_embd must be a multiple of n_head, and n_head a multiple of n_kv_head",
-            )
-
-
 @dataclass
 class TransformerOptions:
     """Everything ``fit --option`` sets on the transformer, in three parts; a flat name such as

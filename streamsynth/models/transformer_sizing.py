@@ -34,11 +34,31 @@ from typing import TYPE_CHECKING
 
 from streamsynth.errors import StreamsynthError
 
-if TYPE_CHECKING:  # the options' types only; this module is imported by transformer.py
-    from streamsynth.models.transformer import NetworkSize
+if TYPE_CHECKING:
     from streamsynth.models.transformer_train import TrainConfig
 
 HEAD_WIDTH = 32  # a head's width when n_head is not given: n_head about n_embd / 32
+
+
+@dataclass
+class NetworkSize:
+    """The network's size; what the data decides (field sizes) is added at fit."""
+
+    n_layer: int | None = None  # None: the preset's for the data
+    n_head: int | None = None
+    n_embd: int | None = None
+    n_kv_head: int | None = 1
+    block_size: int | None = None  # None: from the data's 99th-percentile sequence length
+
+    def __post_init__(self) -> None:
+        # what is left None is chosen at fit (dividing what is given), and checked again then
+        width = self.n_embd is not None and self.n_head is not None and self.n_embd % self.n_head
+        heads = self.n_head is not None and self.n_head % (self.n_kv_head or self.n_head)
+        if width or heads:
+            raise StreamsynthError(
+                f"n_embd={self.n_embd}, n_head={self.n_head}, n_kv_head={self.n_kv_head}",
+                hint="n_embd must be a multiple of n_head, and n_head a multiple of n_kv_head",
+            )
 
 
 @dataclass(frozen=True)

@@ -40,15 +40,6 @@ SOURCE = ("--entities", "1000", "--end", "2024-05-02T00:00:00Z")
 
 
 @pytest.fixture(scope="module")
-def ray_runtime():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def unsharded(tmp_path_factory) -> pl.DataFrame:
     """The unsharded sample of the same source and options: what every replay must deliver."""
     path = tmp_path_factory.mktemp("sample") / "all.parquet"

@@ -27,15 +27,6 @@ END = "2024-01-04T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
-def ray_runtime():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def baseline_dir(tmp_path_factory, payments_small) -> Path:
     from streamsynth.models.baseline import BaselineSynthesizer
 
