@@ -444,6 +444,8 @@ def test_the_kuberay_rayjob_example_samples_on_ray_with_the_built_image(services
 
     import typer.main
 
+    import streamsynth.cli.core  # noqa: F401 - registers `sample` on the app, as when run alone
+
     job = yaml.safe_load(RAYJOB_FILE.read_text())
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
     entry = shlex.split(job["spec"]["entrypoint"])
