@@ -423,6 +423,55 @@ def test_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# -- the KubeRay example ------------------------------------------------------------------------------
+RAYJOB_FILE = DOCKER / "kuberay-rayjob.yaml"
+
+
+def rayjob_containers(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container the RayJob declares: head, each worker group, the submitter if given."""
+    cluster = job["spec"]["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]
+    if "submitterPodTemplate" in job["spec"]:
+        templates.append(job["spec"]["submitterPodTemplate"])
+    return [c for t in templates for c in t["spec"]["containers"]]
+
+
+def test_the_kuberay_rayjob_example_samples_on_ray_with_the_built_image(services):
+    """The example's shape only, no cluster here: a RayJob running `streamsynth sample --ray` with
+    real options, on the image the Dockerfile builds (with Ray), every container with CPU/memory
+    requests and the model and output folders mounted."""
+    import shlex
+
+    import typer.main
+
+    import streamsynth.cli.core  # noqa: F401 - registers `sample` on the app, as when run alone
+
+    job = yaml.safe_load(RAYJOB_FILE.read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    entry = shlex.split(job["spec"]["entrypoint"])
+    assert entry[:2] == ["streamsynth", "sample"] and "--ray" in entry
+    sample = typer.main.get_command(app).commands["sample"]
+    known = {opt for param in sample.params for opt in param.opts}
+    flags = {arg.partition("=")[0] for arg in entry[2:] if arg.startswith("-")}
+    assert flags <= known, f"unknown sample options {flags - known}"
+    assert int(option(entry, "--shards")) >= 2
+    assert job["spec"]["rayClusterSpec"]["workerGroupSpecs"], "no worker group"
+    built = {services[name]["image"].partition(":")[0] for name in replay_services(services)}
+    build_lines = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("#   docker build")]
+    for container in rayjob_containers(job):
+        image = container["image"]
+        assert image.partition(":")[0] in built, f"{image} is not the image docker/ builds ({built})"
+        line = next((b for b in build_lines if f"-t {image} ." in b), None)
+        assert line and "EXTRAS=ray" in line, f"no build command in the Dockerfile makes {image} with Ray"
+        requests = container.get("resources", {}).get("requests", {})
+        assert {"cpu", "memory"} <= set(requests), f"{container['name']} requests no CPU or no memory"
+        mounted = [m["mountPath"] for m in container.get("volumeMounts", [])]
+        if container["name"] != "ray-job-submitter":
+            for path in (entry[2], option(entry, "-o")):
+                assert any(PurePosixPath(path).is_relative_to(m) for m in mounted), (
+                    f"{container['name']}: {path} is on no volume")
+
+
 # -- the health check ---------------------------------------------------------------------------------
 def run_healthcheck(tmp_path: Path, argv: list[str]) -> subprocess.CompletedProcess:
     cmdline = tmp_path / "cmdline"

@@ -124,6 +124,21 @@ def test_a_failing_task_leaves_no_folder_and_says_why(ray_runtime, tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml"]
 
 
+@pytest.mark.slow
+def test_transformer_ray_parts_are_the_unsharded_sample(ray_runtime, tmp_path):
+    """A tiny transformer: each Ray task loads the saved model and samples its shard on CPU; the
+    union of the two parts is the unsharded sample, rows and event ids."""
+    from streamsynth.datasets import payments
+    from streamsynth.models import create
+
+    model_dir = tmp_path / "transformer"
+    create("transformer", seed=0, n_layer=1, n_head=2, n_embd=32, epochs=1, batch_size=8,
+           progress=False).fit(payments(n_customers=40, n_days=3, seed=0)).save(model_dir)
+    whole, parts, unsharded, merged = _parts_and_manifests(model_dir, tmp_path, 2, "--end", END)
+    assert_shards_partition(whole, parts, entity="customer_id")
+    _assert_counts_add_up(merged, unsharded, 2)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--ray", "--shards", "2", "-n", "100"], "-n/--events"),
     (["--ray"], "--ray needs --shards"),
