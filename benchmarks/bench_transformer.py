@@ -4,18 +4,33 @@ the statistical baseline's events/s in the same run, and KV cache vs full recomp
     python benchmarks/bench_transformer.py                 # CPU, about 1M parameters
     python benchmarks/bench_transformer.py --device cuda --pools 4096,65536 --check-cpu
     python benchmarks/bench_transformer.py --model-dir /tmp/m --pools 4096 --steady  # long-run rate
+    python benchmarks/bench_transformer.py --pools 4096 --repeats 5 --contend       # idle vs other core busy
+
+Each pool and precision is timed ``--repeats`` times (interleaved with the others, after a warm-up)
+and reported as the median with the spread (slowest to fastest): single runs at a large pool varied
+by a third on a shared machine. Every table line carries the load average and thread count it was
+measured at. ``--contend`` times each one again with a busy loop on another core (a second process
+spinning), and prints the contended rate as a share of the idle one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import print_table  # noqa: E402
 
 from streamsynth.datasets import payments
 from streamsynth.models import create, load_model
@@ -35,6 +50,8 @@ def events_per_s(model: Any, n_entities: int, n_events: int) -> tuple[float, int
 def generation_per_s(model: Any, n_entities: int, n_events: int) -> float:
     """The sampler alone: events produced in time order, before decoding to frames."""
     ev, at, _ = model.codec.forced({})
+    warm = model.sampler(SamplerPlan(model.default_start(), model.span_s, n_entities, 0, ev, at))
+    next(iter(warm.chunks(min(n_events, 2000))), None)  # warm-up: first-call allocations and kernels
     sampler = model.sampler(SamplerPlan(model.default_start(), model.span_s, n_entities, 0, ev, at))
     started, done = time.perf_counter(), 0
     for chunk in sampler.chunks(10_000):
@@ -131,6 +148,59 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+@contextmanager
+def busy_core(on: bool):
+    """A second process spinning on a core while the block runs (the contended case)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if on else None
+    try:
+        time.sleep(0.5 if on else 0)  # let it get scheduled
+        yield
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+
+
+def pool_rates(model: Any, pools: list[int], precisions: list[str], args: argparse.Namespace,
+               results: dict[str, Any]) -> None:
+    """Events/s at each pool and precision (and busy core, with --contend): ``--repeats`` rounds,
+    each timing every case once, so a burst of load touches every case alike; medians."""
+    cases = [(pool, precision, busy) for pool in pools for precision in precisions
+             for busy in ((False, True) if args.contend else (False,))]
+    runs: dict[tuple[int, str, bool], list[tuple[float, float, float]]] = {c: [] for c in cases}
+    for _ in range(args.repeats):
+        for pool, precision, busy in cases:
+            model.configure(entity_batch=pool, precision=precision)
+            # About 7 windows of the pool's entities: events of a window are released once its
+            # last entity has passed them, so a budget of one window would time mostly the ramp.
+            budget = min(args.events, max(500, pool * 250))
+            with busy_core(busy):
+                rate, _ = events_per_s(model, max(pool, 1), budget)
+                gen = generation_per_s(model, max(pool, 1), budget)
+            runs[(pool, precision, busy)].append((rate, gen, os.getloadavg()[0]))
+    rows = []
+    for (pool, precision, busy), measured in runs.items():
+        rate = statistics.median(r for r, _, _ in measured)
+        gen = statistics.median(g for _, g, _ in measured)
+        spread = max(r for r, _, _ in measured) / max(min(r for r, _, _ in measured), 1e-9) - 1
+        idle = statistics.median(r for r, _, _ in runs[(pool, precision, False)])
+        key = f"pool{pool}_{precision}" + ("_contended" if busy else "")
+        results[key] = {"events_per_s": round(rate), "generation_events_per_s": round(gen),
+                        "spread": round(spread, 3), "runs": [round(r) for r, _, _ in measured]}
+        rows.append([pool, precision, "busy" if busy else "idle", f"{rate:,.0f}", f"{gen:,.0f}",
+                     f"{spread:.0%}" + (" (unsteady)" if spread > 0.10 else ""),
+                     f"{rate / idle:.2f}" if busy else "-",
+                     f"{statistics.median(x for _, _, x in measured):.1f}"])
+    print_table(f"transformer sampling, medians of {args.repeats} rounds; threads {torch.get_num_threads()}, "
+                f"CPU {torch.backends.cpu.get_cpu_capability()}, load average now {load()}",
+                ["pool", "precision", "other core", "events/s", "generation only", "spread", "vs idle",
+                 "load (1 min)"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
@@ -149,8 +219,11 @@ def main() -> None:
                         help="only the steady-state step rate at each pool (after positions spread)")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the baseline model's timing")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per pool and precision (medians)")
+    parser.add_argument("--contend", action="store_true", help="also time each case with another core busy")
     args = parser.parse_args()
     device = torch.device(args.device)
+    print(f"load average {load()}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}", flush=True)
     results: dict[str, Any] = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                                "threads": torch.get_num_threads(),
                                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -196,18 +269,7 @@ def main() -> None:
                       f"{res['events_per_s']:,} events/s generated", flush=True)
         print(json.dumps({k: v for k, v in results.items() if k.startswith("steady")}))
         return
-    for pool in (int(p) for p in args.pools.split(",")):
-        for precision in precisions:
-            model.configure(entity_batch=pool, precision=precision)
-            # About 7 windows of the pool's entities: events of a window are released once its
-            # last entity has passed them, so a budget of one window would time mostly the ramp.
-            budget = min(args.events, max(500, pool * 250))
-            rate, n = events_per_s(model, max(pool, 1), budget)
-            gen = generation_per_s(model, max(pool, 1), budget)
-            key = f"pool{pool}_{precision}"
-            results[key] = {"events_per_s": round(rate), "generation_events_per_s": round(gen), "events": n}
-            print(f"transformer pool {pool:>6} {precision}: {rate:,.0f} events/s end to end, "
-                  f"{gen:,.0f} events/s generation only ({n} events)", flush=True)
+    pool_rates(model, [int(p) for p in args.pools.split(",")], precisions, args, results)
 
     length = 256
     if args.skip_kv:
