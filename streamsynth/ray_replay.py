@@ -50,7 +50,7 @@ from streamsynth.manifest import ManifestCounter, build_manifest
 from streamsynth.outputs import write_text
 from streamsynth.pipeline import Request, open_source
 from streamsynth.progress import SWITCH_ENV
-from streamsynth.ray_sample import connect, import_ray, merge_descriptions, runtime
+from streamsynth.ray_sample import check_split, connect, import_ray, merge_descriptions, runtime
 
 #: Ray restarts a dead worker this often (and retries the replay task on the new one)
 MAX_RESTARTS = 3
@@ -157,16 +157,7 @@ class RayReplayResult:
 
 def check_options(source: Any, settings: ReplaySettings, workers: int) -> None:
     """Refuse, naming the option, what the workers cannot do; before Ray starts."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise StreamsynthError(f"--workers {workers!r} is not a positive whole number", hint="use e.g. --workers 4")
-    if source.n_events is not None:
-        raise StreamsynthError(
-            "--ray splits the stream by entity, so -n/--events cannot say where each worker stops: "
-            "the unsharded stream's first N events are not the union of the shards' first events",
-            hint="bound the replay by time with --end (or leave it out for the model's or scenario's own span)")
-    if source.shard is not None:
-        raise StreamsynthError("--ray makes the shards itself, so --shard K/N does not apply",
-                               hint="drop --shard; --workers N sets how many Ray workers (shards) there are")
+    check_split("--workers", workers, n_events=source.n_events, shard=source.shard)
     if settings.checkpoint is not None:
         raise StreamsynthError("--checkpoint names one file, but each Ray worker keeps its own checkpoint",
                                hint="use --checkpoint-dir PATH (worker K writes PATH/worker-K-of-N.checkpoint)")

@@ -78,18 +78,24 @@ def import_ray() -> Any:
 
 def check_request(request: Request, shards: int) -> Request:
     """The request every shard runs, with what cannot be split refused (naming the option)."""
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-        raise StreamsynthError(f"--shards {shards!r} is not a positive whole number", hint="use e.g. --shards 4")
-    if request.n_events is not None:
+    check_split("--shards", shards, n_events=request.n_events, shard=request.shard)
+    return request
+
+
+def check_split(option: str, count: Any, *, n_events: int | None, shard: Any) -> None:
+    """Refuse what a split into ``count`` Ray shards (``--shards`` tasks, ``--workers`` actors)
+    cannot do, naming the option and the fix."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise StreamsynthError(f"{option} {count!r} is not a positive whole number", hint=f"use e.g. {option} 4")
+    if n_events is not None:
         raise StreamsynthError(
             "--ray splits the stream by entity, so -n/--events cannot say where each shard stops: "
             "the unsharded stream's first N events are not the union of the shards' first events",
             hint="bound the run by time with --end (or leave it out for the model's or scenario's own span)",
         )
-    if request.shard is not None:
+    if shard is not None:
         raise StreamsynthError("--ray makes the shards itself, so --shard K/N does not apply",
-                               hint="drop --shard; --shards N sets how many Ray tasks there are")
-    return request
+                               hint=f"drop --shard; {option} N sets how many Ray shards there are")
 
 
 def generate_shard(source: str, request: Request, part: str | None) -> tuple[Any, ShardResult]:
