@@ -47,7 +47,7 @@ MEANINGS: dict[str, dict[str, tuple[str, str]]] = {
     "transformer": {
         "seed": ("random seed of training and sampling", "-"),
         "preset": ("sizes what is left unset from the data: fast (2 blocks x 64, about a minute on 2 CPU cores), "
-                   "auto (4 x 128, 2 x 64 below 5,000 events; about 5 minutes, 3-30 epochs) or best (6 x 192 from "
+                   "auto (4 x 128; about 5 minutes, 3-30 epochs) or best (6 x 192 from "
                    "100,000 events; about half an hour); also fit --preset", "fast ~1/5 of auto"),
         "n_layer": ("transformer blocks (null: the preset's for the data)", "training and sampling time ~ linear"),
         "n_head": ("attention heads (n_embd must be a multiple; null: n_embd / 32)", "small"),

@@ -25,7 +25,7 @@ def _sized(preset: str, n_events: int, *, parameters: int = 1_000_000, positions
 
 
 @pytest.mark.parametrize(("preset", "n_events", "network"), [
-    ("auto", 3_000, (2, 64)), ("auto", 50_000, (4, 128)), ("auto", 5_000_000, (4, 128)),
+    ("auto", 3_000, (4, 128)), ("auto", 50_000, (4, 128)), ("fast", 3_000, (2, 64)), ("auto", 5_000_000, (4, 128)),
     ("fast", 50_000, (2, 64)), ("best", 50_000, (4, 128)), ("best", 200_000, (6, 192)),
 ])
 def test_the_network_grows_with_the_data_and_the_preset(preset, n_events, network):
