@@ -30,3 +30,12 @@ def closest(name: str, options: list[str]) -> str | None:
         lowered = {o.lower(): o for o in options}
         return lowered.get(name.lower())
     return found[0]
+
+
+def refuse_without(flag: str, hint: str, **given: bool) -> None:
+    """Refuse options that mean nothing without ``flag`` (``given``: option name -> whether it was
+    set), rather than ignore them; ``hint`` says what to do instead."""
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    if named:
+        verb = "applies" if len(named) == 1 else "apply"
+        raise StreamsynthError(f"{' and '.join(named)} only {verb} with {flag}", hint=hint)

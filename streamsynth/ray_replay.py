@@ -45,7 +45,7 @@ from streamsynth.connectors.job import (
 )
 from streamsynth.connectors.metrics import MetricsEndpoint
 from streamsynth.connectors.pacing import Pacing
-from streamsynth.errors import StreamsynthError
+from streamsynth.errors import StreamsynthError, refuse_without
 from streamsynth.manifest import ManifestCounter, build_manifest
 from streamsynth.outputs import write_text
 from streamsynth.pipeline import Request, open_source
@@ -172,10 +172,7 @@ def check_options(source: Any, settings: ReplaySettings, workers: int) -> None:
 
 def refuse_without_ray(**given: bool) -> None:
     """--workers and --checkpoint-dir mean nothing without --ray: say so, not ignore them."""
-    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
-    if named:
-        raise StreamsynthError(f"{', '.join(named)} only apply with --ray",
-                               hint="add --ray (and the ray extra), or use --checkpoint FILE for one replay here")
+    refuse_without("--ray", "add --ray (and the ray extra), or use --checkpoint FILE for one replay here", **given)
 
 
 def worker_manifest(merged: Path, k: int, n: int) -> Path:

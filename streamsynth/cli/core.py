@@ -16,7 +16,7 @@ from streamsynth.cli import app, closed_stdout
 from streamsynth.cli.options import Progress, print_table
 from streamsynth.cli.source_options import SourceOptions, source_options
 from streamsynth.contract import check_count, take
-from streamsynth.errors import StreamsynthError
+from streamsynth.errors import StreamsynthError, refuse_without
 from streamsynth.models import MODELS
 
 MODEL_KINDS = list(MODELS)
@@ -165,10 +165,7 @@ def _sample_ray(source: SourceOptions, output: Path, shards: int | None, address
 
 def _refuse_ray_options(**given: bool) -> None:
     """--shards, --ray-cpus and --ray-gpus mean nothing without --ray: say so, not ignore them."""
-    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
-    if named:
-        raise StreamsynthError(f"{', '.join(named)} only apply with --ray",
-                               hint="add --ray (and the ray extra), or use --shard K/N for one shard here")
+    refuse_without("--ray", "add --ray (and the ray extra), or use --shard K/N for one shard here", **given)
 
 
 @app.command()

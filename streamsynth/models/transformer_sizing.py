@@ -89,7 +89,8 @@ PRESETS: dict[str, Preset] = {
 
 def check_preset(name: str) -> None:
     if name not in PRESETS:
-        raise StreamsynthError(f"unknown transformer preset {name!r}", hint=f"use one of: {', '.join(PRESETS)}")
+        raise StreamsynthError(f"unknown transformer preset {name!r} (fit --preset, --option preset=...)",
+                               hint=f"use one of: {', '.join(PRESETS)}")
 
 
 def network_for(preset: str, size: NetworkSize, n_events: int) -> NetworkSize:

@@ -258,8 +258,8 @@ def test_a_metrics_port_in_use_fails_before_any_worker_starts(ray_runtime, broke
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--workers", "2"], "--workers only apply with --ray"),
-    (["--checkpoint-dir", "ckpt"], "--checkpoint-dir only apply with --ray"),
+    (["--workers", "2"], "--workers only applies with --ray"),
+    (["--checkpoint-dir", "ckpt"], "--checkpoint-dir only applies with --ray"),
     (["--ray"], "--ray needs --workers N"),
     (["--ray", "--workers", "0"], "--workers 0 is not a positive whole number"),
     (["--ray", "--workers", "2", "-n", "100"], "-n/--events"),

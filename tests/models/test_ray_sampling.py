@@ -143,8 +143,8 @@ def test_transformer_ray_parts_are_the_unsharded_sample(ray_runtime, tmp_path):
     (["--ray", "--shards", "2", "-n", "100"], "-n/--events"),
     (["--ray"], "--ray needs --shards"),
     (["--ray", "--shards", "0"], "--shards 0"),
-    (["--shards", "2"], "--shards only apply with --ray"),
-    (["--ray-gpus", "1"], "--ray-gpus only apply with --ray"),
+    (["--shards", "2"], "--shards only applies with --ray"),
+    (["--ray-gpus", "1"], "--ray-gpus only applies with --ray"),
     (["--ray", "--shards", "2", "--shard", "0/2"], "--shard K/N does not apply"),
     (["--ray", "--shards", "2", "--ray-cpus", "-1"], "--ray-cpus -1.0 is negative"),
 ])
