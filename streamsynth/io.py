@@ -104,6 +104,10 @@ def data_files(path: str | Path) -> list[Path]:
     if not path.is_dir():  # a device, a pipe or a socket: nothing polars can scan
         raise StreamsynthError(f"{path} is neither a data file nor a directory",
                                hint="give a .csv, .parquet or .jsonl file, or a directory of them")
+    if (path / "config.json").is_file() and (path / "weights.safetensors").is_file():  # models.base's files
+        raise StreamsynthError(f"{path} is a model directory, not data",
+                               hint="sample, stream and replay read a model; fit, inspect and evaluate read "
+                               "data files (.csv, .parquet, .jsonl) or a directory of them")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
     if not files:
         raise StreamsynthError(

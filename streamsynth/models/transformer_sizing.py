@@ -124,8 +124,9 @@ class Sizing:
         """One line: the network, the budget, and where they came from."""
         s, t = self.size, self.train
         given = f"; given: {', '.join(self.given)}" if self.given else ""
+        epochs = f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"
         return (f"transformer: {s.n_layer} blocks x {s.n_embd} wide, {s.n_head} heads ({self.parameters:,} "
-                f"parameters), up to {t.epochs} epochs of {self.positions:,} positions, stopping after "
+                f"parameters), up to {epochs} of {self.positions:,} positions, stopping after "
                 f"{t.patience} without improvement (preset {self.preset}, from {self.n_events:,} events{given}; "
                 "change with fit --preset fast|auto|best or --option n_layer=...)")
 

@@ -40,6 +40,8 @@ CASES: list[tuple[str, str, str] | tuple[str, str, str, str]] = [
     ("missing file", "inspect {tmp}/missing.csv", "missing.csv"),
     ("empty file", "inspect {tmp}/empty.csv", "empty.csv is empty"),
     ("folder without data", "inspect {tmp}/nodata", "holds no data files"),
+    ("a model where data belongs", "inspect {model}", "is a model directory, not data"),
+    ("unknown transformer preset", "fit {csv} -o {tmp}/x -m transformer --preset huge", "unknown transformer preset"),
     ("unparseable timestamp", "inspect {tmp}/ts.csv", "'yesterday'"),
     ("implausible year", "inspect {tmp}/year17.csv", "reads as year 17"),
     ("a device, not a data file", "fit /dev/null -o {tmp}/x", "neither a data file nor a directory"),

@@ -70,7 +70,7 @@ def test_fit_prints_the_choice_and_saves_it(tmp_path):
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
     line = next(x for x in fit.stderr.splitlines() if x.startswith("transformer: "))
-    assert "2 blocks x 64 wide" in line and "up to 1 epochs" in line and "preset fast" in line
+    assert "2 blocks x 64 wide" in line and "up to 1 epoch of" in line and "preset fast" in line
     config = json.loads((model_dir / "config.json").read_text())
     assert config["config"]["preset"] == "fast" and config["config"]["train"]["epochs"] == 1
     assert config["metadata"]["sizing"] == line
