@@ -45,7 +45,7 @@ from streamsynth.connectors.job import (
 )
 from streamsynth.connectors.metrics import MetricsEndpoint
 from streamsynth.connectors.pacing import Pacing
-from streamsynth.errors import StreamsynthError, refuse_without
+from streamsynth.errors import StreamsynthError
 from streamsynth.manifest import ManifestCounter, build_manifest
 from streamsynth.outputs import write_text
 from streamsynth.pipeline import Request, open_source
@@ -168,11 +168,6 @@ def check_options(source: Any, settings: ReplaySettings, workers: int) -> None:
         raise StreamsynthError(f"--ray workers each deliver their own shard, so they cannot share the {sink.scheme} "
                                f"sink {sink.redacted()!r}", hint="replay with --ray to kafka:// or http(s)://, "
                                "or leave out --ray for a file or stdout")
-
-
-def refuse_without_ray(**given: bool) -> None:
-    """--workers and --checkpoint-dir mean nothing without --ray: say so, not ignore them."""
-    refuse_without("--ray", "add --ray (and the ray extra), or use --checkpoint FILE for one replay here", **given)
 
 
 def worker_manifest(merged: Path, k: int, n: int) -> Path:

@@ -131,12 +131,10 @@ class ConnectionPool:
     def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]] | None:
         """:meth:`request` without a coroutine, on an idle connection: the response's future, or
         None when no connection is idle (then :meth:`request` connects)."""
-        while self.idle:
-            connection = self.idle.pop()
-            if connection.open:
-                return self._dispatch(connection, data, asyncio.get_running_loop().time() + self.timeout)
-            self.every.discard(connection)
-        return None
+        connection = self._idle()
+        if connection is None:
+            return None
+        return self._dispatch(connection, data, asyncio.get_running_loop().time() + self.timeout)
 
     def _dispatch(self, connection: _Connection, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes]]:
         waiter = connection.send(data)
@@ -164,12 +162,18 @@ class ConnectionPool:
             except (OSError, TimeoutError):
                 return
 
-    async def _take(self, deadline: float) -> _Connection:
+    def _idle(self) -> _Connection | None:
+        """An idle connection still open (closed ones leave the pool), or None."""
         while self.idle:
             connection = self.idle.pop()
             if connection.open:
                 return connection
-        return await self._connect(deadline)
+            self.every.discard(connection)
+        return None
+
+    async def _take(self, deadline: float) -> _Connection:
+        connection = self._idle()
+        return connection if connection is not None else await self._connect(deadline)
 
     async def _connect(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()

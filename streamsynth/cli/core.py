@@ -133,7 +133,9 @@ def sample(
     if ray or ray_address is not None:
         _sample_ray(source, output, shards, ray_address, (ray_cpus, ray_gpus))
         return
-    _refuse_ray_options(shards=shards is not None, ray_cpus=ray_cpus != 1.0, ray_gpus=ray_gpus != 0.0)
+    # --shards, --ray-cpus and --ray-gpus mean nothing without --ray: say so, not ignore them
+    refuse_without("--ray", "add --ray (and the ray extra), or use --shard K/N for one shard here",
+                   shards=shards is not None, ray_cpus=ray_cpus != 1.0, ray_gpus=ray_gpus != 0.0)
     src = source.open()
     counter = ManifestCounter(time=src.time)
     # the sample and its manifest replace an earlier pair together, or not at all
@@ -161,11 +163,6 @@ def _sample_ray(source: SourceOptions, output: Path, shards: int | None, address
                                 resources=resources)
     typer.echo(f"wrote {counter.events:,} events in {shards} parts to {output}/ (manifest {path.name}) "
                f"in {clock.perf_counter() - started:.1f}s", err=True)
-
-
-def _refuse_ray_options(**given: bool) -> None:
-    """--shards, --ray-cpus and --ray-gpus mean nothing without --ray: say so, not ignore them."""
-    refuse_without("--ray", "add --ray (and the ray extra), or use --shard K/N for one shard here", **given)
 
 
 @app.command()

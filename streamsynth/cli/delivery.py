@@ -22,7 +22,7 @@ from streamsynth.connectors import read_back
 from streamsynth.connectors.job import DEFAULT_MANIFEST, DEFAULT_SHUTDOWN_TIMEOUT, EXIT_LOSS, ReplayJob, ReplaySettings
 from streamsynth.connectors.verify import reconcile
 from streamsynth.contract import EVENT_ID, LABEL, take
-from streamsynth.errors import StreamsynthError
+from streamsynth.errors import StreamsynthError, refuse_without
 
 
 @app.command("replay")
@@ -90,9 +90,8 @@ def replay_command(
         code = replay_on_ray(source, settings, workers=workers, checkpoint_dir=checkpoint_dir,
                              address=ray_address, say=say)
     else:
-        from streamsynth.ray_replay import refuse_without_ray
-
-        refuse_without_ray(workers=workers is not None, checkpoint_dir=checkpoint_dir is not None)
+        refuse_without("--ray", "add --ray (and the ray extra), or use --checkpoint FILE for one replay here",
+                       workers=workers is not None, checkpoint_dir=checkpoint_dir is not None)
         job = ReplayJob(settings, source.as_args(), source.open, requested_seed=source.seed,
                         n_events=source.n_events, say=say)
         code = job.run()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
+import polars as pl
 
 _ON_GRID = 0.99  # a coarser step replaces a finer one when it keeps this share of its values
 _MIN_SHARE = 0.05  # a level must hold at least this share of values ...
@@ -262,6 +263,18 @@ class TimeSnapper:
         if self.pending is not None:
             rows, self.pending = self.pending, None
             yield _without_raw(rows)
+
+
+def condition_grids(grids: dict[str, Grid], frame: pl.DataFrame, categorical: list[str], seed: int = 0) -> None:
+    """Condition each numeric grid (by column name) on the column of ``categorical`` that changes
+    it most (:meth:`Grid.condition_on`), learned on at most :data:`_FIT_VALUES` rows of ``frame``."""
+    if not grids or not categorical:
+        return
+    sample = frame if frame.height <= _FIT_VALUES else frame.sample(_FIT_VALUES, seed=seed)
+    candidates = {name: sample[name].to_numpy() for name in categorical}
+    for name, grid in grids.items():
+        grid.condition_on(sample[name].cast(pl.Float64).to_numpy(),
+                          {c: v for c, v in candidates.items() if c != name})
 
 
 def _condition(grid: Grid, name: str, x: np.ndarray, parent: np.ndarray) -> tuple[float, GridCondition] | None:

@@ -74,7 +74,6 @@ class TransformerSynthesizer(Synthesizer):
         self.codec: Any = None
         self.model: EventTransformer | None = None
         self.history: list[dict[str, float]] = []
-        self.sizing: str | None = None  # the line describing what fit chose (transformer_sizing)
 
     @property
     def span_s(self) -> float:
@@ -98,9 +97,8 @@ class TransformerSynthesizer(Synthesizer):
                             parameters=sum(p.numel() for p in EventTransformer(cfg).parameters()),
                             positions=int(np.minimum(lengths + 2, block).sum()), n_events=frame.height)
         self.options = replace(self.options, size=size, train=sizing.train)
-        self.sizing = sizing.describe()
         if self.options.train.progress:
-            print(self.sizing, file=sys.stderr, flush=True)
+            print(sizing.describe(), file=sys.stderr, flush=True)
         if self.options.train.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
             self.model, self.history, privacy = train_private(
                 cfg, encoded, self.options.train, seed=self.seed, entity_column=self.schema.entity,
@@ -113,7 +111,7 @@ class TransformerSynthesizer(Synthesizer):
             truncated_entities=int((lengths > block - 1).sum()),
             epochs_run=len(self.history),
             best_val_nll=min((h["val"] for h in self.history if "val" in h), default=None),
-            sizing=self.sizing,
+            sizing=sizing.describe(),  # what fit chose, said once more in the saved model
         )
 
     def _stream(self, request: StreamRequest) -> Iterator[pl.DataFrame]:

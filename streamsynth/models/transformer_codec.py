@@ -21,7 +21,7 @@ from streamsynth.encoders import (
     QuantileEncoder,
     encoder_from_json,
 )
-from streamsynth.encoders.resolution import Grid
+from streamsynth.encoders.resolution import Grid, condition_grids
 from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import KINDS, event_key, generate, learn_shape
 from streamsynth.models.arrivals import WeeklyProfile
@@ -34,7 +34,6 @@ GAP = "_gap"
 _CLOCK_MIN_SPAN_S = 86_400.0  # a weekly profile needs at least a day of data to say anything
 UNIFORM_OFFSET_KEY = 100  # rng key offset for the position inside an offset class
 IDENT_KEY = 200
-_GRID_FIT_ROWS = 200_000  # rows that learn which column a numeric grid depends on
 GRID_KEY = 300  # rng key offset for which grid level a numeric value (or, at GRID_KEY, a time) goes to
 _DTYPES = {
     "Int8": pl.Int8(), "Int16": pl.Int16(), "Int32": pl.Int32(), "Int64": pl.Int64(),
@@ -143,7 +142,8 @@ class EventCodec:
                 if grid is not None:
                     self.grids[col.name] = grid
                 self._add("attr" if col.name in attrs else "event", col.name, "numeric", enc, col.dtype)
-        self._condition_grids(frame, [c.name for c in learned if c.role is not Role.NUMERIC])
+        # categoricals are decoded before numbers, so sampling has the column a grid depends on
+        condition_grids(self.grids, frame, [c.name for c in learned if c.role is not Role.NUMERIC])
         if self.label and self.label not in attrs:
             self.label_dtype = str(frame.schema[self.label])
             flags = _entity_labels(frame, self.entity, self.label)
@@ -173,16 +173,6 @@ class EventCodec:
                 sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + null bin
             else:
                 sizes += [enc.size + 1, OFFSET_CLASSES + 1]  # + end of sequence
-
-    def _condition_grids(self, frame: pl.DataFrame, categorical: list[str]) -> None:
-        """Condition each numeric grid on the categorical column changing it most
-        (:meth:`Grid.condition_on`); categoricals are decoded before numbers, so sampling has it."""
-        if not self.grids or not categorical:
-            return
-        sample = frame if frame.height <= _GRID_FIT_ROWS else frame.sample(_GRID_FIT_ROWS, seed=0)
-        candidates = {name: sample[name].to_numpy() for name in categorical}
-        for name, grid in self.grids.items():
-            grid.condition_on(sample[name].cast(pl.Float64).to_numpy(), candidates)
 
     def _fit_entity_ids(self, ids: pl.Series, kind: str | None) -> None:
 
