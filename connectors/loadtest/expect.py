@@ -241,6 +241,13 @@ class Confusion:
         self.counts[cell] += 1
         self.by_label.setdefault(label, Counter())[cell] += 1
 
+    def merge(self, other: Confusion) -> None:
+        """Add another share's matrix to this one (``--workers``): the union of their counts."""
+        self.counts.update(other.counts)
+        for label, cells in other.by_label.items():
+            self.by_label.setdefault(label, Counter()).update(cells)
+        self.unanswered += other.unanswered
+
     @property
     def precision(self) -> float | None:
         return precision(self.counts)

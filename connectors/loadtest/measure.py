@@ -3,7 +3,10 @@ per-second series of target, sent, completed and dropped requests.
 
 Latency goes into HDR histograms (the ``hdrh`` package, the HdrHistogram of wrk2 and Gatling):
 microsecond resolution from 1 us to an hour at three significant digits, in fixed memory, and
-mergeable, so the overall figures are the sum of the per-label ones. Two per label: from the
+mergeable, so the overall figures are the sum of the per-label ones (and, with ``--workers``, the
+parent's are the sum of the workers': :meth:`Measurements.snapshot` in each, :meth:`Measurements.apply`
+and :meth:`Measurements.add` in the parent, the histograms crossing the pipe in the library's own
+encoding). Two per label: from the
 scheduled send time (what a user arriving on schedule waits, queueing in the load generator
 included: no coordinated omission) and from the actual send time (what the service took).
 
@@ -91,6 +94,17 @@ class LabelStats:
         self.statuses.update(other.statuses)
         self.errors.update(other.errors)
 
+    def encode(self) -> dict[str, object]:
+        """The stats in a picklable form (HdrHistogram is a ctypes structure): the histograms in
+        the library's compressed encoding, which :meth:`decode` reads back exactly."""
+        return {name: (value.encode() if isinstance(value, HdrHistogram) else value)
+                for name, value in vars(self).items()}
+
+    @classmethod
+    def decode(cls, encoded: dict[str, object]) -> LabelStats:
+        return cls(**{name: (HdrHistogram.decode(value) if isinstance(value, bytes) else value)
+                      for name, value in encoded.items()})
+
 
 #: per-second latency buckets grow by 1% (log scale), so a per-second percentile is within 1%
 _BUCKET_GROWTH = math.log(1.01)
@@ -117,6 +131,11 @@ class Second:
         us = min(max(seconds * 1e6, _LOWEST_US), _HIGHEST_US)
         self.latency[int(math.log(us) / _BUCKET_GROWTH)] += 1
 
+    def add(self, other: Second) -> None:
+        for name in ("target", "sent", "completed", "dropped", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latency.update(other.latency)
+
     def latency_ms(self, percentile: float) -> float | None:
         """The from-scheduled latency at ``percentile`` (0-100) of this second's answers, in
         milliseconds (the upper edge of its bucket), or None when nothing was answered."""
@@ -140,6 +159,7 @@ class Measurements:
         self.labels: dict[str, LabelStats] = {}
         self.seconds = [Second(target=n) for n in target_per_second]
         self.unfinished = 0  # in flight when the run was stopped
+        self._changed_from = 0  # seconds[_changed_from:] changed since the last snapshot
 
     def _label(self, label: str) -> LabelStats:
         stats = self.labels.get(label)
@@ -151,6 +171,8 @@ class Measurements:
         index = max(int(offset), 0)
         while index >= len(self.seconds):  # completions after the schedule's end (draining)
             self.seconds.append(Second())
+        if index < self._changed_from:
+            self._changed_from = index
         return self.seconds[index]
 
     def scheduled(self, label: str) -> None:
@@ -192,9 +214,44 @@ class Measurements:
         if self.metrics is not None:
             self.metrics.failed(label, error)
 
+    def snapshot(self) -> Snapshot:
+        """The measurements so far, for the parent of ``--workers`` (:meth:`apply`): the labels
+        whole (a few kilobytes), the seconds only from the first one changed since the previous
+        snapshot, so an hour-long run does not send its whole series every second."""
+        changed, self._changed_from = self._changed_from, len(self.seconds)
+        return Snapshot({label: stats.encode() for label, stats in self.labels.items()},
+                        changed, self.seconds[changed:], self.unfinished)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        """Bring this copy of one worker's measurements up to its ``snapshot``."""
+        self.labels = {label: LabelStats.decode(encoded) for label, encoded in snapshot.labels.items()}
+        del self.seconds[snapshot.first_second:]
+        self.seconds.extend(snapshot.seconds)
+        self.unfinished = snapshot.unfinished
+
+    def add(self, other: Measurements) -> None:
+        """Add another run's measurements to these (the workers' shares into one run): counts
+        and histograms per label, and second by second the series."""
+        for label, stats in other.labels.items():
+            self._label(label).add(stats)
+        for index, second in enumerate(other.seconds):
+            self._second(index).add(second)
+        self.unfinished += other.unfinished
+
     def total(self) -> LabelStats:
         """All labels together."""
         out = LabelStats()
         for stats in self.labels.values():
             out.add(stats)
         return out
+
+
+@dataclass
+class Snapshot:
+    """What :meth:`Measurements.snapshot` sends (picklable): every label's stats encoded, and the
+    per-second series from ``first_second`` on."""
+
+    labels: dict[str, dict[str, object]]
+    first_second: int
+    seconds: list[Second]
+    unfinished: int

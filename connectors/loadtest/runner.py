@@ -14,6 +14,10 @@ and, with ``--abort-on-fail``, checks the thresholds.
 
 Ctrl-C or SIGTERM stops the schedule, gives the requests in flight a short grace and still
 returns every figure; a second one stops at once.
+
+With ``--workers`` each worker process runs one of these on its :class:`.Share` of the schedule,
+with a :class:`Link` to the parent (:mod:`.workers`) in place of the signals, the clock's start
+and the status line: the parent owns those for the whole run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -35,7 +40,8 @@ from streamsynth.connectors.loadtest.expect import Confusion, Expectation
 from streamsynth.connectors.loadtest.measure import Measurements
 from streamsynth.connectors.loadtest.prometheus import LoadMetrics
 from streamsynth.connectors.loadtest.requests import Request, RequestTemplate
-from streamsynth.connectors.loadtest.schedule import Segment, arrival_times, target_per_second
+from streamsynth.connectors.loadtest.schedule import Segment, target_per_second
+from streamsynth.connectors.loadtest.share import Share
 from streamsynth.connectors.loadtest.summary import figures, status_line
 from streamsynth.connectors.loadtest.thresholds import Threshold, crossed
 
@@ -62,6 +68,7 @@ class LoadSettings:
     abort_on_fail: bool = False
     status_every: float = 1.0
     metrics: LoadMetrics | None = None  # Prometheus (served by the caller, which also closes it)
+    share: Share = Share()  # the requests this process sends: all of them, or a worker's share
 
 
 @dataclass
@@ -75,6 +82,18 @@ class LoadResult:
     crossed: list[Threshold]
     figures: dict[str, float | None]
     thresholds: list[Threshold] = field(default_factory=list)  # all asked for, crossed or not
+    workers: int = 1  # the processes that sent the requests
+    lost: list[str] = field(default_factory=list)  # the workers that died, each with its exit code
+
+
+class Link(Protocol):
+    """A worker's line to its parent (:mod:`.workers`), which starts, stops and watches the run."""
+
+    async def start(self, run: _Run) -> float | None:
+        """Wait for the parent's start time (``loop.time()``); None when told to stop first."""
+
+    def report(self, run: _Run) -> None:
+        """Send the run's progress, once a second."""
 
 
 def classify(exc: BaseException) -> str:
@@ -91,8 +110,9 @@ def classify(exc: BaseException) -> str:
 
 
 def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
-             say: Callable[[str], None] = lambda line: None) -> LoadResult:
-    """Run the load test on ``stream`` and return its measurements.
+             say: Callable[[str], None] = lambda line: None, link: Link | None = None) -> LoadResult:
+    """Run the load test on ``stream`` (its requests in ``settings.share``) and return its
+    measurements; ``link``: run as a worker of :mod:`.workers`.
 
     The first batch is read and the service reached before the clock starts, so a wrong column
     name or an unreachable host is an error before any request, not a run of failures.
@@ -103,17 +123,21 @@ def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
     settings.template.check(first)
     if settings.expect is not None:
         settings.expect.check(first.columns)
-    return asyncio.run(_Run(settings, itertools.chain([first], stream), say).main())
+    events = settings.share.events(itertools.chain([first], stream), settings.template.batch)
+    return asyncio.run(_Run(settings, events, say, link).main())
 
 
 class _Run:
     """The state of one run, owned by the event loop's thread (the feeder only touches the queue)."""
 
-    def __init__(self, settings: LoadSettings, stream: Iterator[pl.DataFrame], say: Callable[[str], None]) -> None:
+    def __init__(self, settings: LoadSettings, stream: Iterator[pl.DataFrame], say: Callable[[str], None],
+                 link: Link | None = None) -> None:
         self.settings = settings
         self.stream = stream
         self.say = say
-        self.measurements = Measurements(target_per_second(settings.segments), settings.metrics)
+        self.link = link
+        self.measurements = Measurements(
+            target_per_second(settings.segments, settings.share.times(settings.segments)), settings.metrics)
         self.confusion = Confusion() if settings.expect is not None else None
         self.pool = ConnectionPool(settings.template.url, settings.timeout)
         self.chunks: queue.Queue[list[tuple[Request, bytes]] | None] = queue.Queue(_QUEUED_CHUNKS)
@@ -184,16 +208,21 @@ class _Run:
     async def main(self) -> LoadResult:
         loop = asyncio.get_running_loop()
         await self._check_reachable()
-        watched = self._watch_signals(loop)
+        watched = self._watch_signals(loop) if self.link is None else []  # a worker's parent watches them
         feeder = threading.Thread(target=self._feed, name="load-feeder", daemon=True)
         feeder.start()
         try:
             await self._ready()
-            self.start = loop.time()
+            start = loop.time() if self.link is None else await self.link.start(self)
+            if start is None:  # told to stop before the start: nothing was sent
+                start = loop.time()
+            self.start = start
+            if start > loop.time():  # every worker starts the one schedule at the same moment
+                await asyncio.sleep(start - loop.time())
             status = asyncio.create_task(self._status())
             try:
                 await self._schedule()
-                await self._drain(self.settings.timeout + 1.0 if not self.signals else _INTERRUPT_GRACE)
+                await self._drain(self.settings.timeout + 1.0 if self.ended != "interrupted" else _INTERRUPT_GRACE)
             finally:
                 status.cancel()
                 for request in list(self.requests):
@@ -247,8 +276,12 @@ class _Run:
         self.signals += 1
         self.stop("interrupted")
         if self.signals > 1:  # the second one: give up on the requests in flight at once
-            for request in list(self.requests):
-                request.cancel()
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Give up on the requests in flight now."""
+        for request in list(self.requests):
+            request.cancel()
 
     def stop(self, why: str) -> None:
         if not self.stopped.is_set():
@@ -259,7 +292,7 @@ class _Run:
     async def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
         m = self.measurements
-        for offset in arrival_times(self.settings.segments):
+        for offset in self.settings.share.times(self.settings.segments):
             if self.stopped.is_set():
                 return
             prepared = await self._next_request()
@@ -336,8 +369,12 @@ class _Run:
         while True:
             await asyncio.sleep(max(self.start + tick * every - loop.time(), 0))
             elapsed = loop.time() - self.start
-            numbers = figures(self.measurements, self.confusion, elapsed, self.settings.thresholds)
             self._gauges(elapsed)
+            if self.link is not None:  # the parent shows the line and checks the thresholds for all workers
+                self.link.report(self)
+                tick += 1
+                continue
+            numbers = figures(self.measurements, self.confusion, elapsed, self.settings.thresholds)
             self.say(status_line(self.measurements, numbers, elapsed, self.in_flight))
             if self.settings.abort_on_fail:
                 failed = crossed(self.settings.thresholds, numbers)

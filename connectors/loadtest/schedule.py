@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from streamsynth.errors import StreamsynthError
@@ -120,9 +120,10 @@ def arrival_times(segments: list[Segment]) -> Iterator[float]:
         offset += seg.seconds
 
 
-def target_per_second(segments: list[Segment]) -> list[int]:
-    """How many arrivals the schedule puts in each whole second of the run."""
+def target_per_second(segments: list[Segment], times: Iterable[float] | None = None) -> list[int]:
+    """How many arrivals the schedule puts in each whole second of the run (of ``times``, some
+    of its arrivals, when given: a worker's share)."""
     counts = [0] * math.ceil(total_seconds(segments) - 1e-9)
-    for t in arrival_times(segments):
+    for t in arrival_times(segments) if times is None else times:
         counts[min(int(t), len(counts) - 1)] += 1
     return counts

@@ -75,6 +75,8 @@ def to_dict(result: Any) -> dict[str, Any]:
     m: Measurements = result.measurements
     return {
         "ended": result.ended,
+        "workers": result.workers,
+        "workers_lost": list(result.lost),
         "source_ended_early": source_ended_early(result) is not None,
         "elapsed_s": round(result.elapsed, 3),
         "figures": result.figures,
@@ -98,8 +100,11 @@ def table(result: Any) -> str:
     rows = [(label, stats) for label, stats in sorted(m.labels.items())] + [("total", m.total())]
     head = (f"{'label':<24}{'sched':>8}{'sent':>8}{'drop':>7}{'fail':>7}"
             f"{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}  {'sent p50':>9}{'sent p99':>9}  status")
-    lines = [f"ended: {result.ended} after {result.elapsed:.1f}s; {result.figures['rps'] or 0:,.1f} answered/s; "
-             "latency in ms from the scheduled send (and from the actual send)", head]
+    workers = f" by {result.workers} workers" if result.workers > 1 else ""
+    lines = [f"ended: {result.ended} after {result.elapsed:.1f}s{workers}; {result.figures['rps'] or 0:,.1f} "
+             "answered/s; latency in ms from the scheduled send (and from the actual send)", head]
+    lines[1:1] = [f"lost: {why}; what it measured after its last report (each second) is missing"
+                  for why in result.lost]
     early = source_ended_early(result)
     if early is not None:
         lines.insert(1, early)

@@ -3,14 +3,17 @@
 A SOURCE becomes a stream (:meth:`SourceOptions.open`), each event a request that leaves on the
 schedule of ``--rate``/``--duration`` or ``--stages``; the work is the
 ``streamsynth.connectors.loadtest`` package, imported inside the command so that ``--help`` does
-not load aiohttp.
+not load aiohttp. ``--workers N`` runs it in N processes (:mod:`~streamsynth.connectors.loadtest.workers`),
+reported as one run.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +23,7 @@ from streamsynth.cli.source_options import SourceOptions, source_options
 from streamsynth.errors import StreamsynthError
 
 EXIT_THRESHOLD = 1
+EXIT_LOST = 2  # a worker died: its requests in flight, and what it measured since its last report, are lost
 
 
 @app.command("load")
@@ -62,15 +66,20 @@ def load_command(
                                                 "second) to this file.")] = None,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Sender processes, each sending every "
+                                         "Nth request of the schedule at 1/N of the rate with 1/N of "
+                                         "--max-in-flight; one process sends up to a few thousand "
+                                         "requests a second. Reported as one run.")] = 1,
 ) -> None:
     """Load-test an HTTP service: requests leave on schedule whatever its latency (open loop), and
     latency is measured from the scheduled and from the actual send time, per label.
 
     A live status line goes to stderr each second, the summary to stdout. Exit codes: 0 done with
-    every threshold holding; 1 a threshold crossed; 2 an error. Ctrl-C stops and still reports.
+    every threshold holding; 1 a threshold crossed; 2 an error (or a worker died). Ctrl-C stops and
+    still reports.
     """
     from streamsynth.connectors.loadtest.expect import Expectation
-    from streamsynth.connectors.loadtest.prometheus import LoadMetrics
+    from streamsynth.connectors.loadtest.prometheus import LoadMetrics, WorkerMetrics
     from streamsynth.connectors.loadtest.requests import RequestTemplate
     from streamsynth.connectors.loadtest.runner import LoadSettings, run_load
     from streamsynth.connectors.loadtest.schedule import from_options
@@ -78,29 +87,46 @@ def load_command(
 
     segments = from_options(rate, duration, stages)
     seconds = _checked(timeout, report)
+    if max_in_flight < workers:
+        raise StreamsynthError(f"--max-in-flight {max_in_flight} is below --workers {workers}",
+                               hint="each worker needs at least one request in flight: raise --max-in-flight")
     settings = LoadSettings(
         segments=segments, template=RequestTemplate.build(to, method=method, headers=header, batch=batch),
         max_in_flight=max_in_flight, timeout=seconds, abort_on_fail=abort_on_fail,
         expect=Expectation.parse(expect) if expect is not None else None,
         thresholds=[Threshold.parse(t) for t in threshold or []],
-        metrics=LoadMetrics() if metrics_port is not None else None,
+        metrics=(LoadMetrics() if workers == 1 else WorkerMetrics()) if metrics_port is not None else None,
     )
-    stream = source.open(endless=True).stream
-    if loop:
-        from streamsynth.connectors.loadtest.looping import looped
-
-        stream = looped(stream, lambda: source.open(endless=True).stream, say=_say)
+    open_stream = functools.partial(_open_stream, source, loop)
+    stream = open_stream(_say) if workers == 1 else None  # workers open their own
     if settings.metrics is not None:
         port = settings.metrics.serve(metrics_port or 0, metrics_host)
         _say(f"metrics on http://{metrics_host}:{port}/metrics")
     try:
-        result = run_load(settings, stream, say=_say)
+        if stream is not None:
+            result = run_load(settings, stream, say=_say)
+        else:
+            from streamsynth.connectors.loadtest.workers import run_workers
+
+            result = run_workers(settings, open_stream, workers, say=_say)
     finally:
         if settings.metrics is not None:
             settings.metrics.close()
     _report(result, summary_json, report)
+    if result.lost:
+        raise typer.Exit(EXIT_LOST)
     if result.crossed:
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _open_stream(source: SourceOptions, loop: bool, say: Callable[[str], None]) -> Iterator[Any]:
+    """SOURCE's batches, replayed with ``--loop`` (a worker of ``--workers`` calls it in its process)."""
+    stream = source.open(endless=True).stream
+    if loop:
+        from streamsynth.connectors.loadtest.looping import looped
+
+        stream = looped(stream, lambda: source.open(endless=True).stream, say=say)
+    return stream
 
 
 def _checked(timeout: str, report: Path | None) -> float:
