@@ -16,7 +16,9 @@ with p99 under ``--p99-ms`` (10) and at least 95% of the target answered: ours (
 the scheduled send), Locust (FastHttpUser with ``constant_throughput``, one process, p99 from the
 send: Locust has no schedule to measure from) and wrk (closed loop, so no target rate: it sweeps
 connections and reports the highest throughput whose p99, from the send, stays under the limit).
-It also reports our per-second rate error at 1k and 10k requests/s. Locust runs from
+Ours runs twice: in this process (one event loop) and as ``streamsynth load --workers 2`` (the
+command, in a process of its own, its two workers reading a parquet file of the same events).
+It also reports our per-second rate error at 1k and 10k requests/s, both ways. Locust runs from
 ``--locust`` (default /tmp/locust-venv/bin/locust) and wrk from PATH; either missing is said and
 skipped. The load average is printed before and after: on a shared machine it explains the noise.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import re
@@ -154,6 +157,25 @@ def ours(port: int, rate: float, seconds: float, max_in_flight: int) -> tuple[St
     return Step(rate, total.answered / seconds, p99, f"dropped {total.dropped}"), error
 
 
+def ours_workers(port: int, rate: float, seconds: float, max_in_flight: int, workers: int,
+                 source: Path, workdir: Path) -> tuple[Step, float]:
+    """``streamsynth load --workers N`` at ``rate``, as :func:`ours` measures it, from its JSON summary."""
+    summary = workdir / f"workers-{rate:g}.json"
+    done = subprocess.run([sys.executable, "-m", "streamsynth", "load", str(source), "--loop",
+                           "--to", f"http://127.0.0.1:{port}/score", "--rate", f"{rate:g}",
+                           "--duration", f"{seconds:g}s",
+                           "--max-in-flight", str(max_in_flight), "--workers", str(workers),
+                           "--summary-json", str(summary)],
+                          capture_output=True, text=True, timeout=seconds + 120)
+    if not summary.exists():
+        return Step(rate, 0.0, None, f"no summary (exit {done.returncode}): {last_line(done.stderr)}"), math.nan
+    s = json.loads(summary.read_text())
+    total, whole = s["total"], s["per_second"][:int(seconds)]
+    error = sum(abs(x["sent"] - x["target"]) for x in whole) / max(sum(x["target"] for x in whole), 1)
+    p99 = total["latency_ms"]["from_scheduled"]["p99"]
+    return Step(rate, total["answered"] / seconds, p99, f"dropped {total['dropped']}"), error
+
+
 def locust(binary: str, port: int, rate: float, seconds: float, workdir: Path) -> Step:
     """Locust, one process, ``rate`` as users x constant_throughput(10/s each)."""
     per_user = 10.0
@@ -220,15 +242,20 @@ def ladder_run(run_step: Callable[[float], Step], ladder: list[float]) -> list[S
     return steps
 
 
+OURS = ("streamsynth", "streamsynth --workers 2")
+
+
 def print_summary(results: dict[str, list[Step]], passes: Callable[[Step], bool], title: str) -> None:
     top = {name: best(steps, passes) for name, steps in results.items()}
-    ours_top = top.get("streamsynth")
     summary = []
     for name, step in top.items():
         rate = step.achieved if step else 0.0
-        ratio = "-" if not ours_top or not rate else f"{ours_top.achieved / rate:.2f}"
-        summary.append([name, f"{rate:,.0f}", ratio])
-    print_table(title, ["tool", "rate/s", "ours / tool"], summary)
+        ratios = []
+        for mine in OURS:
+            ours_top = top.get(mine)
+            ratios.append("-" if not ours_top or not rate else f"{ours_top.achieved / rate:.2f}")
+        summary.append([name, f"{rate:,.0f}", *ratios])
+    print_table(title, ["tool", "rate/s", "ours / tool", "ours x2 / tool"], summary)
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -244,12 +271,18 @@ def compare(args: argparse.Namespace) -> None:
         ours(port, 200, 1, args.max_in_flight)  # warm the service and the runner's imports
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
+            source = work / "events.parquet"
+            events(int(max(ladder) * args.seconds) + 1).write_parquet(source)
             results["streamsynth"] = ladder_run(lambda r: ours(port, r, args.seconds, args.max_in_flight)[0],
                                                 ladder)
+            results[OURS[1]] = ladder_run(
+                lambda r: ours_workers(port, r, args.seconds, args.max_in_flight, 2, source, work)[0], ladder)
             for rate in (1000.0, 10000.0):
-                step, error = ours(port, rate, args.seconds, args.max_in_flight)
-                rate_errors.append([f"{rate:,.0f}", f"{step.achieved:,.0f}", f"{error:.2%}",
-                                    "-" if step.p99_ms is None else f"{step.p99_ms:.1f}", step.note])
+                for name, step, error in (
+                        (OURS[0], *ours(port, rate, args.seconds, args.max_in_flight)),
+                        (OURS[1], *ours_workers(port, rate, args.seconds, args.max_in_flight, 2, source, work))):
+                    rate_errors.append([name, f"{rate:,.0f}", f"{step.achieved:,.0f}", f"{error:.2%}",
+                                        "-" if step.p99_ms is None else f"{step.p99_ms:.1f}", step.note])
             if Path(args.locust).exists():
                 results["locust"] = ladder_run(lambda r: locust(args.locust, port, r, args.seconds, work),
                                                ladder)
@@ -274,7 +307,7 @@ def compare(args: argparse.Namespace) -> None:
                   f"highest rate with p99 < {args.p99_ms:g} ms and >= 95% of the target answered")
     print_summary(results, Step.sustains, "highest rate sustained (>= 95% of the target answered, any p99)")
     print_table("our rate error (mean |sent - target| / target per second)",
-                ["target/s", "answered/s", "rate error", "p99 ms (scheduled)", "note"], rate_errors)
+                ["ours", "target/s", "answered/s", "rate error", "p99 ms (scheduled)", "note"], rate_errors)
     for line in skipped:
         print(line)
     print(f"load average after: {os.getloadavg()}")

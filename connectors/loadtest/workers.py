@@ -107,7 +107,8 @@ class _Parent:
         self.settings = settings
         self.team = team
         self.say = say
-        self.signals = 0
+        self.signals = 0  # counted by the handler, acted on by the loop
+        self.heeded = 0
         self.ended: str | None = None  # why the parent stopped the run, if it did
         self.lost: list[str] = []
         self.error: StreamsynthError | None = None
@@ -135,10 +136,17 @@ class _Parent:
 
     # -- signals and orders ----------------------------------------------------------------------------
     def on_signal(self, signum: int, frame: object) -> None:
+        # only counted: the loop acts within _POLL, so that no order to the workers is written to
+        # a pipe from inside the handler while the loop itself is writing one
         self.signals += 1
-        self._stop("interrupted")
-        if self.signals > 1:  # the second one: the workers give up on their requests in flight
-            self._tell(("cancel",))
+
+    def _heed_signals(self) -> None:
+        while self.heeded < self.signals:
+            self.heeded += 1
+            if self.heeded == 1:
+                self._stop("interrupted")
+            else:  # the second one: the workers give up on their requests in flight
+                self._tell(("cancel",))
 
     def _stop(self, why: str) -> None:
         if self.ended is None:
@@ -159,7 +167,10 @@ class _Parent:
         status line, the Prometheus samples and, with --abort-on-fail, the thresholds."""
         every = self.settings.status_every
         tick = 1
-        while not done():
+        while True:
+            self._heed_signals()
+            if done():
+                return
             timeout = _POLL
             if status:
                 timeout = min(max(self.start + tick * every + _REPORT_LAG - time.monotonic(), 0), _POLL)

@@ -100,13 +100,16 @@ def test_two_workers_send_each_event_once_and_merge_exactly(service, labelled, t
     assert 50 <= sent["p50"] <= 120 and 50 <= sent["p99"] <= 250
 
 
-def test_thresholds_set_the_exit_code_with_workers(service, labelled, capsys):
+def test_a_crossed_threshold_aborts_every_worker_and_sets_the_exit_code(service, labelled, capsys):
+    """(The merge test above holds its thresholds and exits 0.) The parent checks the merged
+    figures each second and stops both workers well before the schedule's 20 s."""
     srv = service(ok)
-    args = ["load", str(labelled[0]), "--to", srv.url(), "--rate", "50", "--duration", "1s", "--workers", "2"]
-    assert main([*args, "--threshold", "p50<0.001ms", "--threshold", "p99<5s"]) == 1
+    assert main(["load", str(labelled[0]), "--to", srv.url(), "--rate", "50", "--duration", "20s", "--loop",
+                 "--workers", "2", "--threshold", "p50<0.001ms", "--threshold", "p99<5s", "--abort-on-fail"]) == 1
     printed = capsys.readouterr().out
+    assert "ended: aborted: p50<0.001ms" in printed and "by 2 workers" in printed
     assert "threshold crossed: p50<0.001ms" in printed and "threshold held: p99<5s" in printed
-    assert "by 2 workers" in printed
+    assert len(srv.requests) < 200  # 1 s in: about 50 sent
 
 
 @pytest.mark.parametrize(("extra", "option"), [(["--workers", "0"], "--workers"),
