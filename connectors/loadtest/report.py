@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from streamsynth.connectors.loadtest.measure import ERROR_CLASSES, LabelStats, Measurements, latency_summary
-from streamsynth.connectors.loadtest.summary import figure_text, source_ended_early, to_dict, unseen_label
+from streamsynth.connectors.loadtest.summary import (
+    by_workers,
+    figure_text,
+    lost_workers,
+    source_ended_early,
+    to_dict,
+    unseen_label,
+)
 
 from streamsynth.evaluate import plots
 from streamsynth.evaluate.report import table
@@ -121,8 +128,9 @@ def _charts(m: Measurements) -> str:
 def render(result: Any, title: str = "streamsynth load test") -> str:
     """The report of a :class:`~.runner.LoadResult` as one HTML string (no external resources)."""
     rps = result.figures.get("rps") or 0.0
-    head = (f"<h1>{escape(title)}</h1><p>ended: {escape(result.ended)} after {result.elapsed:.1f} s; "
-            f"{rps:,.1f} answered/s</p>")
+    head = (f"<h1>{escape(title)}</h1><p>ended: {escape(result.ended)} after {result.elapsed:.1f} s"
+            f"{by_workers(result)}; {rps:,.1f} answered/s</p>")
+    head += "".join(f'<p class="note">{escape(line)}</p>' for line in lost_workers(result))
     early = source_ended_early(result)
     if early is not None:
         head += f'<p class="note">{escape(early)}</p>'

@@ -100,11 +100,9 @@ def table(result: Any) -> str:
     rows = [(label, stats) for label, stats in sorted(m.labels.items())] + [("total", m.total())]
     head = (f"{'label':<24}{'sched':>8}{'sent':>8}{'drop':>7}{'fail':>7}"
             f"{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}  {'sent p50':>9}{'sent p99':>9}  status")
-    workers = f" by {result.workers} workers" if result.workers > 1 else ""
-    lines = [f"ended: {result.ended} after {result.elapsed:.1f}s{workers}; {result.figures['rps'] or 0:,.1f} "
-             "answered/s; latency in ms from the scheduled send (and from the actual send)", head]
-    lines[1:1] = [f"lost: {why}; what it measured after its last report (each second) is missing"
-                  for why in result.lost]
+    lines = [f"ended: {result.ended} after {result.elapsed:.1f}s{by_workers(result)}; "
+             f"{result.figures['rps'] or 0:,.1f} answered/s; latency in ms from the scheduled send "
+             "(and from the actual send)", *lost_workers(result), head]
     early = source_ended_early(result)
     if early is not None:
         lines.insert(1, early)
@@ -129,6 +127,16 @@ def table(result: Any) -> str:
         value = unseen_label(result, threshold) or f"is {figure_text(result.figures, threshold.metric, threshold.key)}"
         lines.append(f"threshold {verdict}: {threshold.text} ({value})")
     return "\n".join(lines)
+
+
+def by_workers(result: Any) -> str:
+    """" by N workers" after "ended: ..." for a ``--workers`` run, else nothing."""
+    return f" by {result.workers} workers" if result.workers > 1 else ""
+
+
+def lost_workers(result: Any) -> list[str]:
+    """A line for each worker that died during the run."""
+    return [f"lost: {why}; what it measured after its last report (each second) is missing" for why in result.lost]
 
 
 def source_ended_early(result: Any) -> str | None:

@@ -84,10 +84,11 @@ def test_two_workers_send_each_event_once_and_merge_exactly(service, labelled, t
     out = tmp_path / "summary.json"
     assert main(["load", str(path), "--to", srv.url(), "--rate", "150", "--duration", "2s", "--workers", "2",
                  "--expect", "status==402 if is_anomaly", "--threshold", "p99<5s", "--threshold", "errors<0.1%",
-                 "--summary-json", str(out)]) == 0  # the thresholds held
+                 "--summary-json", str(out), "--report", str(tmp_path / "report.html")]) == 0  # thresholds held
     assert _ids(srv) == Counter(events[EVENT_ID].to_list())  # all 300, each once
     s = json.loads(out.read_text())
     assert s["workers"] == 2 and s["workers_lost"] == [] and s["ended"] == "done"
+    assert "by 2 workers" in (tmp_path / "report.html").read_text()
     counts = dict(events.group_by(LABEL).len().iter_rows())
     assert {label: stats["scheduled"] for label, stats in s["labels"].items()} == counts
     assert s["labels"]["fraud.card_testing"]["status"] == {"200": 7, "402": len(anomalous) - 7}
