@@ -16,7 +16,7 @@ flight and Prometheus samples), then its result. The parent:
   their results into one :class:`.LoadResult`: one summary, JSON, report and exit code;
 - owns the signals: the workers ignore SIGINT and SIGTERM (a Ctrl-C reaches the whole process
   group; one decision, not N), the parent's first signal stops them all, the second gives up on
-  their requests in flight;
+  their requests in flight, a third kills those still running;
 - watches each worker's process: one that exits without its result is reported with its exit code,
   the others are stopped, and the run ends with what every worker measured up to its last progress
   message, marked as lost (the command exits 2). A worker also stops when the parent's end of
@@ -145,8 +145,12 @@ class _Parent:
             self.heeded += 1
             if self.heeded == 1:
                 self._stop("interrupted")
-            else:  # the second one: the workers give up on their requests in flight
+            elif self.heeded == 2:  # the workers give up on their requests in flight
                 self._tell(("cancel",))
+            else:  # a worker deaf to its pipe (still opening a slow source, say): the user has asked thrice
+                for worker in self.team:
+                    if worker.process.is_alive():
+                        worker.process.kill()
 
     def _stop(self, why: str) -> None:
         if self.ended is None:
