@@ -103,6 +103,9 @@ class _Worker:
 
 
 class _Parent:
+    """The parent's side of a run: starts the workers' clocks together, merges what they report,
+    heeds the signals and the thresholds, and notices a worker's death."""
+
     def __init__(self, settings: LoadSettings, team: list[_Worker], say: Callable[[str], None]) -> None:
         self.settings = settings
         self.team = team
