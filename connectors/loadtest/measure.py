@@ -10,6 +10,9 @@ encoding). Two per label: from the
 scheduled send time (what a user arriving on schedule waits, queueing in the load generator
 included: no coordinated omission) and from the actual send time (what the service took).
 
+A request's two latencies are buffered (a list append) and folded into the histograms in bulk
+(:mod:`.fold`) whenever a histogram is read: the library records in pure Python, ~10 us a value.
+
 Everything here runs on the event loop's thread, so nothing needs a lock; the live status line and
 the thresholds read it from the same thread.
 """
@@ -22,21 +25,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+from streamsynth.connectors.loadtest.fold import HIGHEST_US as _HIGHEST_US
+from streamsynth.connectors.loadtest.fold import LOWEST_US as _LOWEST_US
+from streamsynth.connectors.loadtest.fold import fold as fold_into
+from streamsynth.connectors.loadtest.fold import new_histogram
 from streamsynth.connectors.loadtest.prometheus import LoadMetrics
 
 #: the error classes a failed request falls into
 ERROR_CLASSES = ("timeout", "refused", "reset", "other")
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
-_LOWEST_US, _HIGHEST_US, _DIGITS = 1, 3_600_000_000, 3
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
-
-
-def record(histogram: HdrHistogram, seconds: float) -> None:
-    """Record a latency, clamped into the histogram's range (a clock step must not raise)."""
-    histogram.record_value(min(max(round(seconds * 1e6), _LOWEST_US), _HIGHEST_US))
+#: latencies buffered per label before a fold is forced (~0.5 MB of list), so a run whose
+#: figures nobody reads (no status line) still holds bounded memory
+_FOLD_AT = 65_536
 
 
 def values_at(histogram: HdrHistogram, percentiles: tuple[float, ...]) -> list[int]:
@@ -68,10 +68,14 @@ def _pname(p: float) -> str:
 
 @dataclass
 class LabelStats:
-    """The measurements of the requests of one label."""
+    """The measurements of the requests of one label.
 
-    from_scheduled: HdrHistogram = field(default_factory=new_histogram)
-    from_sent: HdrHistogram = field(default_factory=new_histogram)
+    Latencies arrive in ``pending_scheduled`` and ``pending_sent`` (a list append per request) and
+    reach the HDR histograms in bulk (:func:`.fold.fold`) whenever ``from_scheduled`` or
+    ``from_sent`` is read, so every reader (status line, thresholds, summary, report, the workers'
+    snapshots, merges) sees every latency recorded so far.
+    """
+
     scheduled: int = 0
     sent: int = 0
     dropped: int = 0
@@ -80,6 +84,34 @@ class LabelStats:
     errors: Counter[str] = field(default_factory=Counter)
     bytes_sent: int = 0
     bytes_received: int = 0
+    hdr_scheduled: HdrHistogram = field(default_factory=new_histogram, repr=False)
+    hdr_sent: HdrHistogram = field(default_factory=new_histogram, repr=False)
+    pending_scheduled: list[float] = field(default_factory=list, repr=False)  # seconds, not yet folded
+    pending_sent: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def from_scheduled(self) -> HdrHistogram:
+        """Latency from the scheduled send time, every latency recorded so far folded in."""
+        self.fold()
+        return self.hdr_scheduled
+
+    @property
+    def from_sent(self) -> HdrHistogram:
+        """Latency from the actual send time, every latency recorded so far folded in."""
+        self.fold()
+        return self.hdr_sent
+
+    def record(self, from_scheduled: float, from_sent: float) -> None:
+        """Buffer one answer's two latencies (seconds); folded in when read, or when many wait."""
+        self.pending_scheduled.append(from_scheduled)
+        self.pending_sent.append(from_sent)
+        if len(self.pending_sent) >= _FOLD_AT:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the buffered latencies into the histograms."""
+        fold_into(self.hdr_scheduled, self.pending_scheduled)
+        fold_into(self.hdr_sent, self.pending_sent)
 
     @property
     def failed(self) -> int:
@@ -87,18 +119,20 @@ class LabelStats:
         return sum(self.errors.values()) + sum(n for s, n in self.statuses.items() if s >= 500)
 
     def add(self, other: LabelStats) -> None:
-        self.from_scheduled.add(other.from_scheduled)
-        self.from_sent.add(other.from_sent)
+        # this one's own buffer may stay: it holds latencies of this one, folded on reading
+        self.hdr_scheduled.add(other.from_scheduled)
+        self.hdr_sent.add(other.from_sent)
         for name in ("scheduled", "sent", "dropped", "answered", "bytes_sent", "bytes_received"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.statuses.update(other.statuses)
         self.errors.update(other.errors)
 
     def encode(self) -> dict[str, object]:
-        """The stats in a picklable form (HdrHistogram is a ctypes structure): the histograms in
-        the library's compressed encoding, which :meth:`decode` reads back exactly."""
+        """The stats in a picklable form (HdrHistogram is a ctypes structure): the histograms, the
+        buffers folded in, in the library's compressed encoding, which :meth:`decode` reads back exactly."""
+        self.fold()
         return {name: (value.encode() if isinstance(value, HdrHistogram) else value)
-                for name, value in vars(self).items()}
+                for name, value in vars(self).items() if not name.startswith("pending_")}
 
     @classmethod
     def decode(cls, encoded: dict[str, object]) -> LabelStats:
@@ -196,8 +230,7 @@ class Measurements:
         stats.answered += 1
         stats.statuses[status] += 1
         stats.bytes_received += size
-        record(stats.from_scheduled, from_scheduled)
-        record(stats.from_sent, from_sent)
+        stats.record(from_scheduled, from_sent)
         second = self._second(offset)
         second.completed += 1
         second.record_latency(from_scheduled)
