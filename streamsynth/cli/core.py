@@ -99,9 +99,12 @@ def fit(
         if synthesizer.relations:
             typer.echo("columns following others: " + "; ".join(r.describe() for r in synthesizer.relations),
                        err=True)
+        for line in synthesizer.learned():
+            typer.echo(line, err=True)
         synthesizer.save(output)
         typer.echo(
-            f"fitted {model} on {frame.height:,} events of {synthesizer.fitted_entities:,} entities "
+            f"fitted {model} on {frame.height:,} events of {synthesizer.fitted_entities:,} "
+            f"{'entity' if synthesizer.fitted_entities == 1 else 'entities'} "
             f"in {clock.perf_counter() - started:.1f}s -> {output}",
             err=True,
         )

@@ -250,6 +250,7 @@ class TimeSnapper:
             return
         if self.pending is not None:
             rows = {k: np.concatenate([self.pending[k], v]) for k, v in rows.items()}
+        rows = self._in_entity_order(rows)
         keys = [rows[k] for k in reversed(self.raw_order)] + [rows["__raw"], rows[self.time]]
         order = np.lexsort(keys)
         rows = {k: v[order] for k, v in rows.items()}
@@ -257,6 +258,18 @@ class TimeSnapper:
         self.pending = {k: v[~ready] for k, v in rows.items()} if not ready.all() else None
         if ready.any():
             yield _without_raw({k: v[ready] for k, v in rows.items()})
+
+    def _in_entity_order(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each entity's snapped times handed to its events in their order: levels floor by
+        different steps, so an event snapped to the minute can land before its predecessor
+        snapped to the second, and a session would log out before its last page view. Rows
+        released earlier never need it: a later row snaps at or above the coarsest grid point
+        below the raw times already seen, and every released row lies below that point."""
+        entity, position = rows[self.raw_order[0]], rows[self.raw_order[1]]
+        times = rows[self.time]
+        ordered = times.copy()
+        ordered[np.lexsort((position, entity))] = times[np.lexsort((times, entity))]
+        return {**rows, self.time: ordered}
 
     def flush(self) -> Iterator[dict[str, np.ndarray]]:
         """The rows still held, once the stream has ended."""

@@ -359,6 +359,11 @@ class Synthesizer(ABC):
     def _restore(self, config: dict[str, Any], tensors: dict[str, np.ndarray], encoders: dict[str, Any]) -> None:
         """Rebuild the fitted state from what ``_state`` returned."""
 
+    def learned(self) -> list[str]:
+        """Lines saying what this model learned beyond what every model keeps (dependencies,
+        continuities, relations), for ``fit`` to print; none by default."""
+        return []
+
     # -- shared helpers ------------------------------------------------------------------------
     def _learn_dependencies(self, frame: pl.DataFrame, schema: Schema) -> None:
         """What ties columns together, kept in every model's samples: dependencies, then the

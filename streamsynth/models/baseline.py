@@ -24,11 +24,14 @@ from streamsynth import rng
 from streamsynth.contract import event_ids
 from streamsynth.encoders import CategoricalEncoder, QuantileEncoder, encoder_from_json
 from streamsynth.encoders.categorical import polars_dtype
-from streamsynth.encoders.resolution import Grid, TimeSnapper
+from streamsynth.encoders.resolution import Grid, TimeSnapper, condition_grids
 from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import event_key, generate, learn_shape
+from streamsynth.models import transitions
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
 from streamsynth.models.base import Synthesizer, shard_entities
+from streamsynth.models.entity_runs import Carry
+from streamsynth.models.persistence import Persistence
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
 from streamsynth.relations import Relation
 from streamsynth.request import StreamRequest
@@ -54,6 +57,13 @@ _CHILD_MAX_CATEGORIES = 256
 _MIN_GROUP_ROWS = 30
 _PRIOR_ROWS = 0.05
 _MIN_ASSOCIATION = 0.05
+# Calendar parents: the hour of day or of the week (UTC, Monday 0:00 first) of each event, which a
+# numeric column may follow like a categorical column (taxi demand by hour and weekday, a CPU load
+# by the nightly batch); known before any value is drawn, since the baseline draws times first.
+# Each is offered only when the data spans enough days to check it on days it was not learned
+# from: (slots, fewest days).
+_HOUR_US = 3_600_000_000
+_CALENDARS = {"@hour": (24, 4), "@weekhour": (168, 28)}
 
 
 def _lifecycle(
@@ -94,6 +104,9 @@ class _Stream:
     namespace: str
     conditions: dict[str, Any]
     n_entities: int
+    carry: Carry  # each entity's last persistent copula scores
+    chains: dict[str, Carry]  # each entity's last value of the columns that follow their previous one
+    count: np.ndarray | None  # each entity's number of events, where its life is drawn whole
 
 
 @dataclass
@@ -128,6 +141,8 @@ class BaselineSynthesizer(Synthesizer):
         self.copula_columns: list[str] = []
         self.chol = np.zeros((0, 0))
         self.corr = np.zeros((0, 0))
+        self.persistence = Persistence.none(0)
+        self.transitions = transitions.Transitions()
         self.conditional: dict[str, Any] = {}  # child -> {parent code: encoder} or prob table
         self.profile: WeeklyProfile | None = None
         self.rate: QuantileEncoder | None = None
@@ -196,9 +211,17 @@ class BaselineSynthesizer(Synthesizer):
         self.plans, self.encoders, self.chains, self.grids = [], {}, {}, {}
         for col in schema.data_columns:
             self._plan_column(frame, col.name, col.role, col.kind, entity, codes, n_per_entity)
+        for name, (slots, days) in _CALENDARS.items():
+            if int(times.max() - times.min()) >= days * 24 * _HOUR_US:
+                frame = frame.with_columns(pl.Series(name, _calendar_slot(times, slots)))
+                self.encoders[name] = _calendar_encoder(frame[name], slots)
         self._fit_parents(frame)
+        for name in _CALENDARS:
+            if not any(p.parent == name for p in self.plans):
+                self.encoders.pop(name, None)
         self._condition_grids(frame)
-        self._fit_copula(frame)
+        self._fit_transitions(frame, codes)
+        self._fit_copula(frame, codes)
 
     def _plan_column(
         self,
@@ -255,20 +278,47 @@ class BaselineSynthesizer(Synthesizer):
         else:
             self.plans.append(ColumnPlan(name, role.value, dtype, "event", "copula"))
 
-    def _fit_copula(self, frame: pl.DataFrame) -> None:
+    def _fit_transitions(self, frame: pl.DataFrame, codes: np.ndarray) -> None:
+        """Tables of next values for the categorical event columns that follow their entity's
+        previous value (and no other column)."""
+        tables = {}
+        for plan in self.plans:
+            enc = self.encoders.get(plan.name)
+            if (plan.level == "event" and plan.method == "copula" and plan.parent is None
+                    and isinstance(enc, CategoricalEncoder) and enc.size <= _CHILD_MAX_CATEGORIES):
+                table = transitions.learn(enc.encode(frame[plan.name]), codes, enc.size)
+                if table is not None:
+                    tables[plan.name] = table
+        self.transitions = transitions.Transitions(tables)
+
+    def _fit_copula(self, frame: pl.DataFrame, codes: np.ndarray) -> None:
+        """The copula's correlation and each numeric column's persistence along an entity's
+        events, from the rows of ``frame`` (sorted by entity, then time; ``codes`` its entity
+        numbers) and each row's previous event."""
         self.copula_columns = [p.name for p in self.plans if p.level == "event" and p.method in ("copula", "palette")]
         d = len(self.copula_columns)
+        self.persistence = Persistence.none(d)
         if d == 0:
             self.corr = self.chol = np.zeros((0, 0))
             return
-        sample = frame if frame.height <= _FIT_ROWS else frame.sample(_FIT_ROWS, seed=self.seed)
+        n = frame.height
+        rows = np.arange(n) if n <= _FIT_ROWS else np.sort(
+            np.random.default_rng(self.seed).choice(n, _FIT_ROWS, replace=False))
+        before = np.maximum(rows - 1, 0)
+        has_previous = (rows > 0) & (codes[rows] == codes[before])
         jitter = np.random.default_rng(self.seed)
-        scores = np.empty((sample.height, d))
         plans = {p.name: p for p in self.plans}
+        scores, previous = (np.empty((rows.size, d)) for _ in range(2))
         for j, name in enumerate(self.copula_columns):
-            u_jit = jitter.uniform(size=sample.height)
-            scores[:, j] = ndtri(np.clip(self._probability(sample, plans[name], u_jit), 1e-9, 1 - 1e-9))
-        corr = np.corrcoef(scores, rowvar=False) if sample.height > 1 else np.eye(d)
+            for out, at in ((scores, rows), (previous, before)):
+                u = self._probability(frame[at], plans[name], jitter.uniform(size=rows.size))
+                out[:, j] = ndtri(np.clip(u, 1e-9, 1 - 1e-9))
+        # Numeric values drawn by the copula itself: a relation's child moves with its parents.
+        kept = np.array([isinstance(self.encoders[c], QuantileEncoder) and c not in self._following()
+                         for c in self.copula_columns])
+        self.persistence = Persistence.fit(scores, previous, has_previous, kept)
+        scores = self.persistence.innovations(scores, previous, has_previous)
+        corr = np.corrcoef(scores, rowvar=False) if rows.size > 1 else np.eye(d)
         corr = np.nan_to_num(np.atleast_2d(corr), nan=0.0)
         np.fill_diagonal(corr, 1.0)
         self.corr = 0.98 * corr + 0.02 * np.eye(d)  # keeps it positive definite
@@ -296,18 +346,10 @@ class BaselineSynthesizer(Synthesizer):
         return cum[rows, code] - probs[rows, code] * (1 - jitter)
 
     def _condition_grids(self, frame: pl.DataFrame) -> None:
-        """Condition each numeric grid on the categorical column whose value changes it most
-        (:meth:`Grid.condition_on`), among those sampling knows the codes of."""
-        if not self.grids:
-            return
-        sample = frame if frame.height <= _FIT_ROWS else frame.sample(_FIT_ROWS, seed=self.seed)
-        candidates = {
-            p.name: sample[p.name].to_numpy() for p in self.plans
-            if isinstance(self.encoders.get(p.name), CategoricalEncoder) and p.method in ("copula", "palette")
-        }
-        for name, grid in self.grids.items():
-            grid.condition_on(sample[name].cast(pl.Float64).to_numpy(),
-                              {c: v for c, v in candidates.items() if c != name})
+        """Condition the numeric grids on the categorical columns sampling knows the codes of."""
+        categorical = [p.name for p in self.plans if p.method in ("copula", "palette")
+                       and isinstance(self.encoders.get(p.name), CategoricalEncoder)]
+        condition_grids(self.grids, frame, categorical, seed=self.seed)
 
     def _fit_parents(self, frame: pl.DataFrame) -> None:
         """Give each column at most one categorical parent whose value shifts its distribution
@@ -320,6 +362,11 @@ class BaselineSynthesizer(Synthesizer):
             if p.method in ("copula", "palette") and isinstance(self.encoders.get(p.name), CategoricalEncoder)
         }
         parents = {n: c for n, c in cats.items() if self.encoders[n].size <= _PARENT_MAX_CATEGORIES}
+        days = None
+        calendars = [name for name in _CALENDARS if name in self.encoders]  # for numeric children only
+        days = to_micros(sample[self.schema.time]) // (24 * _HOUR_US)
+        for name in calendars:
+            parents[name] = self.encoders[name].encode(sample[name])
         scores = []
         for plan in self.plans:
             if plan.level != "event" or plan.method not in ("copula", "palette"):
@@ -330,11 +377,14 @@ class BaselineSynthesizer(Synthesizer):
                 ok = ~np.isnan(x)
                 target = ndtri(enc.cdf(np.where(ok, x, enc.knots[0])))
                 for name, code in parents.items():
-                    if self.encoders[name].size <= _NUMERIC_PARENT_MAX_CATEGORIES:
+                    if name in calendars:
+                        score = _held_out_eta_squared(target[ok], code[ok], days[ok], self.encoders[name].size)
+                        scores.append((score, plan.name, name))
+                    elif self.encoders[name].size <= _NUMERIC_PARENT_MAX_CATEGORIES:
                         scores.append((_eta_squared(target[ok], code[ok]), plan.name, name))
             elif enc.size <= _CHILD_MAX_CATEGORIES:
                 for name, code in parents.items():
-                    if name != plan.name:
+                    if name != plan.name and name not in calendars:
                         scores.append((_uncertainty(cats[plan.name], code), plan.name, name))
         children: dict[str, str] = {}
         for score, child, parent in sorted(scores, reverse=True):
@@ -378,14 +428,22 @@ class BaselineSynthesizer(Synthesizer):
         # Lifecycles: one population per span, each born and gone within it, so the spans follow
         # each other in time; otherwise one population lives on for as long as the stream.
         windows = itertools.count() if self.lifecycle is not None else [None]
+        streams: dict[int, _Stream] = {}  # by window (-1: the one endless window) while it has rows held
         for w in windows:
             population = numbers if w is None else numbers + w * n_entities
             entities = self._cached_entity_state(population, seed, conditions, (n_entities, shard, w))
-            stream = _Stream(entities, seed, f"b{seed}", conditions, n_entities)
-            if w is None:
+            shape = None if w is None else self.lifecycle[rng.integers(seed, len(self.lifecycle), population, _LIFE)]
+            count = None if shape is None else np.maximum(shape[:, 2].astype(np.int64), 1)
+            stream = _Stream(entities, seed, f"b{seed}", conditions, n_entities,
+                             self.persistence.carry(population.size), self.transitions.carry(population.size), count)
+            held = set() if snapper is None or snapper.pending is None else set(snapper.pending["window"].tolist())
+            streams = {k: v for k, v in streams.items() if k in held}
+            streams[-1 if w is None else w] = stream
+            if shape is None:
                 arrivals = self._renewals(population, entities["rate"], seed, start_w, request.events_per_batch)
             else:
-                arrivals = self._lifetimes(population, seed, start_w + w * self.span_w, request.events_per_batch)
+                arrivals = self._lifetimes(population, shape, count, seed, start_w + w * self.span_w,
+                                           request.events_per_batch)
             for idx, ev_seq, warped in arrivals:
                 times = self.profile.unwarp(warped)
                 order = np.lexsort((ev_seq, population[idx], times))
@@ -394,9 +452,23 @@ class BaselineSynthesizer(Synthesizer):
                     yield self._events(stream, idx, population[idx], ev_seq, times)
                     continue
                 u = None if self.time_grid.always else rng.uniform(seed, population[idx], ev_seq, _GRID)
-                rows = {"idx": idx, "number": population[idx], "seq": ev_seq, "time": times}
+                rows = {"idx": idx, "number": population[idx], "seq": ev_seq, "time": times,
+                        "window": np.full(idx.size, -1 if w is None else w)}
                 for ready in snapper.push(rows, u):
-                    yield self._events(stream, ready["idx"], ready["number"], ready["seq"], ready["time"])
+                    yield self._released(streams, ready)
+
+    def _released(self, streams: dict[int, _Stream], ready: dict[str, np.ndarray]) -> pl.DataFrame:
+        """The events of rows the time snapper released, each with its own window's entities:
+        the last rows of one population can come out together with the next one's first."""
+        window = ready["window"]
+        parts, at = [], []
+        for w in np.unique(window).tolist():
+            rows = np.flatnonzero(window == w)
+            parts.append(self._events(streams[w], *(ready[k][rows] for k in ("idx", "number", "seq", "time"))))
+            at.append(rows)
+        if len(parts) == 1:
+            return parts[0]
+        return pl.concat(parts)[np.argsort(np.concatenate(at))]  # back in the order released
 
     def _renewals(
         self, numbers: np.ndarray, rate: np.ndarray, seed: int, start_w: float, batch_size: int
@@ -407,14 +479,13 @@ class BaselineSynthesizer(Synthesizer):
         return self._windows(numbers, seed, start_w, next_w, rate, batch_size)
 
     def _lifetimes(
-        self, numbers: np.ndarray, seed: int, span_start_w: float, batch_size: int
+        self, numbers: np.ndarray, shape: np.ndarray, count: np.ndarray, seed: int, span_start_w: float,
+        batch_size: int,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Arrivals of one span's population: each entity takes a training entity's birth,
         lifetime and event count; its events split that life by the learned gaps, scaled to fill
         it exactly (a session of three events over two seconds stays one), all in time order."""
-        shape = self.lifecycle[rng.integers(seed, len(self.lifecycle), numbers, _LIFE)]
         birth, life = shape[:, 0] * self.span_w, shape[:, 1] * self.span_w
-        count = np.maximum(shape[:, 2].astype(np.int64), 1)
         firsts = np.cumsum(count) - count  # each entity's first row
         idx = np.repeat(np.arange(numbers.size), count)
         seq = np.arange(idx.size) - np.repeat(firsts, count)
@@ -534,8 +605,11 @@ class BaselineSynthesizer(Synthesizer):
         columns[schema.time] = from_micros(times, schema.time)
         if schema.entity:
             columns[schema.entity] = entities["id"].gather(idx).alias(schema.entity)
-        uniforms = self._copula_uniforms(numbers, seq, seed, conditions)
+        uniforms = self._copula_uniforms(numbers, seq, seed, conditions, idx, stream.carry)
         codes: dict[str, np.ndarray] = {}
+        for name, (slots, _) in _CALENDARS.items():
+            if name in self.encoders:
+                codes[name] = _calendar_slot(times, slots)
         following = self._following()
         # Parents before children: a child's distribution depends on its parent's code.
         for plan in self._generation_order():
@@ -567,7 +641,8 @@ class BaselineSynthesizer(Synthesizer):
         return pl.DataFrame(columns).select(head + [c for c in order if c not in head])
 
     def _copula_uniforms(
-        self, numbers: np.ndarray, seq: np.ndarray, seed: int, conditions: dict[str, Any]
+        self, numbers: np.ndarray, seq: np.ndarray, seed: int, conditions: dict[str, Any], idx: np.ndarray,
+        carry: Carry,
     ) -> dict[str, np.ndarray]:
         d = len(self.copula_columns)
         if d == 0:
@@ -579,7 +654,7 @@ class BaselineSynthesizer(Synthesizer):
             z = z @ self.chol.T
         else:
             z = self._conditional_scores(z, fixed, numbers, seq, seed, conditions)
-        u = ndtr(z)
+        u = ndtr(self.persistence.apply(z, idx, seq, carry))
         return {name: u[:, i] for i, name in enumerate(self.copula_columns)}
 
     def _conditional_scores(
@@ -636,6 +711,9 @@ class BaselineSynthesizer(Synthesizer):
             drawn = _draw_codes(enc, u)
         elif posterior is not None:
             drawn = _draw_codes(posterior, u)
+        elif plan.name in self.transitions:
+            remaining = None if stream.count is None else stream.count[idx] - seq - 1
+            drawn = self.transitions.draw(plan.name, u, idx, seq, stream.chains, remaining)
         elif parent_codes is not None:
             cum = np.cumsum(self.conditional[plan.name][parent_codes], axis=1)
             drawn = np.minimum((cum < (u * cum[:, -1])[:, None]).sum(axis=1), enc.size - 1)
@@ -720,6 +798,18 @@ class BaselineSynthesizer(Synthesizer):
         post.values, post.probs = self.encoders[parent].values, probs / probs.sum()
         return post
 
+    def learned(self) -> list[str]:
+        calendar = {"@hour": "the hour of day", "@weekhour": "the hour of the week"}
+        follows = [f"{p.name} by {calendar[p.parent]}" for p in self.plans if p.parent in calendar]
+        smooth = [f"{name} (lag-one {rho:.2f})" for name, rho in zip(self.copula_columns, self.persistence.rho,
+                                                                      strict=True) if rho]
+        lines = [f"values following the calendar: {'; '.join(follows)}"] if follows else []
+        if smooth:
+            lines.append(f"values persisting along each entity's events: {'; '.join(smooth)}")
+        if self.transitions.tables:
+            lines.append(f"values drawn from their previous one (a chain): {', '.join(self.transitions.tables)}")
+        return lines
+
     # -- persistence -----------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         config = {
@@ -728,10 +818,14 @@ class BaselineSynthesizer(Synthesizer):
             "zero_gap_rate": self.zero_gap_rate,
             "entity_format": self.entity_format,
             "span_w": self.span_w,
+            "transitions": list(self.transitions.tables),
         }
-        tensors = {"copula.corr": self.corr, "arrivals.profile": self.profile.intensity}
+        tensors = {"copula.corr": self.corr, "copula.persistence": self.persistence.rho,
+                   "arrivals.profile": self.profile.intensity}
         if self.lifecycle is not None:
             tensors["arrivals.lifecycle"] = self.lifecycle
+        for name, table in self.transitions.tables.items():
+            tensors[f"transitions.{name}"] = table
         conditional: dict[str, Any] = {}
         for child, table in self.conditional.items():
             if isinstance(table, dict):
@@ -786,7 +880,13 @@ class BaselineSynthesizer(Synthesizer):
         if self.corr.shape != (len(self.copula_columns),) * 2:
             raise ValueError("copula matrix does not match the copula columns")
         self.chol = np.linalg.cholesky(self.corr) if self.corr.size else self.corr
+        persistence = tensors.get("copula.persistence")  # absent in models saved before it
+        self.persistence = Persistence.none(len(self.copula_columns)) if persistence is None else Persistence(
+            np.asarray(persistence, dtype=np.float64))
         self.profile = WeeklyProfile(np.asarray(tensors["arrivals.profile"], dtype=np.float64))
+        names = config.get("transitions", [])  # absent in models saved before them
+        self.transitions = transitions.Transitions(
+            {name: np.asarray(tensors[f"transitions.{name}"], dtype=np.float64) for name in names})
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -828,6 +928,20 @@ def _is_ancestor(node: str, start: str, parents: dict[str, str]) -> bool:
     return False
 
 
+def _calendar_slot(micros: np.ndarray, slots: int) -> np.ndarray:
+    """The hour of day (24 slots) or of the week from Monday 0:00 (168; 1970-01-01 was a Thursday)."""
+    return (np.asarray(micros, dtype=np.int64) // _HOUR_US + 72) % slots
+
+
+def _calendar_encoder(slot: pl.Series, slots: int) -> CategoricalEncoder:
+    """Codes that are the slots themselves, so sampling needs no lookup."""
+    enc = CategoricalEncoder()
+    enc.dtype = str(slot.dtype)
+    enc.values = list(range(slots))
+    enc.probs = np.bincount(slot.to_numpy(), minlength=slots)[:slots] / max(slot.len(), 1)
+    return enc
+
+
 def _eta_squared(target: np.ndarray, groups: np.ndarray) -> float:
     """Share of the variance of ``target`` explained by group membership."""
     total = target.var()
@@ -837,6 +951,27 @@ def _eta_squared(target: np.ndarray, groups: np.ndarray) -> float:
     means = np.bincount(groups, weights=target) / np.maximum(counts, 1)
     between = (counts * (means - target.mean()) ** 2).sum() / target.size
     return float(between / total)
+
+
+def _held_out_eta_squared(target: np.ndarray, hours: np.ndarray, days: np.ndarray, slots: int) -> float:
+    """Share of the variance of ``target`` that a calendar slot explains on days it was not
+    learned from (slot means from even days scored on odd days, and back): a slowly wandering
+    series explains itself by the hour over a few days, a daily cycle does so on other days too."""
+    odd = days % 2 == 1
+    if np.unique(days[odd]).size < 2 or np.unique(days[~odd]).size < 2:
+        return 0.0
+    # Only slots with enough rows get their own quantile function; the rest keep the marginal.
+    own = np.bincount(hours, minlength=slots) >= _MIN_GROUP_ROWS
+    explained = []
+    for learn in (odd, ~odd):
+        counts = np.bincount(hours[learn], minlength=slots)
+        means = np.bincount(hours[learn], weights=target[learn], minlength=slots) / np.maximum(counts, 1)
+        means = np.where(own & (counts > 0), means, target[learn].mean())
+        y = target[~learn]
+        if y.size < 2 or y.var() <= 0:
+            return 0.0
+        explained.append(1.0 - float(((y - means[hours[~learn]]) ** 2).mean()) / float(((y - y.mean()) ** 2).mean()))
+    return min(explained)
 
 
 def _uncertainty(child: np.ndarray, parent: np.ndarray) -> float:
