@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -128,23 +129,29 @@ class ConnectionPool:
         connection = await self._take(deadline)
         return await self._dispatch(connection, data, deadline)
 
-    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]] | None:
+    def send(self, data: bytes, then: Callable[[asyncio.Future[Any]], None] | None = None
+             ) -> asyncio.Future[tuple[int, bytes]] | None:
         """:meth:`request` without a coroutine, on an idle connection: the response's future, or
-        None when no connection is idle (then :meth:`request` connects)."""
+        None when no connection is idle (then :meth:`request` connects). ``then(future)`` runs once
+        it is done, right after the connection is back in the pool: one done callback instead of
+        two (each is a loop handle scheduled and run, a microsecond a request)."""
         connection = self._idle()
         if connection is None:
             return None
-        return self._dispatch(connection, data, asyncio.get_running_loop().time() + self.timeout)
+        return self._dispatch(connection, data, asyncio.get_running_loop().time() + self.timeout, then)
 
-    def _dispatch(self, connection: _Connection, data: bytes, deadline: float) -> asyncio.Future[tuple[int, bytes]]:
+    def _dispatch(self, connection: _Connection, data: bytes, deadline: float,
+                  then: Callable[[asyncio.Future[Any]], None] | None = None) -> asyncio.Future[tuple[int, bytes]]:
         waiter = connection.send(data)
         timer = asyncio.get_running_loop().call_at(deadline, connection.expire)
-        waiter.add_done_callback(functools.partial(self._finished, connection, timer))
+        waiter.add_done_callback(functools.partial(self._finished, connection, timer, then))
         return waiter
 
-    def _finished(self, connection: _Connection, timer: asyncio.TimerHandle, waiter: asyncio.Future[Any]) -> None:
+    def _finished(self, connection: _Connection, timer: asyncio.TimerHandle,
+                  then: Callable[[asyncio.Future[Any]], None] | None, waiter: asyncio.Future[Any]) -> None:
         """The connection back to the pool after its response, or closed after a failure or a
-        cancelled request (its response may still come, and must not be read as the next's)."""
+        cancelled request (its response may still come, and must not be read as the next's);
+        then the caller's ``then``."""
         timer.cancel()
         if waiter.cancelled() or waiter.exception() is not None:
             connection.close()
@@ -152,6 +159,8 @@ class ConnectionPool:
             self.idle.append(connection)
         else:
             self.every.discard(connection)
+        if then is not None:
+            then(waiter)
 
     async def open(self, n: int) -> None:
         """Open ``n`` idle connections ahead of the first requests (failures are left to them)."""

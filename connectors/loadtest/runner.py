@@ -324,11 +324,12 @@ class _Run:
         sent = asyncio.get_running_loop().time()
         self.measurements.sent(request.label, sent - self.start,
                                0 if self.settings.template.method in _BODYLESS else len(request.body))
-        answer = self.pool.send(data)
+        done = functools.partial(self._answered, request, due, sent)
+        answer = self.pool.send(data, done)  # ``done`` runs in the pool's own done callback
         if answer is None:
             answer = asyncio.ensure_future(self.pool.request(data))
+            answer.add_done_callback(done)
         self.requests.add(answer)
-        answer.add_done_callback(functools.partial(self._answered, request, due, sent))
 
     def _answered(self, request: Request, due: float, sent: float, answer: asyncio.Future[tuple[int, bytes]]) -> None:
         self.in_flight -= 1
