@@ -1,14 +1,17 @@
 """Latencies recorded into an HDR histogram in bulk: a buffer of floats per request, folded in once
-in a while with one ``record_value(value, count)`` per distinct value.
+in a while by numpy.
 
 Why: the ``hdrh`` library's ``record_value`` is pure Python (a bucket index from ``bin()``, min,
-max, a ctypes store), about 10 us a call, and a request records two latencies; at 10,000 requests
-a second that alone was a fifth of a core. Appending a float to a list costs tens of nanoseconds.
-The fold rounds the buffered latencies to microseconds as :func:`record_us` does, then down to the
-lowest value of their HDR bucket (vectorised, the library's own bucket arithmetic), so a second's
-thousands of latencies become a few hundred distinct values, each recorded once with its count.
-The histogram ends up with the same counts, total, min and max bucket as recording one by one, so
-every percentile, the max, the encoding and the merges read exactly the same.
+max, a ctypes store), one to a few microseconds a call, and a request records two latencies.
+Appending a float to a list costs tens of nanoseconds. Calling ``record_value(value, count)`` once
+per distinct value at fold time does not save enough: below 2 ms the histograms' buckets are 1 us
+wide, so a second's latencies are mostly distinct values, and a load generator that falls behind
+spreads them over milliseconds to seconds. So the fold does what ``record_value`` does, for the
+whole buffer at once: the same counts index (the library's bucket arithmetic, vectorised), one
+``bincount`` added into the histogram's own counts array (a ctypes array numpy views in place, as
+:func:`.measure.values_at` reads it), and the same ``total_count``, ``min_value`` and ``max_value``
+updates. The histogram is then the one recording one by one gives: every percentile, the max, the
+encoding the workers send and the merges read the same (tests/connectors/test_load_fold.py).
 """
 
 from __future__ import annotations
@@ -34,27 +37,35 @@ def to_us(seconds: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(seconds * 1e6), LOWEST_US, HIGHEST_US).astype(np.int64)
 
 
-def lowest_equivalent(histogram: HdrHistogram, values: np.ndarray) -> np.ndarray:
-    """``histogram.get_lowest_equivalent_value`` of each value (positive int64 below 2**53).
-
-    The library's arithmetic: a value's bucket is where its highest bit lies, ``bit_length(value |
-    sub_bucket_mask) - unit_magnitude - (sub_bucket_half_count_magnitude + 1)``, and the lowest value of
-    its sub-bucket clears the ``bucket + unit_magnitude`` low bits. ``frexp`` gives the bit length
-    exactly for integers a float64 holds exactly.
+def counts_index(histogram: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """The index into ``histogram.counts`` of each value (positive int64 below 2**53), as the
+    library's ``_counts_index_for`` computes it one at a time: the bucket is where the value's
+    highest bit lies, ``bit_length(value | sub_bucket_mask) - unit_magnitude -
+    (sub_bucket_half_count_magnitude + 1)``; the sub-bucket is the value shifted right by ``bucket
+    + unit_magnitude``. ``frexp`` gives the bit length exactly for integers a float64 holds exactly.
     """
-    masked = values | histogram.sub_bucket_mask
-    bit_length = np.frexp(masked.astype(np.float64))[1].astype(np.int64)
-    shift = bit_length - (histogram.sub_bucket_half_count_magnitude + 1)  # bucket + unit_magnitude
-    return (values >> shift) << shift
+    half_magnitude = histogram.sub_bucket_half_count_magnitude
+    bit_length = np.frexp((values | histogram.sub_bucket_mask).astype(np.float64))[1].astype(np.int64)
+    bucket = bit_length - histogram.unit_magnitude - (half_magnitude + 1)
+    sub_bucket = values >> (bucket + histogram.unit_magnitude)
+    return ((bucket + 1) << half_magnitude) + (sub_bucket - histogram.sub_bucket_half_count)
+
+
+def record_all(histogram: HdrHistogram, values: np.ndarray) -> None:
+    """``histogram.record_value(v)`` for each of ``values`` (int64 microseconds in the range)."""
+    if values.size == 0:
+        return
+    counts = np.ctypeslib.as_array(histogram.counts)  # a view: the adds land in the histogram itself
+    counts += np.bincount(counts_index(histogram, values), minlength=histogram.counts_len).astype(counts.dtype)
+    histogram.total_count += int(values.size)
+    histogram.min_value = min(histogram.min_value, int(values.min()))
+    histogram.max_value = max(histogram.max_value, int(values.max()))
 
 
 def fold(histogram: HdrHistogram, seconds: list[float]) -> None:
     """Record the latencies ``seconds`` into ``histogram`` and empty the list."""
     if not seconds:
         return
-    values = lowest_equivalent(histogram, to_us(np.asarray(seconds, dtype=np.float64)))
+    values = to_us(np.asarray(seconds, dtype=np.float64))
     seconds.clear()
-    distinct, counts = np.unique(values, return_counts=True)
-    record = histogram.record_value
-    for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):
-        record(value, count)
+    record_all(histogram, values)

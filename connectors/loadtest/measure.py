@@ -11,7 +11,8 @@ scheduled send time (what a user arriving on schedule waits, queueing in the loa
 included: no coordinated omission) and from the actual send time (what the service took).
 
 A request's two latencies are buffered (a list append) and folded into the histograms in bulk
-(:mod:`.fold`) whenever a histogram is read: the library records in pure Python, ~10 us a value.
+(:mod:`.fold`, numpy) whenever a histogram is read: the library records in pure Python, a
+microsecond or more a value.
 
 Everything here runs on the event loop's thread, so nothing needs a lock; the live status line and
 the thresholds read it from the same thread.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 from streamsynth.connectors.loadtest import measure
-from streamsynth.connectors.loadtest.fold import fold, lowest_equivalent, new_histogram, record_us, to_us
+from streamsynth.connectors.loadtest.fold import counts_index, fold, new_histogram, record_us, to_us
 from streamsynth.connectors.loadtest.measure import LabelStats, Measurements, latency_summary, values_at
 
 PERCENTILES = (0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0)
@@ -44,6 +44,8 @@ def test_bulk_fold_reads_as_recording_one_by_one(seconds):
     assert values_at(fast, PERCENTILES) == values_at(slow, PERCENTILES)
     assert latency_summary(fast) == latency_summary(slow)
     assert (fast.get_min_value(), fast.get_max_value()) == (slow.get_min_value(), slow.get_max_value())
+    assert (fast.min_value, fast.max_value) == (slow.min_value, slow.max_value)  # the raw extremes too
+    assert fast.encode() == slow.encode()  # what crosses the workers' pipe, byte for byte
     # what crosses the workers' pipe decodes to the same histogram
     assert values_at(HdrHistogram.decode(fast.encode()), PERCENTILES) == values_at(slow, PERCENTILES)
 
@@ -60,13 +62,13 @@ def test_rounding_to_microseconds_matches_the_scalar_one():
     assert to_us(seconds).tolist() == [record_us(s) for s in seconds.tolist()]
 
 
-def test_lowest_equivalent_is_the_librarys():
+def test_counts_index_is_the_librarys():
     histogram = new_histogram()
     powers = [2 ** k + d for k in range(32) for d in (-1, 0, 1) if 1 <= 2 ** k + d <= 3_600_000_000]
     values = np.array(sorted({*powers, *range(1, 5000), *to_us(np.concatenate(SAMPLES)).tolist(), 3_600_000_000}),
                       dtype=np.int64)
-    assert lowest_equivalent(histogram, values).tolist() == \
-        [histogram.get_lowest_equivalent_value(v) for v in values.tolist()]
+    # the library's own (private) index function, one value at a time
+    assert counts_index(histogram, values).tolist() == [histogram._counts_index_for(v) for v in values.tolist()]
 
 
 def test_a_fold_empties_the_buffer_and_an_empty_one_records_nothing():
