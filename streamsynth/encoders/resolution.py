@@ -37,7 +37,7 @@ TIME_STEPS = (
     _US["ms"], _US["s"], _US["min"], 5 * _US["min"], 10 * _US["min"], 15 * _US["min"], 30 * _US["min"],
     _US["h"], _US["d"],
 )
-_PHASED = _US["h"]  # hour and day grids may sit at the data's local offset (midnight at +02:00)
+_PHASED = 5 * _US["min"]  # grids from 5 minutes up may sit at an offset (every 5 min from :04; midnight at +02:00)
 
 
 @dataclass

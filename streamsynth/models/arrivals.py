@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.stats import chi2
 
 HOURS_PER_WEEK = 168
 _US_PER_HOUR = 3_600_000_000
@@ -20,6 +21,8 @@ _US_PER_HOUR = 3_600_000_000
 _EPOCH = datetime(1970, 1, 5, tzinfo=UTC)
 _EPOCH_US = int(_EPOCH.timestamp() * 1_000_000)
 _MIN_INTENSITY = 0.02
+#: a profile is kept only where the counts by hour (or weekday) differ from flat at this significance
+_FLAT_P = 0.01
 
 
 @dataclass
@@ -70,6 +73,15 @@ class WeeklyProfile:
 
 
 def _rate(counts: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """Relative rate per bin (mean 1); flat where the counts differ from their exposure's share
+    no more than Poisson chance would (a reading every 5 minutes with a few missing is flat,
+    not a profile of its gaps)."""
+    seen = exposure > 0
+    expected = counts[seen].sum() * exposure[seen] / exposure[seen].sum()
+    if seen.sum() > 1 and (expected > 0).all():
+        statistic = float((((counts[seen] - expected) ** 2) / expected).sum())
+        if chi2.sf(statistic, int(seen.sum()) - 1) >= _FLAT_P:
+            return np.ones_like(counts, dtype=float)
     rate = np.where(exposure > 0, counts / np.maximum(exposure, 1), 0.0)
     mean = rate[exposure > 0].mean() if (exposure > 0).any() else 1.0
     # Hours never observed get the average rather than zero.

@@ -65,13 +65,15 @@ def test_fit_finds_office_hours():
 def test_fit_with_little_data_shrinks_the_weekdays_towards_flat():
     times = office_hours_times(weeks=4)
     short = times[times < MONDAY_US + 4 * 24 * HOUR_US]  # Monday to Thursday only
+    monday = short[short < MONDAY_US + 24 * HOUR_US]
+    short = np.sort(np.concatenate([short, monday + 1]))  # twice as busy: a weekday effect past chance
     profile = WeeklyProfile.fit(short)
     day_means = profile.intensity.reshape(7, 24).mean(1)
     # the days never observed get the average observed day, not zero
     np.testing.assert_allclose(day_means[4:], day_means[:4].mean(), rtol=1e-9)
-    # by hand: 40 events a day, seen Mon 09:00 .. Thu 16:59 (80 hours: exposure 15, 24, 24, 17 hours);
-    # weekday rates relative to their mean, shrunk towards 1 by weight (80 / 168) / 2
-    rates = 40 / np.array([15, 24, 24, 17])
+    # by hand: 80 events on Monday, 40 on the others, seen Mon 09:00 .. Thu 16:59 (80 hours: exposure
+    # 15, 24, 24, 17 hours); weekday rates relative to their mean, shrunk towards 1 by weight (80 / 168) / 2
+    rates = np.array([80, 40, 40, 40]) / np.array([15, 24, 24, 17])
     weight = (80 / HOURS_PER_WEEK) / 2
     dow = weight * rates / rates.mean() + (1 - weight)
     # (office hours only: the night hours sit on the intensity floor, the same on every day)
@@ -127,3 +129,15 @@ def test_micros_round_trip():
     assert back.to_list() == times
     # a millisecond column gives microseconds too
     assert to_micros(series.cast(pl.Datetime("ms", "UTC")))[1] == us[1] - 7
+
+
+def test_counts_that_differ_by_chance_only_give_a_flat_profile():
+    """A reading every 5 minutes, a few missing, and a Poisson stream with no daily cycle: the
+    hours differ from flat no more than chance, so the profile is flat and a regular series keeps
+    its regular gaps."""
+    regular = MONDAY_US + np.arange(0, 14 * 24 * 12) * 300_000_000
+    regular = np.delete(regular, [100, 101, 2_000, 3_333])
+    assert np.allclose(WeeklyProfile.fit(regular).intensity, 1.0)
+    poisson = MONDAY_US + np.sort(np.random.default_rng(1).integers(0, 14 * 24 * HOUR_US, 3_000))
+    assert np.allclose(WeeklyProfile.fit(poisson).intensity, 1.0)
+    assert np.ptp(WeeklyProfile.fit(office_hours_times(weeks=2)).intensity) > 1.0
