@@ -16,9 +16,10 @@ Data sets: the payments and flight schedule simulators, the Loghub files, the NA
 series each) and, for TimeGAN only, the TimeGAN paper's stock series (given a daily time column).
 Real data is read from ../shared/data beside the repository; missing files are skipped. Models:
 baseline on all; transformer where the data has an entity; timegan on NAB and stocks with
-``--timegan``; with ``--peers``, mostlyai-engine's TabularARGN (sequential) where the data has an
-entity, run in its own virtual environment by ``peer_mostlyai.py`` (``--peer-python``), trained for
-``--peer-minutes``.
+``--timegan``; with ``--peers``, where the data has an entity, mostlyai-engine's TabularARGN
+(sequential; ``peer_mostlyai.py`` in the venv of ``--peer-python``, trained for ``--peer-minutes``)
+and SDV's PARSynthesizer (``peer_sdv.py`` in the venv of ``--par-python``, trained for as many
+epochs as the transformer, ``--epochs``), each in its own virtual environment.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from streamsynth.schema import Schema
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HOLDOUT_PERCENT = 30
 MODELS = ("baseline", "transformer", "timegan")
-PEERS = ("mostlyai",)
-PEER_SCRIPT = Path(__file__).resolve().parent / "peer_mostlyai.py"
+PEERS = ("mostlyai", "par")
+HERE = Path(__file__).resolve().parent
 SKIP_KEYS = {"discriminator_auc"}  # shown in the cell already
 
 
@@ -199,17 +200,18 @@ def worst_failing(values: dict[str, float], checks: dict[str, Any], columns: dic
 
 
 class Peer:
-    """A peer generator (mostlyai-engine's TabularARGN, sequential) in its own virtual environment
-    (``--peer-python``), driven through ``peer_mostlyai.py``; fit and sample as ours are."""
+    """A peer generator in its own virtual environment (``python``), driven through ``script``
+    (``peer_mostlyai.py``, ``peer_sdv.py``) with the training budget ``budget`` (its options);
+    fit and sample as ours are."""
 
-    def __init__(self, python: str, minutes: float) -> None:
-        self.python, self.minutes = python, minutes
+    def __init__(self, python: str, script: str, budget: list[str]) -> None:
+        self.python, self.script, self.budget = python, str(HERE / script), budget
         self.workspace = Path(tempfile.mkdtemp(prefix="peer-"))
         self.schema: Schema | None = None
         self.entities = 0
 
     def _run(self, *argv: str) -> dict[str, Any]:
-        done = subprocess.run([self.python, str(PEER_SCRIPT), *argv], capture_output=True, text=True)
+        done = subprocess.run([self.python, self.script, *argv], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -219,7 +221,7 @@ class Peer:
         self.schema, self.entities = schema, frame[schema.entity].n_unique()
         frame.write_parquet(self.workspace / "train.parquet")
         self._run("fit", str(self.workspace / "ws"), str(self.workspace / "train.parquet"), schema.entity,
-                  "--minutes", str(self.minutes))
+                  schema.time, *self.budget)
         return self
 
     def sample(self, *, start: datetime, end: datetime, seed: int) -> pl.DataFrame:
@@ -234,7 +236,9 @@ class Peer:
 
 def make_model(kind: str, args: argparse.Namespace) -> Any:
     if kind == "mostlyai":
-        return Peer(args.peer_python, args.peer_minutes)
+        return Peer(args.peer_python, "peer_mostlyai.py", ["--minutes", str(args.peer_minutes)])
+    if kind == "par":
+        return Peer(args.par_python, "peer_sdv.py", ["--epochs", str(args.epochs)])
     if kind == "baseline":
         return create("baseline", seed=0)
     if kind == "transformer":
@@ -311,10 +315,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="sample seeds averaged per cell")
     parser.add_argument("--only", default=None, help="comma-separated data set names (or prefixes)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
-    parser.add_argument("--peers", action="store_true", help="also run the peers (mostlyai: TabularARGN)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run the peers (mostlyai: TabularARGN; par: SDV's PARSynthesizer)")
     parser.add_argument("--peer-python", default="/tmp/peer-venv/bin/python",
                         help="the python of a venv with mostlyai-engine (see peer_mostlyai.py)")
     parser.add_argument("--peer-minutes", type=float, default=3.0, help="peer training time limit")
+    parser.add_argument("--par-python", default="/tmp/streamsynth-peer-sdv/bin/python",
+                        help="the python of a venv with sdv (see peer_sdv.py)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the payments simulator")
     parser.add_argument("--out", default=None, help="also write the tables to this markdown file")
     args = parser.parse_args()

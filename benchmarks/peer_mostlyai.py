@@ -3,7 +3,7 @@
 Runs inside a throwaway virtual environment that has ``mostlyai-engine`` (not streamsynth):
 
     python -m venv /tmp/peer-venv && /tmp/peer-venv/bin/pip install torch==2.13.0 mostlyai-engine
-    /tmp/peer-venv/bin/python benchmarks/peer_mostlyai.py fit WORKSPACE train.parquet ENTITY [--minutes M]
+    /tmp/peer-venv/bin/python benchmarks/peer_mostlyai.py fit WORKSPACE train.parquet ENTITY [TIME] [--minutes M]
     /tmp/peer-venv/bin/python benchmarks/peer_mostlyai.py sample WORKSPACE out.parquet N_ENTITIES
 
 ``fit`` trains on the events of ``train.parquet`` (sequences keyed by ENTITY; a one-column context
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("workspace", type=Path)
     parser.add_argument("path", type=Path, help="fit: the training events; sample: where to write")
     parser.add_argument("value", help="fit: the entity column; sample: how many entities")
+    parser.add_argument("time", nargs="?", help="fit: the time column (unused: the engine orders by it itself)")
     parser.add_argument("--minutes", type=float, default=3.0, help="fit: training time limit")
     args = parser.parse_args()
     if args.step == "fit":
