@@ -3,6 +3,7 @@
 Runs inside a throwaway virtual environment that has ``mostlyai-engine`` (not streamsynth):
 
     python -m venv /tmp/peer-venv && /tmp/peer-venv/bin/pip install torch==2.13.0 mostlyai-engine
+    /tmp/peer-venv/bin/pip uninstall -y torchvision torchaudio  # PyPI's builds break `transformers`
     /tmp/peer-venv/bin/python benchmarks/peer_mostlyai.py fit WORKSPACE train.parquet ENTITY [TIME] [--minutes M]
     /tmp/peer-venv/bin/python benchmarks/peer_mostlyai.py sample WORKSPACE out.parquet N_ENTITIES
 

@@ -31,7 +31,9 @@ def fit(workspace: Path, train: Path, entity: str, time_column: str, epochs: int
 
     started = time.perf_counter()
     events = pd.read_parquet(train)
-    events[time_column] = pd.to_datetime(events[time_column], utc=True).dt.tz_localize(None)
+    # Nanoseconds: SDV 2 turns datetimes into numbers and back as nanoseconds, so microsecond
+    # columns (what Parquet from polars holds) came back in January 1970.
+    events[time_column] = pd.to_datetime(events[time_column], utc=True).dt.tz_localize(None).astype("datetime64[ns]")
     metadata = Metadata.detect_from_dataframes({TABLE: events})
     metadata.update_column(entity, sdtype="id", table_name=TABLE)
     metadata.set_sequence_key(entity, table_name=TABLE)
