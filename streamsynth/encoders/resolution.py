@@ -267,8 +267,16 @@ class TimeSnapper:
         below the raw times already seen, and every released row lies below that point."""
         entity, position = rows[self.raw_order[0]], rows[self.raw_order[1]]
         times = rows[self.time]
+        by_position = np.lexsort((position, entity))
+        e, t = entity[by_position], times[by_position]
+        back = np.flatnonzero((e[1:] == e[:-1]) & (t[1:] < t[:-1]))
+        if back.size == 0:  # the common case: nothing to hand over
+            return rows
+        # Re-sort only the entities that have an event snapped before its predecessor.
+        crossed = np.isin(e, e[back])
+        at = by_position[crossed]
         ordered = times.copy()
-        ordered[np.lexsort((position, entity))] = times[np.lexsort((times, entity))]
+        ordered[at] = times[at][np.lexsort((times[at], entity[at]))]
         return {**rows, self.time: ordered}
 
     def flush(self) -> Iterator[dict[str, np.ndarray]]:

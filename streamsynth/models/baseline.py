@@ -306,16 +306,18 @@ class BaselineSynthesizer(Synthesizer):
             np.random.default_rng(self.seed).choice(n, _FIT_ROWS, replace=False))
         before = np.maximum(rows - 1, 0)
         has_previous = (rows > 0) & (codes[rows] == codes[before])
-        jitter = np.random.default_rng(self.seed)
-        plans = {p.name: p for p in self.plans}
-        scores, previous = (np.empty((rows.size, d)) for _ in range(2))
-        for j, name in enumerate(self.copula_columns):
-            for out, at in ((scores, rows), (previous, before)):
-                u = self._probability(frame[at], plans[name], jitter.uniform(size=rows.size))
-                out[:, j] = ndtri(np.clip(u, 1e-9, 1 - 1e-9))
         # Numeric values drawn by the copula itself: a relation's child moves with its parents.
         kept = np.array([isinstance(self.encoders[c], QuantileEncoder) and c not in self._following()
                          for c in self.copula_columns])
+        jitter = np.random.default_rng(self.seed)
+        plans = {p.name: p for p in self.plans}
+        now, then = (frame if rows.size == n else frame[rows]), frame[before]
+        scores, previous = np.empty((rows.size, d)), np.zeros((rows.size, d))
+        for j, name in enumerate(self.copula_columns):
+            # only the columns that may persist need their previous event's score
+            for out, at in ((scores, now), (previous, then))[: 2 if kept[j] else 1]:
+                u = self._probability(at, plans[name], jitter.uniform(size=rows.size))
+                out[:, j] = ndtri(np.clip(u, 1e-9, 1 - 1e-9))
         self.persistence = Persistence.fit(scores, previous, has_previous, kept)
         scores = self.persistence.innovations(scores, previous, has_previous)
         corr = np.corrcoef(scores, rowvar=False) if rows.size > 1 else np.eye(d)
