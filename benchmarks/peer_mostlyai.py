@@ -14,13 +14,14 @@ table of the entity ids) for at most M minutes; ``sample`` generates N_ENTITIES 
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
+from _peer_cli import run
 
-def fit(workspace: Path, train: Path, entity: str, minutes: float) -> dict:
+
+def fit(workspace: Path, train: Path, entity: str, time_column: str | None, minutes: float) -> dict:
+    """Train for at most ``minutes``; ``time_column`` is unused (the engine finds the time column)."""
     import pandas as pd
     from mostlyai import engine
 
@@ -48,19 +49,7 @@ def sample(workspace: Path, out: Path, n_entities: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("fit", "sample"))
-    parser.add_argument("workspace", type=Path)
-    parser.add_argument("path", type=Path, help="fit: the training events; sample: where to write")
-    parser.add_argument("value", help="fit: the entity column; sample: how many entities")
-    parser.add_argument("time", nargs="?", help="fit: the time column (unused: the engine orders by it itself)")
-    parser.add_argument("--minutes", type=float, default=3.0, help="fit: training time limit")
-    args = parser.parse_args()
-    if args.step == "fit":
-        result = fit(args.workspace, args.path, args.value, args.minutes)
-    else:
-        result = sample(args.workspace, args.path, int(args.value))
-    print(json.dumps(result), flush=True)
+    run(__doc__, fit, sample, ("minutes", float, 3.0, "training time limit in minutes"))
 
 
 if __name__ == "__main__":

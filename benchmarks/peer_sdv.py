@@ -16,10 +16,11 @@ time zone (SDV reads naive datetimes) and come back as UTC.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+
+from _peer_cli import run
 
 TABLE = "events"
 
@@ -61,19 +62,7 @@ def sample(workspace: Path, out: Path, n_entities: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("fit", "sample"))
-    parser.add_argument("workspace", type=Path)
-    parser.add_argument("path", type=Path, help="fit: the training events; sample: where to write")
-    parser.add_argument("value", help="fit: the entity column; sample: how many entities")
-    parser.add_argument("time", nargs="?", help="fit: the time column")
-    parser.add_argument("--epochs", type=int, default=3, help="fit: training epochs")
-    args = parser.parse_args()
-    if args.step == "fit":
-        result = fit(args.workspace, args.path, args.value, args.time, args.epochs)
-    else:
-        result = sample(args.workspace, args.path, int(args.value))
-    print(json.dumps(result))
+    run(__doc__, fit, sample, ("epochs", int, 3, "training epochs"))
 
 
 if __name__ == "__main__":
