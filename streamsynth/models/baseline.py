@@ -61,9 +61,9 @@ _MIN_ASSOCIATION = 0.05
 # numeric column may follow like a categorical column (taxi demand by hour and weekday, a CPU load
 # by the nightly batch); known before any value is drawn, since the baseline draws times first.
 # Each is offered only when the data spans enough days to check it on days it was not learned
-# from: (slots, fewest days).
+# from: (slots, fewest days, what fit says).
 _HOUR_US = 3_600_000_000
-_CALENDARS = {"@hour": (24, 4), "@weekhour": (168, 28)}
+_CALENDARS = {"@hour": (24, 4, "the hour of day"), "@weekhour": (168, 28, "the hour of the week")}
 
 
 def _lifecycle(
@@ -211,7 +211,7 @@ class BaselineSynthesizer(Synthesizer):
         self.plans, self.encoders, self.chains, self.grids = [], {}, {}, {}
         for col in schema.data_columns:
             self._plan_column(frame, col.name, col.role, col.kind, entity, codes, n_per_entity)
-        for name, (slots, days) in _CALENDARS.items():
+        for name, (slots, days, _) in _CALENDARS.items():
             if int(times.max() - times.min()) >= days * 24 * _HOUR_US:
                 frame = frame.with_columns(pl.Series(name, _calendar_slot(times, slots)))
                 self.encoders[name] = _calendar_encoder(frame[name], slots)
@@ -364,9 +364,8 @@ class BaselineSynthesizer(Synthesizer):
             if p.method in ("copula", "palette") and isinstance(self.encoders.get(p.name), CategoricalEncoder)
         }
         parents = {n: c for n, c in cats.items() if self.encoders[n].size <= _PARENT_MAX_CATEGORIES}
-        days = None
         calendars = [name for name in _CALENDARS if name in self.encoders]  # for numeric children only
-        days = to_micros(sample[self.schema.time]) // (24 * _HOUR_US)
+        days = to_micros(sample[self.schema.time]) // (24 * _HOUR_US) if calendars else None
         for name in calendars:
             parents[name] = self.encoders[name].encode(sample[name])
         scores = []
@@ -609,7 +608,7 @@ class BaselineSynthesizer(Synthesizer):
             columns[schema.entity] = entities["id"].gather(idx).alias(schema.entity)
         uniforms = self._copula_uniforms(numbers, seq, seed, conditions, idx, stream.carry)
         codes: dict[str, np.ndarray] = {}
-        for name, (slots, _) in _CALENDARS.items():
+        for name, (slots, _, _) in _CALENDARS.items():
             if name in self.encoders:
                 codes[name] = _calendar_slot(times, slots)
         following = self._following()
@@ -717,8 +716,7 @@ class BaselineSynthesizer(Synthesizer):
             remaining = None if stream.count is None else stream.count[idx] - seq - 1
             drawn = self.transitions.draw(plan.name, u, idx, seq, stream.chains, remaining)
         elif parent_codes is not None:
-            cum = np.cumsum(self.conditional[plan.name][parent_codes], axis=1)
-            drawn = np.minimum((cum < (u * cum[:, -1])[:, None]).sum(axis=1), enc.size - 1)
+            drawn = transitions.draw_rows(self.conditional[plan.name][parent_codes], u)
         elif plan.method == "palette":
             size = entities[f"{plan.name}.size"][idx]
             slot = np.minimum((u * size).astype(np.int64), size - 1)
@@ -801,8 +799,7 @@ class BaselineSynthesizer(Synthesizer):
         return post
 
     def learned(self) -> list[str]:
-        calendar = {"@hour": "the hour of day", "@weekhour": "the hour of the week"}
-        follows = [f"{p.name} by {calendar[p.parent]}" for p in self.plans if p.parent in calendar]
+        follows = [f"{p.name} by {_CALENDARS[p.parent][2]}" for p in self.plans if p.parent in _CALENDARS]
         smooth = [f"{name} (lag-one {rho:.2f})" for name, rho in zip(self.copula_columns, self.persistence.rho,
                                                                       strict=True) if rho]
         lines = [f"values following the calendar: {'; '.join(follows)}"] if follows else []

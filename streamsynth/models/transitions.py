@@ -75,6 +75,12 @@ def _ahead(table: np.ndarray) -> np.ndarray:
     return np.array(rows)
 
 
+def draw_rows(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One class per row of ``weights`` (unnormalised), by inverse CDF with the uniforms ``u``."""
+    cum = np.cumsum(weights, axis=1)
+    return np.minimum((cum < (u * cum[:, -1])[:, None]).sum(axis=1), weights.shape[1] - 1)
+
+
 class Transitions:
     """Next-value tables of the categorical columns that follow their previous value."""
 
@@ -107,8 +113,7 @@ class Transitions:
             if left is not None:
                 ending = weights * ahead[left[at]]
                 weights = np.where(ending.sum(axis=1, keepdims=True) > 0, ending, weights)
-            cum = np.cumsum(weights, axis=1)
-            return np.minimum((cum < (uu[at] * cum[:, -1])[:, None]).sum(axis=1), size - 1)
+            return draw_rows(weights, uu[at])
 
         drawn = np.empty(uu.size, dtype=np.int64)
         starts = runs.starts
