@@ -29,12 +29,14 @@ import itertools
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import polars as pl
+from streamsynth.connectors.loadtest import eventloop
 from streamsynth.connectors.loadtest.client import ConnectionPool, wire
 from streamsynth.connectors.loadtest.expect import Confusion, Expectation
 from streamsynth.connectors.loadtest.measure import Measurements
@@ -53,6 +55,12 @@ _INTERRUPT_GRACE = 2.0  # seconds the requests in flight get after Ctrl-C
 _CONNECT_CHECK = 5.0  # seconds to reach the service before the clock starts
 _BODYLESS = ("GET", "DELETE")
 _WARM_CONNECTIONS = 4  # opened before the clock starts; more open as requests need them
+#: the shortest sleep of the schedule, seconds: asyncio's selector waits whole milliseconds anyway,
+#: and uvloop's timers are whole milliseconds (a shorter delay rounds to none: a busy wait)
+_TICK = 0.001
+#: every time a run measures: asyncio's loop.time() is this clock, uvloop's is libuv's in whole
+#: milliseconds, and the workers of --workers share this one (CLOCK_MONOTONIC) with their parent
+_now = time.monotonic
 
 
 @dataclass
@@ -69,6 +77,7 @@ class LoadSettings:
     status_every: float = 1.0
     metrics: LoadMetrics | None = None  # Prometheus (served by the caller, which also closes it)
     share: Share = Share()  # the requests this process sends: all of them, or a worker's share
+    event_loop: str | None = None  # "auto", "uvloop" or "asyncio"; None: $STREAMSYNTH_EVENT_LOOP (.eventloop)
 
 
 @dataclass
@@ -84,13 +93,14 @@ class LoadResult:
     thresholds: list[Threshold] = field(default_factory=list)  # all asked for, crossed or not
     workers: int = 1  # the processes that sent the requests
     lost: list[str] = field(default_factory=list)  # the workers that died, each with its exit code
+    event_loop: str = "asyncio"  # the loop that sent the requests: "uvloop" or "asyncio"
 
 
 class Link(Protocol):
     """A worker's line to its parent (:mod:`.workers`), which starts, stops and watches the run."""
 
     async def start(self, run: _Run) -> float | None:
-        """Wait for the parent's start time (``loop.time()``); None when told to stop first."""
+        """Wait for the parent's start time (``time.monotonic()``); None when told to stop first."""
 
     def report(self, run: _Run) -> None:
         """Send the run's progress, once a second."""
@@ -117,6 +127,7 @@ def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
     The first batch is read and the service reached before the clock starts, so a wrong column
     name or an unreachable host is an error before any request, not a run of failures.
     """
+    loop = eventloop.chosen(settings.event_loop)
     first = next(stream, None)
     if first is None or first.height == 0:
         raise StreamsynthError("the source has no events", hint="give a SOURCE that yields events")
@@ -124,7 +135,10 @@ def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
     if settings.expect is not None:
         settings.expect.check(first.columns)
     events = settings.share.events(itertools.chain([first], stream), settings.template.batch)
-    return asyncio.run(_Run(settings, events, say, link).main())
+    with asyncio.Runner(loop_factory=eventloop.factory(loop)) as runner:
+        result = runner.run(_Run(settings, events, say, link).main())
+    result.event_loop = loop
+    return result
 
 
 class _Run:
@@ -213,12 +227,12 @@ class _Run:
         feeder.start()
         try:
             await self._ready()
-            start = loop.time() if self.link is None else await self.link.start(self)
+            start = _now() if self.link is None else await self.link.start(self)
             if start is None:  # told to stop before the start: nothing was sent
-                start = loop.time()
+                start = _now()
             self.start = start
-            if start > loop.time():  # every worker starts the one schedule at the same moment
-                await asyncio.sleep(start - loop.time())
+            if start > _now():  # every worker starts the one schedule at the same moment
+                await asyncio.sleep(start - _now())
             status = asyncio.create_task(self._status())
             try:
                 await self._schedule()
@@ -228,7 +242,7 @@ class _Run:
                 for request in list(self.requests):
                     request.cancel()
                 await asyncio.gather(status, *self.requests, return_exceptions=True)
-            elapsed = loop.time() - self.start
+            elapsed = _now() - self.start
             self._gauges(elapsed)
         finally:
             self.pool.close()
@@ -290,27 +304,27 @@ class _Run:
             self.halt.set()
 
     async def _schedule(self) -> None:
-        loop = asyncio.get_running_loop()
         m = self.measurements
         for offset in self.settings.share.times(self.settings.segments):
             if self.stopped.is_set():
                 return
-            prepared = await self._next_request()
+            prepared = self.pending.pop() if self.pending else await self._next_request()
             if prepared is None:
                 if not self.stopped.is_set():
                     self.stop("source exhausted")
                 return
             request = prepared[0]
             due = self.start + offset
-            delay = due - loop.time()
-            if delay > 0.05:  # a long wait (a low rate) must still notice Ctrl-C or an abort
-                try:
-                    await asyncio.wait_for(self.stopped.wait(), delay)
-                    return
-                except TimeoutError:
-                    pass
-            elif delay > 0:
-                await asyncio.sleep(delay)
+            while (delay := due - _now()) > 0:  # never early: a loop's timer may fire before its time
+                if delay > 0.05:  # a long wait (a low rate) must still notice Ctrl-C or an abort
+                    try:
+                        await asyncio.wait_for(self.stopped.wait(), delay)
+                        return
+                    except TimeoutError:
+                        continue
+                # at least a tick: the arrivals due meanwhile leave together after it, one wake-up
+                # (a timer, a future, a task step) a millisecond rather than one an arrival
+                await asyncio.sleep(max(delay, _TICK))
             m.scheduled(request.label)
             if self.in_flight >= self.settings.max_in_flight:
                 m.dropped(request.label, offset)
@@ -321,7 +335,7 @@ class _Run:
         """Send now: on an idle connection without a task (a task, its coroutine and their
         callbacks cost more CPU than the rest of a request), or in a task that connects first."""
         self.in_flight += 1
-        sent = asyncio.get_running_loop().time()
+        sent = _now()
         self.measurements.sent(request.label, sent - self.start,
                                0 if self.settings.template.method in _BODYLESS else len(request.body))
         done = functools.partial(self._answered, request, due, sent)
@@ -338,7 +352,7 @@ class _Run:
         if answer.cancelled():
             m.unfinished += 1
             return
-        done = asyncio.get_running_loop().time()
+        done = _now()
         failure = answer.exception()
         if failure is not None:  # every failure is classified and counted
             m.failed(request.label, classify(failure), done - self.start)
@@ -364,12 +378,11 @@ class _Run:
             metrics.target_rate.set(seconds[int(elapsed)].target if int(elapsed) < len(seconds) else 0)
 
     async def _status(self) -> None:
-        loop = asyncio.get_running_loop()
         every = self.settings.status_every
         tick = 1
         while True:
-            await asyncio.sleep(max(self.start + tick * every - loop.time(), 0))
-            elapsed = loop.time() - self.start
+            await asyncio.sleep(max(self.start + tick * every - _now(), 0))
+            elapsed = _now() - self.start
             self._gauges(elapsed)
             if self.link is not None:  # the parent shows the line and checks the thresholds for all workers
                 self.link.report(self)

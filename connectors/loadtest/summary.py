@@ -77,6 +77,7 @@ def to_dict(result: Any) -> dict[str, Any]:
         "ended": result.ended,
         "workers": result.workers,
         "workers_lost": list(result.lost),
+        "event_loop": result.event_loop,
         "source_ended_early": source_ended_early(result) is not None,
         "elapsed_s": round(result.elapsed, 3),
         "figures": result.figures,

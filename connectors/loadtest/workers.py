@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import polars as pl
+from streamsynth.connectors.loadtest import eventloop
 from streamsynth.connectors.loadtest.expect import Confusion
 from streamsynth.connectors.loadtest.measure import Measurements
 from streamsynth.connectors.loadtest.prometheus import LoadMetrics, WorkerMetrics
@@ -61,6 +62,8 @@ def run_workers(settings: LoadSettings, open_stream: OpenStream, workers: int,
     """Run the load test of ``settings`` in ``workers`` processes and return the merged result.
     ``settings.metrics``, when given, is a :class:`.WorkerMetrics` the caller serves."""
     context = multiprocessing.get_context("spawn")
+    # the loop is chosen here, so a wrong $STREAMSYNTH_EVENT_LOOP is one error before any worker starts
+    settings = replace(settings, event_loop=eventloop.chosen(settings.event_loop))
     own = replace(settings, thresholds=[], abort_on_fail=False, metrics=None)
     watch = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     # ignored while the workers start: a spawned process inherits an ignored signal from its birth,
@@ -247,7 +250,9 @@ class _Parent:
         numbers = figures(measurements, confusion, elapsed, thresholds)
         return LoadResult(measurements, confusion, elapsed, ended,
                           crossed(thresholds, numbers, seen=measurements.labels), numbers, list(thresholds),
-                          workers=len(self.team), lost=self.lost)
+                          workers=len(self.team), lost=self.lost,
+                          event_loop="/".join(sorted({r["event_loop"] for r in results}))
+                          or self.settings.event_loop or "asyncio")
 
 
 # -- the worker's side ---------------------------------------------------------------------------------
@@ -309,4 +314,5 @@ def _worker(settings: LoadSettings, open_stream: OpenStream, pipe: Connection, m
         link.send(("error", exc.message, exc.hint))
         return
     progress = link.progress(result.measurements, result.confusion, 0)
-    link.send(("result", progress | {"ended": result.ended, "elapsed": result.elapsed}))
+    link.send(("result", progress | {"ended": result.ended, "elapsed": result.elapsed,
+                                     "event_loop": result.event_loop}))
