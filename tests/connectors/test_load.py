@@ -94,6 +94,22 @@ def flag_anomalies(event) -> tuple[int, object, float]:
     return (402 if event[IS_ANOMALY] else 200), {"decision": "deny" if event[IS_ANOMALY] else "allow"}, 0.02
 
 
+def known_decisions(events: pl.DataFrame, delay: float = 0.0) -> tuple[list[str], list[str], Decide]:
+    """A scorer whose every decision the test knows: it flags the anomalies (402, "deny") but
+    misses the first 7 of ``events``' anomalous ones, and flags the first 11 normal ones too (false
+    alarms), answering after ``delay`` seconds. Returns the anomalous ids, the normal ids, and
+    ``decide`` for :class:`Service`."""
+    anomalous = events.filter(pl.col(IS_ANOMALY))[EVENT_ID].to_list()
+    normal = events.filter(~pl.col(IS_ANOMALY))[EVENT_ID].to_list()
+    missed, false_alarms = set(anomalous[:7]), set(normal[:11])
+
+    def decide(event) -> tuple[int, object, float]:
+        flagged = (event[IS_ANOMALY] and event[EVENT_ID] not in missed) or event[EVENT_ID] in false_alarms
+        return (402 if flagged else 200), {"decision": "deny" if flagged else "allow"}, delay
+
+    return anomalous, normal, decide
+
+
 def settings(url: str, rate: float, seconds: float, **kwargs: object) -> LoadSettings:
     return LoadSettings(segments=constant(rate, seconds), template=RequestTemplate.build(url), **kwargs)
 
@@ -312,14 +328,7 @@ def test_prometheus_metrics_agree_with_the_summary(service, make_events):
 
 def test_labels_and_the_confusion_matrix_are_exact(service, make_events):
     events = make_events(300, seed=3, fraud=0.2)
-    anomalous = events.filter(pl.col(IS_ANOMALY))[EVENT_ID].to_list()
-    normal = events.filter(~pl.col(IS_ANOMALY))[EVENT_ID].to_list()
-    missed, false_alarms = set(anomalous[:7]), set(normal[:11])
-
-    def decide(event):
-        flagged = (event[IS_ANOMALY] and event[EVENT_ID] not in missed) or event[EVENT_ID] in false_alarms
-        return (402 if flagged else 200), {"decision": "deny" if flagged else "allow"}, 0.0
-
+    anomalous, normal, decide = known_decisions(events)
     srv = service(decide)
     result = run_load(settings(srv.url(), 150, 2, expect=Expectation.parse("status==402 if is_anomaly")),
                       iter([events]))

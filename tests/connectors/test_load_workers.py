@@ -28,13 +28,13 @@ from streamsynth.connectors.loadtest.runner import LoadSettings
 from streamsynth.connectors.loadtest.schedule import arrival_times, parse_stages
 from streamsynth.connectors.loadtest.share import Share
 from streamsynth.connectors.loadtest.workers import run_workers
-from test_load import ok
+from test_load import known_decisions, ok
 from test_load import service as service  # the fixture
 
 from streamsynth.cli import main
 from streamsynth.cli.load import _open_stream
 from streamsynth.cli.source_options import SourceOptions
-from streamsynth.contract import EVENT_ID, IS_ANOMALY, LABEL
+from streamsynth.contract import EVENT_ID, LABEL
 
 
 def _ids(srv) -> Counter[str]:
@@ -72,14 +72,7 @@ def test_two_workers_send_each_event_once_and_merge_exactly(service, labelled, t
     answer: the service sees every event exactly once, the merged counts are exact, and the
     percentiles are the injected delay's, within the single-process tests' tolerance."""
     path, events = labelled
-    anomalous = events.filter(pl.col(IS_ANOMALY))[EVENT_ID].to_list()
-    normal = events.filter(~pl.col(IS_ANOMALY))[EVENT_ID].to_list()
-    missed, false_alarms = set(anomalous[:7]), set(normal[:11])
-
-    def decide(event):
-        flagged = (event[IS_ANOMALY] and event[EVENT_ID] not in missed) or event[EVENT_ID] in false_alarms
-        return (402 if flagged else 200), {"decision": "deny" if flagged else "allow"}, 0.05
-
+    anomalous, normal, decide = known_decisions(events, delay=0.05)
     srv = service(decide)
     out = tmp_path / "summary.json"
     assert main(["load", str(path), "--to", srv.url(), "--rate", "150", "--duration", "2s", "--workers", "2",
