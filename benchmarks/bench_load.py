@@ -20,9 +20,16 @@ Ours runs twice: in this process (one event loop) and as ``streamsynth load --wo
 command, in a process of its own, its two workers reading a parquet file of the same events).
 It also reports our per-second rate error at 1k and 10k requests/s, both ways. Locust runs from
 ``--locust`` (default /tmp/locust-venv/bin/locust) and wrk from PATH; either missing is said and
-skipped. The load average is printed before and after: on a shared machine it explains the noise.
+skipped. Each step is printed with the load average at its end (on a shared machine it explains the
+noise) and the CPU the load generator used (cores: CPU seconds per second, all its processes and
+threads; for a command -- ``--workers 2``, Locust -- its start too: imports, spawned workers, a
+second or more of CPU). ``--json PATH`` also writes the figures, for comparing runs (a before/after
+pair, say).
 
-    python benchmarks/bench_load.py --compare [--seconds 5] [--ladder 500,1000,2000,...]
+Ours sends from uvloop when it is installed, else asyncio's loop (``$STREAMSYNTH_EVENT_LOOP`` picks
+one; the tables name the loop that ran).
+
+    python benchmarks/bench_load.py --compare [--seconds 5] [--ladder 500,1000,2000,...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -106,6 +114,13 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def generator_cpu() -> float:
+    """CPU seconds of this process and of its finished children (a load generator run as a
+    command is waited for; the service, still running, is not counted)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return cpu_seconds() + children.ru_utime + children.ru_stime
+
+
 #: one event as the JSON body Locust and wrk send (ours renders each event of the frame)
 BODY = '{"event_id": "bench-1", "card_id": "card-17", "amount": 42.5, "label": "normal", "is_anomaly": false}'
 
@@ -132,6 +147,8 @@ class Step:
 
     def __init__(self, target: float, achieved: float, p99_ms: float | None, note: str = "") -> None:
         self.target, self.achieved, self.p99_ms, self.note = target, achieved, p99_ms, note
+        self.cpu = math.nan  # cores the generator used (CPU seconds per second), set by measured()
+        self.load = math.nan  # the 1-minute load average at the step's end
 
     def sustains(self) -> bool:
         """At least 95% of the target rate answered, whatever the latency."""
@@ -154,7 +171,8 @@ def ours(port: int, rate: float, seconds: float, max_in_flight: int) -> tuple[St
     whole = m.seconds[:int(seconds)]
     error = sum(abs(s.sent - s.target) for s in whole) / max(sum(s.target for s in whole), 1)
     p99 = latency_summary(total.from_scheduled)["p99"]
-    return Step(rate, total.answered / seconds, p99, f"dropped {total.dropped}"), error
+    loop = getattr(result, "event_loop", "asyncio")  # a version before the loop choice ran asyncio's
+    return Step(rate, total.answered / seconds, p99, f"dropped {total.dropped}, {loop}"), error
 
 
 def ours_workers(port: int, rate: float, seconds: float, max_in_flight: int, workers: int,
@@ -173,7 +191,8 @@ def ours_workers(port: int, rate: float, seconds: float, max_in_flight: int, wor
     total, whole = s["total"], s["per_second"][:int(seconds)]
     error = sum(abs(x["sent"] - x["target"]) for x in whole) / max(sum(x["target"] for x in whole), 1)
     p99 = total["latency_ms"]["from_scheduled"]["p99"]
-    return Step(rate, total["answered"] / seconds, p99, f"dropped {total['dropped']}"), error
+    loop = s.get("event_loop", "asyncio")
+    return Step(rate, total["answered"] / seconds, p99, f"dropped {total['dropped']}, {loop}"), error
 
 
 def locust(binary: str, port: int, rate: float, seconds: float, workdir: Path) -> Step:
@@ -214,6 +233,16 @@ def wrk(port: int, connections: int, seconds: float, workdir: Path) -> Step:
     return Step(achieved, achieved, float(p99.group(1)) * _WRK_UNITS[p99.group(2)], f"{connections} connections")
 
 
+def measured(seconds: float, run: Callable[..., Any], *args: Any) -> Any:
+    """``run(*args)``, a step or a tuple with a step first, with the step's generator CPU (cores
+    over its ``seconds``) and the load average at its end."""
+    cpu = generator_cpu()
+    out = run(*args)
+    step = out[0] if isinstance(out, tuple) else out
+    step.cpu, step.load = (generator_cpu() - cpu) / seconds, os.getloadavg()[0]
+    return out
+
+
 def last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1][:200] if lines else ""
@@ -245,7 +274,8 @@ def ladder_run(run_step: Callable[[float], Step], ladder: list[float]) -> list[S
 OURS = ("streamsynth", "streamsynth --workers 2")
 
 
-def print_summary(results: dict[str, list[Step]], passes: Callable[[Step], bool], title: str) -> None:
+def print_summary(results: dict[str, list[Step]], passes: Callable[[Step], bool], title: str
+                  ) -> dict[str, Step | None]:
     top = {name: best(steps, passes) for name, steps in results.items()}
     summary = []
     for name, step in top.items():
@@ -256,6 +286,7 @@ def print_summary(results: dict[str, list[Step]], passes: Callable[[Step], bool]
             ratios.append("-" if not ours_top or not rate else f"{ours_top.achieved / rate:.2f}")
         summary.append([name, f"{rate:,.0f}", *ratios])
     print_table(title, ["tool", "rate/s", "ours / tool", "ours x2 / tool"], summary)
+    return top
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -265,31 +296,29 @@ def compare(args: argparse.Namespace) -> None:
     service = subprocess.Popen([sys.executable, "-c", SERVICE, str(port)])
     results: dict[str, list[Step]] = {}
     skipped: list[str] = []
-    rate_errors: list[list[str]] = []
+    errors: list[tuple[str, float, Step, float]] = []  # ours, target rate, step, rate error
+    seconds, flight = args.seconds, args.max_in_flight
     try:
         wait_for(port)
-        ours(port, 200, 1, args.max_in_flight)  # warm the service and the runner's imports
+        ours(port, 200, 1, flight)  # warm the service and the runner's imports
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             source = work / "events.parquet"
-            events(int(max(ladder) * args.seconds) + 1).write_parquet(source)
-            results["streamsynth"] = ladder_run(lambda r: ours(port, r, args.seconds, args.max_in_flight)[0],
-                                                ladder)
+            events(int(max(ladder + [10000.0]) * seconds) + 1).write_parquet(source)
+            results[OURS[0]] = ladder_run(lambda r: measured(seconds, ours, port, r, seconds, flight)[0], ladder)
             results[OURS[1]] = ladder_run(
-                lambda r: ours_workers(port, r, args.seconds, args.max_in_flight, 2, source, work)[0], ladder)
+                lambda r: measured(seconds, ours_workers, port, r, seconds, flight, 2, source, work)[0], ladder)
             for rate in (1000.0, 10000.0):
-                for name, step, error in (
-                        (OURS[0], *ours(port, rate, args.seconds, args.max_in_flight)),
-                        (OURS[1], *ours_workers(port, rate, args.seconds, args.max_in_flight, 2, source, work))):
-                    rate_errors.append([name, f"{rate:,.0f}", f"{step.achieved:,.0f}", f"{error:.2%}",
-                                        "-" if step.p99_ms is None else f"{step.p99_ms:.1f}", step.note])
+                errors.append((OURS[0], rate, *measured(seconds, ours, port, rate, seconds, flight)))
+                errors.append((OURS[1], rate, *measured(seconds, ours_workers, port, rate, seconds, flight, 2,
+                                                        source, work)))
             if Path(args.locust).exists():
-                results["locust"] = ladder_run(lambda r: locust(args.locust, port, r, args.seconds, work),
+                results["locust"] = ladder_run(lambda r: measured(seconds, locust, args.locust, port, r, seconds, work),
                                                ladder)
             else:
                 skipped.append(f"locust: {args.locust} not found (pip install locust into that venv)")
             if shutil.which("wrk"):
-                results["wrk"] = [wrk(port, c, args.seconds, work) for c in (1, 2, 4, 8, 16, 32, 64)]
+                results["wrk"] = [measured(seconds, wrk, port, c, seconds, work) for c in (1, 2, 4, 8, 16, 32, 64)]
             else:
                 skipped.append("wrk: not on PATH (apt-get install wrk); skipped")
     finally:
@@ -300,17 +329,32 @@ def compare(args: argparse.Namespace) -> None:
         for s in steps:
             rows.append([name, f"{s.target:,.0f}", f"{s.achieved:,.0f}",
                          "-" if s.p99_ms is None else f"{s.p99_ms:.2f}",
-                         "yes" if s.keeps_up(args.p99_ms) else "no", s.note])
-    print_table(f"steps, {args.seconds:g} s each (p99: ours from the scheduled send; locust and wrk from the send)",
-                ["tool", "target/s", "achieved/s", "p99 ms", "keeps up", "note"], rows)
-    print_summary(results, lambda s: s.keeps_up(args.p99_ms),
-                  f"highest rate with p99 < {args.p99_ms:g} ms and >= 95% of the target answered")
-    print_summary(results, Step.sustains, "highest rate sustained (>= 95% of the target answered, any p99)")
+                         "yes" if s.keeps_up(args.p99_ms) else "no", f"{s.cpu:.2f}", f"{s.load:.2f}", s.note])
+    print_table(f"steps, {seconds:g} s each (p99: ours from the scheduled send; locust and wrk from the send)",
+                ["tool", "target/s", "achieved/s", "p99 ms", "keeps up", "cpu cores", "load 1m", "note"], rows)
+    keeping = print_summary(results, lambda s: s.keeps_up(args.p99_ms),
+                            f"highest rate with p99 < {args.p99_ms:g} ms and >= 95% of the target answered")
+    sustained = print_summary(results, Step.sustains, "highest rate sustained (>= 95% of the target answered, any p99)")
     print_table("our rate error (mean |sent - target| / target per second)",
-                ["ours", "target/s", "answered/s", "rate error", "p99 ms (scheduled)", "note"], rate_errors)
+                ["ours", "target/s", "answered/s", "rate error", "p99 ms (scheduled)", "cpu cores", "load 1m", "note"],
+                [[name, f"{rate:,.0f}", f"{step.achieved:,.0f}", f"{error:.2%}",
+                  "-" if step.p99_ms is None else f"{step.p99_ms:.1f}", f"{step.cpu:.2f}", f"{step.load:.2f}",
+                  step.note] for name, rate, step, error in errors])
     for line in skipped:
         print(line)
     print(f"load average after: {os.getloadavg()}")
+    if args.json:
+        def step_dict(step: Step | None) -> dict[str, object] | None:
+            return None if step is None else {"target": step.target, "achieved": step.achieved, "p99_ms": step.p99_ms,
+                                              "cpu": step.cpu, "load": step.load, "note": step.note}
+
+        Path(args.json).write_text(json.dumps({
+            "keeps_up": {name: step_dict(step) for name, step in keeping.items()},
+            "sustained": {name: step_dict(step) for name, step in sustained.items()},
+            "rate_error": [{"ours": name, "target": rate, "error": error, **step_dict(step)}
+                           for name, rate, step, error in errors],
+            "steps": {name: [step_dict(step) for step in steps] for name, steps in results.items()},
+        }, indent=1, default=str))
 
 
 def main() -> None:
@@ -322,6 +366,7 @@ def main() -> None:
     parser.add_argument("--ladder", default="250,500,1000,2000,3000,4000,6000,8000,10000,15000")
     parser.add_argument("--p99-ms", type=float, default=10.0)
     parser.add_argument("--locust", default="/tmp/locust-venv/bin/locust")
+    parser.add_argument("--json", help="with --compare: also write the figures to this file")
     args = parser.parse_args()
     if args.compare:
         compare(args)
