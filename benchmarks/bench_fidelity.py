@@ -271,9 +271,13 @@ def run_cell(kind: str, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]
     started = time.perf_counter()
     model = make_model(kind, args).fit(ds.train, ds.schema)
     fit_s = time.perf_counter() - started
-    # The held-out part's span; with an entity, the sample (about as many entities as training
-    # had) is cut to whole entities with about as many events as the held-out part.
-    start, end = ds.test[ds.schema.time].min(), ds.test[ds.schema.time].max() + timedelta(microseconds=1)
+    # The held-out part's span; with an entity, the span the held-out entities lived in, which is
+    # the whole data's (the first held-out event is later than the window's start: a sample
+    # started there would shift every entity's birth), and the sample (about as many entities as
+    # training had) is cut to whole entities with about as many events as the held-out part.
+    column = ds.schema.time
+    lived = pl.concat([ds.train.select(column), ds.test.select(column)]) if ds.schema.entity else ds.test
+    start, end = lived[column].min(), lived[column].max() + timedelta(microseconds=1)
     per_seed: list[dict[str, tuple[float, Any]]] = []
     rows, first = [], None
     sample_s = 0.0

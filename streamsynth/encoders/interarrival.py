@@ -13,7 +13,7 @@ import polars as pl
 
 from streamsynth.encoders.base import Encoder
 
-_MIN_GAP_S = 1e-3
+MIN_GAP_S = 1e-3
 
 
 class InterArrivalEncoder(Encoder):
@@ -35,7 +35,7 @@ class InterArrivalEncoder(Encoder):
         gaps = values.drop_nulls().cast(pl.Float64).to_numpy()
         positive = gaps[gaps > 0]
         self.zero_rate = float((gaps <= 0).mean()) if gaps.size else 0.0
-        lo = np.log(max(positive.min(), _MIN_GAP_S)) if positive.size else 0.0
+        lo = np.log(max(positive.min(), MIN_GAP_S)) if positive.size else 0.0
         hi = np.log(positive.max()) if positive.size else 1.0
         hi = max(hi, lo + 1e-6) * 1.0001 + 1e-9
         self.edges = np.linspace(lo, hi, self.n_bins + 1)
@@ -44,7 +44,7 @@ class InterArrivalEncoder(Encoder):
     def encode(self, gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gaps = np.asarray(gaps, dtype=np.float64)
         zero = gaps <= 0
-        z = np.clip(np.log(np.where(zero, 1.0, np.maximum(gaps, _MIN_GAP_S))), self.edges[0], self.edges[-1])
+        z = np.clip(np.log(np.where(zero, 1.0, np.maximum(gaps, MIN_GAP_S))), self.edges[0], self.edges[-1])
         bins = np.clip(np.searchsorted(self.edges, z, side="right") - 1, 0, self.n_bins - 1)
         width = self.edges[bins + 1] - self.edges[bins]
         offset = np.clip((z - self.edges[bins]) / width, 0.0, 1.0 - 1e-9)

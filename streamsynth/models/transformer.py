@@ -20,6 +20,7 @@ from streamsynth import threads
 from streamsynth.encoders.resolution import TimeSnapper
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Synthesizer
+from streamsynth.models.lifecycle import Lifecycles
 from streamsynth.models.options import set_options
 from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
@@ -86,12 +87,18 @@ class TransformerSynthesizer(Synthesizer):
         data = self.codec.encode(frame, start, self.span_s)
         lengths = np.diff(data["offsets"])
         encoded = Encoded(data, start.timestamp(), self.span_s)
+        private = self.options.train.dp_epsilon is not None
+        # Real entities' shapes would leak past a DP-SGD budget: those fits end sequences by EOS.
+        self.codec.lifecycles = None if private else Lifecycles.fit(
+            data["times"][data["offsets"][:-1]], data["times"][data["offsets"][1:] - 1], lengths, self.span_s,
+            self.seed)
         preset = self.options.preset
         size = network_for(preset, self.options.size, frame.height)
         block = size.block_size or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
         cfg = TransformerConfig(
             event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
             n_layer=size.n_layer, n_head=size.n_head, n_embd=size.n_embd, n_kv_head=size.n_kv_head,
+            plan=self.codec.lifecycles is not None,
         )
         sizing = budget_for(preset, (self.options.size, self.options.train), size,
                             parameters=sum(p.numel() for p in EventTransformer(cfg).parameters()),
@@ -99,7 +106,7 @@ class TransformerSynthesizer(Synthesizer):
         self.options = replace(self.options, size=size, train=sizing.train)
         if self.options.train.progress:
             print(sizing.describe(), file=sys.stderr, flush=True)
-        if self.options.train.dp_epsilon is not None:  # DP-SGD, the entity as the unit of privacy
+        if private:  # DP-SGD, the entity as the unit of privacy
             self.model, self.history, privacy = train_private(
                 cfg, encoded, self.options.train, seed=self.seed, entity_column=self.schema.entity,
             )

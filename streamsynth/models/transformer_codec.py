@@ -25,6 +25,7 @@ from streamsynth.encoders.resolution import Grid, condition_grids
 from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import KINDS, event_key, generate, learn_shape
 from streamsynth.models.arrivals import WeeklyProfile
+from streamsynth.models.lifecycle import Lifecycles
 from streamsynth.rng import child_seed, hash64, uniform
 from streamsynth.schema import Role, Schema
 
@@ -105,6 +106,9 @@ class EventCodec:
         self.event_sizes: list[int] = []
         self.attr_sizes: list[int] = []
         self.output_order: list[str] = []
+        #: the training entities' (birth, last event, count) shapes, which sampling plans each
+        #: entity with (None: models saved before lifecycles, and DP-SGD fits)
+        self.lifecycles: Lifecycles | None = None
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, frame: pl.DataFrame, schema: Schema, start: Any, span_s: float) -> EventCodec:
@@ -420,6 +424,7 @@ class EventCodec:
             "label_dtype": self.label_dtype,
             "output_order": self.output_order,
             "clock": self.clock.intensity.tolist() if self.clock is not None else None,
+            "lifecycles": self.lifecycles.to_json() if self.lifecycles is not None else None,
         }
 
     @classmethod
@@ -437,6 +442,7 @@ class EventCodec:
         codec.grids = {name: Grid.from_json(g) for name, g in resolution.get("columns", {}).items()}
         clock = data.get("clock")  # absent in models saved before the clock: real seconds
         codec.clock = WeeklyProfile(np.asarray(clock, dtype=np.float64)) if clock is not None else None
+        codec.lifecycles = Lifecycles.from_json(data.get("lifecycles"))  # absent before lifecycles
         codec._sizes()
         return codec
 

@@ -19,6 +19,8 @@ from torch import nn
 N_TIME = 5  # time-of-day sin/cos, day-of-week sin/cos, fraction of the window elapsed
 # time_features adds two integer-valued columns after those: hour of day and day of week, which
 # get embeddings of their own (a daily profile is learned far faster from them than from sin/cos).
+N_PLAN = 4  # the entity's plan (streamsynth.models.lifecycle): events left, time left (share, log),
+# and the mean gap they leave
 
 
 @dataclass
@@ -35,6 +37,10 @@ class TransformerConfig:
     # Key/value heads, each shared by n_head / n_kv_head query heads (grouped-query attention).
     # None: one per query head, as every model saved before this option existed.
     n_kv_head: int | None = None
+    # The entity's planned lifecycle as inputs (plan_features after the time features): each
+    # entity's count and last event are drawn before it is generated. False: models saved before
+    # lifecycles, and DP-SGD fits (the plan is drawn from real entities' shapes).
+    plan: bool = False
 
     @property
     def kv_heads(self) -> int:
@@ -208,6 +214,8 @@ class EventTransformer(nn.Module):
         self.time_proj = nn.Linear(N_TIME, d)
         self.hour_emb = nn.Embedding(24, d)
         self.dow_emb = nn.Embedding(7, d)
+        if cfg.plan:
+            self.plan_proj = nn.Linear(N_PLAN, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(d)
         self.event_heads = FieldHeads(cfg.event_sizes, d)
@@ -240,7 +248,10 @@ class EventTransformer(nn.Module):
         x = torch.where((pos == 1)[..., None], self.attr_token, ev) + at[:, None, :]
         x = torch.where((pos == 0)[..., None], self.bos, x)
         clock = self.hour_emb(tfeat[..., N_TIME].long()) + self.dow_emb(tfeat[..., N_TIME + 1].long())
-        return x + self.pos_emb(pos) + self.time_proj(tfeat[..., :N_TIME].to(dtype)) + clock
+        x = x + self.pos_emb(pos) + self.time_proj(tfeat[..., :N_TIME].to(dtype)) + clock
+        if self.cfg.plan:
+            x = x + self.plan_proj(tfeat[..., N_TIME + 2 :].to(dtype))
+        return x
 
     def hidden(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         for i, block in enumerate(self.blocks):
@@ -250,7 +261,8 @@ class EventTransformer(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed negative log-likelihood of a padded batch and the number of predicted items.
 
-        ``batch``: ``events`` (B, P-1, F) events 1..P-1, ``attrs`` (B, A), ``tfeat`` (B, P, 5),
+        ``batch``: ``events`` (B, P-1, F) events 1..P-1, ``attrs`` (B, A), ``tfeat`` (B, P, 7 or
+        7 + N_PLAN),
         ``n_events`` (B,), ``censor`` (B,) bool, ``log_survival`` (B, V0).
         """
         events, attrs, n_events = batch["events"], batch["attrs"], batch["n_events"]
@@ -289,4 +301,18 @@ def time_features(t_s: torch.Tensor, origin_s: float, window_s: torch.Tensor, sp
     hour = torch.floor(torch.remainder(absolute, 86_400.0) / 3600.0).clamp(0, 23)
     dow = torch.floor(torch.remainder(absolute / 86_400.0 + 3.0, 7.0)).clamp(0, 6)
     feats = [torch.sin(day), torch.cos(day), torch.sin(week), torch.cos(week), frac, hour, dow]
+    return torch.stack(feats, dim=-1).float()
+
+
+def plan_features(t_s: torch.Tensor, last_s: torch.Tensor, left: torch.Tensor, span_s: float) -> torch.Tensor:
+    """(…, N_PLAN) features of an entity's plan at times ``t_s``: the events it has left to make
+    (``left``), the time to its planned last event ``last_s`` (same clock as ``t_s``) as a share
+    of the span and in log seconds (sessions of seconds and customers of months alike), and that
+    time per event left in log seconds (the pace the plan asks for, which a network finds harder
+    to divide out itself)."""
+    remaining = torch.clamp(last_s - t_s, min=0.0)
+    left = left.clamp(min=0).double()
+    scale = math.log1p(span_s)
+    feats = [torch.log1p(left) / 8.0, remaining / span_s, torch.log1p(remaining) / scale,
+             torch.log1p(remaining / left.clamp(min=1.0)) / scale]
     return torch.stack(feats, dim=-1).float()

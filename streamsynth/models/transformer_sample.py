@@ -23,16 +23,27 @@ import numpy as np
 import torch
 
 from streamsynth.devices import default_device
+from streamsynth.encoders.interarrival import MIN_GAP_S
 from streamsynth.errors import StreamsynthError
 from streamsynth.models.arrivals import TorchClock
 from streamsynth.models.heap import keep_freed_memory
 from streamsynth.models.transformer_codec import OFFSET_CLASSES, UNIFORM_OFFSET_KEY, EventCodec
-from streamsynth.models.transformer_network import N_TIME, EventTransformer, FieldHeads, KVCache, time_features
+from streamsynth.models.transformer_network import (
+    N_PLAN,
+    N_TIME,
+    EventTransformer,
+    FieldHeads,
+    KVCache,
+    plan_features,
+    time_features,
+)
 from streamsynth.rng_torch import hash_chain, seed_hash, to_uniform
 from streamsynth.threads import threads_for
 
 FLUSH_EVERY = 8  # steps between releases of finished events
-SLOT_STATE = ("ent", "wstart", "pos", "t", "clock", "last", "attrs", "hbase")  # per-slot tensors of the pool
+# per-slot tensors of the pool; the last four hold each entity's plan (lifecycle): its count, the
+# time of its last event, and its first event's exact gap and gap tokens
+SLOT_STATE = ("ent", "wstart", "pos", "t", "clock", "last", "attrs", "hbase", "count", "tlast", "gap0", "tok0")
 SORT_EVERY = 16  # steps between sorts of the slots by position (costs about one cache copy)
 
 # -- counter-based uniforms in torch, bit-identical to streamsynth.rng.uniform -------------------
@@ -65,9 +76,15 @@ def pick(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int |
 
 
 def sample_fields(
-    heads: FieldHeads, h: torch.Tensor, u: torch.Tensor, forced: torch.Tensor, temperature: float, top_k: int | None
+    heads: FieldHeads, h: torch.Tensor, u: torch.Tensor, forced: torch.Tensor, temperature: float,
+    top_k: int | None, fixed: torch.Tensor | None = None, banned: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw every sub-field in order, each conditioned on the ones before it; ``forced`` >= 0 wins."""
+    """Draw every sub-field in order, each conditioned on the ones before it; ``forced`` >= 0 wins.
+
+    ``fixed`` (rows, k): per row, the classes of the first k sub-fields where >= 0 (a planned
+    first event's gap); ``banned`` (rows, classes of sub-field 0): classes never drawn (the end of
+    sequence and gaps past the planned last event, when a plan ends the entity).
+    """
     z, out = h, []
     n = len(heads.sizes)
     for j in range(n):
@@ -75,11 +92,27 @@ def sample_fields(
         if f >= 0:
             tok = torch.full((h.shape[0],), f, dtype=torch.long, device=h.device)
         else:
-            tok = pick(heads.logits(j, z), u[:, j], temperature, top_k)
+            logits = heads.logits(j, z)
+            if j == 0 and banned is not None:
+                logits = logits.masked_fill(banned, float("-inf"))
+            tok = pick(logits, u[:, j], temperature, top_k)
+        if fixed is not None and j < fixed.shape[1]:
+            tok = torch.where(fixed[:, j] >= 0, fixed[:, j], tok)
         out.append(tok)
         if j + 1 < n:
             z = z + heads.prev[j](tok)
     return torch.stack(out, dim=1) if out else torch.zeros(h.shape[0], 0, dtype=torch.long, device=h.device)
+
+
+def gap_tokens(gap: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """(n, 2) gap-bin and offset-class tokens of gaps (seconds on the clock) for the gap encoder's
+    log ``edges``: the codec's encoding (tested equal), on the sampler's device."""
+    zero = gap <= 0
+    z = torch.log(gap.clamp(min=MIN_GAP_S)).clamp(float(edges[0]), float(edges[-1]))
+    bins = (torch.searchsorted(edges, z, right=True) - 1).clamp(0, edges.numel() - 2)
+    off = ((z - edges[bins]) / (edges[bins + 1] - edges[bins])).clamp(0.0, 1.0 - 1e-9)
+    cls = torch.where(off <= 0, 0, 1 + (off * OFFSET_CLASSES).long().clamp(max=OFFSET_CLASSES - 1))
+    return torch.stack([torch.where(zero, 0, bins + 1), torch.where(zero, 0, cls)], dim=1)
 
 
 @dataclass
@@ -154,12 +187,13 @@ class Sampler:
         self.forced_events = torch.as_tensor(plan.forced_events, dtype=torch.long)
         self.forced_attrs = torch.as_tensor(plan.forced_attrs, dtype=torch.long)
         edges = torch.as_tensor(codec.gap_edges, dtype=torch.float64, device=self.device)
-        self.edges_lo, self.edges_hi = edges[:-1], edges[1:]
+        self.edges, self.edges_lo, self.edges_hi = edges, edges[:-1], edges[1:]
         self.eos = codec.eos
         self.next_index = 0
         self.max_events = plan.max_events
         self.horizon = math.inf if plan.end_s is None else float(plan.end_s)
         self.clock_of = TorchClock(codec.clock, self.origin_s, self.device)
+        self.plan = model.cfg.plan and codec.lifecycles is not None
 
     # -- the pool ---------------------------------------------------------------------------
     def _init_pool(self) -> None:
@@ -172,6 +206,10 @@ class Sampler:
         self.last = torch.zeros(b, f, dtype=torch.long, device=dev)
         self.attrs = torch.zeros(b, a, dtype=torch.long, device=dev)
         self.hbase = torch.zeros(b, dtype=torch.long, device=dev)
+        self.count = torch.zeros(b, dtype=torch.long, device=dev)
+        self.tlast = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.gap0 = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.tok0 = torch.full((b, 2), -1, dtype=torch.long, device=dev)
         self.seed_h = seed_hash(self.seed, dev)
         self.steps = 0
         if self.use_cache:
@@ -183,7 +221,8 @@ class Sampler:
         else:
             t = self.cfg.block_size
             self.hist_ev = torch.zeros(b, t, f, dtype=torch.long, device=dev)
-            self.hist_tf = torch.zeros(b, t, N_TIME + 2, dtype=torch.float32, device=dev)
+            width = N_TIME + 2 + (N_PLAN if self.plan else 0)
+            self.hist_tf = torch.zeros(b, t, width, dtype=torch.float32, device=dev)
 
     def _entity(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global entity number and window start (s) of this shard's ``index``-th entity."""
@@ -211,9 +250,26 @@ class Sampler:
         self.last[free] = 0
         self.attrs[free] = 0
         self.hbase[free] = hash_chain(self.seed_h, ent_t)
+        if self.plan:
+            self._plan(free, ent, wstart)
+
+    def _plan(self, free: torch.Tensor, ent: np.ndarray, wstart: np.ndarray) -> None:
+        """Draw the admitted entities' lifecycles: the first event at the drawn birth (its gap
+        on the clock exact, its tokens those of that gap), the last by the drawn time and count."""
+        birth, last, count = self.codec.lifecycles.draw(self.seed, ent)
+        as_t = {"dtype": torch.float64, "device": self.device}
+        born = self.clock_of.warp(torch.as_tensor(wstart + birth, **as_t))
+        gap = (born - self.clock[free]).clamp(min=0.0)
+        self.gap0[free] = gap
+        self.tok0[free] = gap_tokens(gap, self.edges)
+        self.tlast[free] = torch.as_tensor(wstart + last, **as_t)
+        self.count[free] = torch.as_tensor(count, dtype=torch.long, device=self.device)
 
     def _hidden(self) -> torch.Tensor:
         tfeat = time_features(self.t, self.origin_s, self.wstart, self.span_s)
+        if self.plan:  # position k has made k - 1 events
+            left = self.count - (self.pos - 1).clamp(min=0)
+            tfeat = torch.cat([tfeat, plan_features(self.t, self.tlast, left, self.span_s)], dim=-1)
         if self.use_cache:
             self.cache.prepare(self.pos, int(self.pos.max()) + 1)
             x = self.model.embed(self.pos[:, None], self.attrs, self.last[:, None, :], tfeat[:, None, :])
@@ -256,24 +312,60 @@ class Sampler:
         rows = torch.nonzero(live & ~at_start).squeeze(1)
         out = None
         if rows.numel():
+            fixed = banned = log_room = None
+            if self.plan:
+                log_room = self._log_room(rows)
+                fixed = self._planned_gaps(rows, log_room)
+                banned = self._past_plan(log_room)
             tok = sample_fields(
-                self.model.event_heads, h[rows], u[rows], self.forced_events, self.temperature, self.top_k
+                self.model.event_heads, h[rows], u[rows], self.forced_events, self.temperature, self.top_k,
+                fixed, banned,
             )
-            out = self._advance(rows, tok, hpos[rows], ended)
+            out = self._advance(rows, tok, hpos[rows], ended, log_room)
         self.pos += live  # an empty slot stays at position 0 (inside its cache rows)
         self.ent[ended] = -1
         self.pos[ended] = 0
         return out
 
+    def _log_room(self, rows: torch.Tensor) -> torch.Tensor:
+        """Log seconds on the clock from each row's last event to its planned last one."""
+        room = self.clock_of.warp(self.tlast[rows]) - self.clock[rows]
+        return torch.log(room.clamp(min=1e-300))
+
+    def _planned_gaps(self, rows: torch.Tensor, log_room: torch.Tensor) -> torch.Tensor:
+        """(rows, 2) gap tokens the plans fix (-1: drawn): the first event's, at the birth, and
+        the last planned event's, at the planned last time (so the lifetime is the plan's)."""
+        pos, count = self.pos[rows], self.count[rows]
+        last = ((pos == count) & (count >= 2))[:, None]
+        fixed = torch.where(last, gap_tokens(torch.exp(log_room), self.edges), -1)
+        return torch.where((pos == 1)[:, None], self.tok0[rows], fixed)
+
+    def _past_plan(self, log_room: torch.Tensor) -> torch.Tensor:
+        """Gap classes the plans rule out: the end of sequence (the planned count ends an entity)
+        and gap bins starting past the planned last event, which training never shows (its plans
+        are the real entities'). The zero gap stays, so a row always has a class."""
+        banned = torch.zeros(log_room.numel(), self.eos + 1, dtype=torch.bool, device=self.device)
+        banned[:, 1 : 1 + self.edges_lo.numel()] = self.edges_lo[None, :] > log_room[:, None]
+        banned[:, self.eos] = True
+        return banned
+
     def _advance(
-        self, rows: torch.Tensor, tok: torch.Tensor, hpos: torch.Tensor, ended: torch.Tensor
+        self, rows: torch.Tensor, tok: torch.Tensor, hpos: torch.Tensor, ended: torch.Tensor,
+        log_room: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         gap_bin, gap_cls = tok[:, 0], tok[:, 1]
         u = to_uniform(hash_chain(hpos, UNIFORM_OFFSET_KEY + 1))
         inner = (gap_bin - 1).clamp(0, len(self.edges_lo) - 1)
         off = torch.where(gap_cls == 0, 0.0, (gap_cls - 1 + u) / OFFSET_CLASSES)
-        z = self.edges_lo[inner] + off * (self.edges_hi[inner] - self.edges_lo[inner])
+        lo, hi = self.edges_lo[inner], self.edges_hi[inner]
+        if log_room is not None:  # the bin holding the planned last event ends there
+            hi = torch.maximum(torch.minimum(hi, log_room), lo)
+        z = lo + off * (hi - lo)
         gap = torch.where(gap_bin == 0, 0.0, torch.exp(z))
+        if self.plan:  # planned first and last events exactly where planned
+            pos, count = self.pos[rows], self.count[rows]
+            gap = torch.where((pos == count) & (count >= 2), torch.exp(log_room), gap)
+            gap = torch.where(pos == 1, self.gap0[rows], gap)
         new_clock = self.clock[rows] + gap
         new_t = torch.maximum(self.clock_of.unwarp(new_clock), self.t[rows]) if self.clock_of.on else new_clock
         stop = (gap_bin == self.eos) | (new_t > self.wstart[rows] + self.span_s)
@@ -283,6 +375,8 @@ class Sampler:
         self.clock[emit] = new_clock[keep]
         self.last[emit] = tok[keep]
         full = self.pos[rows] >= self.cfg.block_size - 1
+        if self.plan:  # this event (number pos - 1 from 0) was the entity's last planned one
+            full = full | (self.pos[rows] >= self.count[rows])
         ended[rows[stop | full]] = True
         return {
             "entity_no": self.ent[emit],

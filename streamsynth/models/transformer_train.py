@@ -15,7 +15,7 @@ import torch
 
 from streamsynth.devices import default_device
 from streamsynth.distributed import Dist
-from streamsynth.models.transformer_network import EventTransformer, TransformerConfig, time_features
+from streamsynth.models.transformer_network import EventTransformer, TransformerConfig, plan_features, time_features
 from streamsynth.progress import Progress
 from streamsynth.threads import threads_for
 
@@ -61,7 +61,7 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batches = Batches(data, cfg.block_size, device)
+    batches = Batches(data, cfg.block_size, device, plan=cfg.plan)
     n = batches.n_entities
     order = rng.permutation(n)
     n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
@@ -174,9 +174,10 @@ def _evaluate(model: EventTransformer, batches: Batches, idx: np.ndarray, size: 
 
 
 class Batches:
-    """Pads encoded entities into model batches (events, attributes, time features, censoring)."""
+    """Pads encoded entities into model batches (events, attributes, time features, censoring);
+    with ``plan``, each entity's real count and last event time as its plan (plan_features)."""
 
-    def __init__(self, data: Encoded, block: int, device: torch.device) -> None:
+    def __init__(self, data: Encoded, block: int, device: torch.device, *, plan: bool = False) -> None:
         arrays = data.arrays
         self.events = torch.from_numpy(arrays["events"])
         self.attrs = torch.from_numpy(arrays["attrs"])
@@ -185,6 +186,7 @@ class Batches:
         self.log_survival = torch.from_numpy(arrays["log_survival"])
         self.block, self.origin_s, self.span_s, self.device = block, data.origin_s, data.span_s, device
         self.n_entities = len(self.offsets) - 1
+        self.plan = plan
 
     def make(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         starts, ends = self.offsets[idx], self.offsets[idx + 1]
@@ -199,6 +201,11 @@ class Batches:
             # positions 0 and 1 sit at the window start; position k >= 2 at event k-1's time
             t[row, 2 : 2 + min(n, p - 2)] = self.times[s : s + min(n, p - 2)]
         tfeat = time_features(t, self.origin_s, torch.zeros(()), self.span_s)
+        if self.plan:  # position k has made k - 1 events (the start and attribute tokens none)
+            count = torch.from_numpy(ends - starts)[:, None]
+            made = (torch.arange(p)[None, :] - 1).clamp(min=0)
+            last = self.times[torch.from_numpy(ends - 1)][:, None]
+            tfeat = torch.cat([tfeat, plan_features(t, last, count - made, self.span_s)], dim=-1)
         return {
             "events": events.to(self.device),
             "attrs": self.attrs[idx].to(self.device),

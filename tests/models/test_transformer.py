@@ -301,7 +301,9 @@ def test_cli_fit_and_sample_with_the_transformer(tmp_path):
 @pytest.mark.slow
 def test_a_cohort_keeps_its_entity_count_and_births():
     """Entities born in the first tenth of the span and gone within two days: the default sample
-    has as many entities (within 2%), born early, with about as many events each."""
+    has as many entities (within 2%), born early, with as many events each (each entity's planned
+    lifecycle; an end-of-sequence token alone gave a KS of 0.16-0.36 on held-out data)."""
+    from scipy.stats import ks_2samp
     from test_baseline import _cohort
 
     real = _cohort()
@@ -310,5 +312,5 @@ def test_a_cohort_keeps_its_entity_count_and_births():
     per = sample.group_by("session_id").agg(pl.len().alias("n"), pl.col("ts").min().alias("born"))
     real_per = real.group_by("session_id").agg(pl.len().alias("n"))
     assert abs(per.height - real_per.height) <= 0.02 * real_per.height
-    assert (per["born"] < real["ts"].min() + timedelta(days=10.5)).mean() > 0.75  # real: 0.99
-    assert abs(per["n"].mean() - real_per["n"].mean()) < 1.0
+    assert (per["born"] < real["ts"].min() + timedelta(days=10.5)).mean() > 0.97  # real: 0.997
+    assert ks_2samp(per["n"].to_numpy(), real_per["n"].to_numpy()).statistic <= 0.05
