@@ -55,9 +55,11 @@ _INTERRUPT_GRACE = 2.0  # seconds the requests in flight get after Ctrl-C
 _CONNECT_CHECK = 5.0  # seconds to reach the service before the clock starts
 _BODYLESS = ("GET", "DELETE")
 _WARM_CONNECTIONS = 4  # opened before the clock starts; more open as requests need them
-#: the shortest sleep of the schedule, seconds: asyncio's selector waits whole milliseconds anyway,
-#: and uvloop's timers are whole milliseconds (a shorter delay rounds to none: a busy wait)
-_TICK = 0.001
+#: the shortest sleep of the schedule under uvloop, seconds: its timers are whole milliseconds, and
+#: a shorter delay rounds to none (a busy wait). asyncio's selector already waits whole
+#: milliseconds, rounded up, and its timers never fire early: there a sleep is the delay itself
+#: (a tick on top of it could wake just before the timer's time and wait a second millisecond).
+_TICK = {"uvloop": 0.001, "asyncio": 0.0}
 #: every time a run measures: asyncio's loop.time() is this clock, uvloop's is libuv's in whole
 #: milliseconds, and the workers of --workers share this one (CLOCK_MONOTONIC) with their parent
 _now = time.monotonic
@@ -136,7 +138,7 @@ def run_load(settings: LoadSettings, stream: Iterator[pl.DataFrame],
         settings.expect.check(first.columns)
     events = settings.share.events(itertools.chain([first], stream), settings.template.batch)
     with asyncio.Runner(loop_factory=eventloop.factory(loop)) as runner:
-        result = runner.run(_Run(settings, events, say, link).main())
+        result = runner.run(_Run(settings, events, say, link, tick=_TICK[loop]).main())
     result.event_loop = loop
     return result
 
@@ -145,8 +147,9 @@ class _Run:
     """The state of one run, owned by the event loop's thread (the feeder only touches the queue)."""
 
     def __init__(self, settings: LoadSettings, stream: Iterator[pl.DataFrame], say: Callable[[str], None],
-                 link: Link | None = None) -> None:
+                 link: Link | None = None, tick: float = 0.0) -> None:
         self.settings = settings
+        self.tick = tick  # the shortest sleep between arrivals (_TICK)
         self.stream = stream
         self.say = say
         self.link = link
@@ -324,7 +327,7 @@ class _Run:
                         continue
                 # at least a tick: the arrivals due meanwhile leave together after it, one wake-up
                 # (a timer, a future, a task step) a millisecond rather than one an arrival
-                await asyncio.sleep(max(delay, _TICK))
+                await asyncio.sleep(max(delay, self.tick))
             m.scheduled(request.label)
             if self.in_flight >= self.settings.max_in_flight:
                 m.dropped(request.label, offset)
