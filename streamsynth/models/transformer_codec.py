@@ -109,6 +109,9 @@ class EventCodec:
         #: the training entities' (birth, last event, count) shapes, which sampling plans each
         #: entity with (None: models saved before lifecycles, and DP-SGD fits)
         self.lifecycles: Lifecycles | None = None
+        #: numeric columns with no null in training, whose null class is never sampled (None:
+        #: models saved before, which may sample it)
+        self.no_nulls: list[str] | None = None
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, frame: pl.DataFrame, schema: Schema, start: Any, span_s: float) -> EventCodec:
@@ -158,6 +161,7 @@ class EventCodec:
         ]
         self.texts = [c.name for c in schema.data_columns if c.role is Role.TEXT]
         self.output_order = [c.name for c in schema.data_columns]
+        self.no_nulls = [f.name for f in self.fields if f.kind == "numeric" and frame[f.name].null_count() == 0]
         self._sizes()
         return self
 
@@ -188,6 +192,15 @@ class EventCodec:
         self.entity_width = int(min(max(text.str.len_chars().max() - len(self.entity_prefix), 1), 12))
 
     # -- views ----------------------------------------------------------------------------------
+    def never_drawn(self) -> dict[str, list[int]]:
+        """Per scope ("event", "attr"), per sub-field, the class sampling never draws (-1: none):
+        the null class of a numeric column that had no null in training."""
+        out = {"event": [-1] * len(self.event_sizes), "attr": [-1] * len(self.attr_sizes)}
+        for f in self.fields:
+            if f.kind == "numeric" and f.name in (self.no_nulls or ()):
+                out[f.scope][f.index] = self.encoders[f.name].size
+        return out
+
     def scope_fields(self, scope: str) -> list[FieldSpec]:
         return [f for f in self.fields if f.scope == scope]
 
@@ -425,6 +438,7 @@ class EventCodec:
             "output_order": self.output_order,
             "clock": self.clock.intensity.tolist() if self.clock is not None else None,
             "lifecycles": self.lifecycles.to_json() if self.lifecycles is not None else None,
+            "no_nulls": self.no_nulls,
         }
 
     @classmethod
@@ -443,6 +457,7 @@ class EventCodec:
         clock = data.get("clock")  # absent in models saved before the clock: real seconds
         codec.clock = WeeklyProfile(np.asarray(clock, dtype=np.float64)) if clock is not None else None
         codec.lifecycles = Lifecycles.from_json(data.get("lifecycles"))  # absent before lifecycles
+        codec.no_nulls = data.get("no_nulls")
         codec._sizes()
         return codec
 

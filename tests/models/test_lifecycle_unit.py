@@ -84,3 +84,12 @@ def test_the_samplers_gap_tokens_are_the_codecs():
     got = gap_tokens(torch.as_tensor(gaps), torch.as_tensor(enc.edges)).numpy()
     np.testing.assert_array_equal(got[:, 0], bins)
     np.testing.assert_array_equal(got[:, 1], offset_class(off))
+
+
+def test_only_entities_born_and_gone_inside_the_span_are_bounded():
+    birth, last, count = _cohort()  # lives of 20-50% of the span
+    assert Lifecycles.fit(birth, last, count, 100 * 86_400.0, seed=0).bounded
+    lifelong = Lifecycles.fit(birth, birth + 90 * 86_400.0, count, 100 * 86_400.0, seed=0)
+    assert not lifelong.bounded
+    assert not Lifecycles.fit(birth[:5], last[:5], count[:5], 100 * 86_400.0, seed=0).bounded  # too few
+    assert not Lifecycles.from_json(json.loads(json.dumps(lifelong.to_json()))).bounded

@@ -181,3 +181,19 @@ def test_offset_classes_invert():
     back = class_offset(cls, np.full(cls.shape, 0.5))
     assert back[0] == 0.0
     np.testing.assert_array_equal(offset_class(back[1:]), cls[1:])  # the middle of a class is in it
+
+
+def test_a_null_is_never_drawn_for_a_column_that_had_none(frame):
+    schema = Schema.infer(frame, time="ts", entity="user")
+    codec = EventCodec().fit(frame, schema, START, SPAN)
+    amount = next(f for f in codec.fields if f.name == "amount")
+    never = codec.never_drawn()
+    assert never[amount.scope][amount.index] == codec.encoders["amount"].size  # its null class
+    assert never[amount.scope][amount.index + 1] == -1
+    web = pl.col("channel") == "web"
+    holed = frame.with_columns(pl.when(web).then(None).otherwise(pl.col("amount")).alias("amount"))
+    codec = EventCodec().fit(holed, Schema.infer(holed, time="ts", entity="user"), START, SPAN)
+    assert codec.never_drawn()["event"][amount.index] == -1
+    old = codec.to_json()
+    old.pop("no_nulls")
+    assert set(EventCodec.from_json(old).never_drawn()["event"]) == {-1}  # models saved before
