@@ -31,6 +31,7 @@ from streamsynth.models import transitions
 from streamsynth.models.arrivals import WeeklyProfile, from_micros, to_micros
 from streamsynth.models.base import Synthesizer, shard_entities
 from streamsynth.models.entity_runs import Carry
+from streamsynth.models.lifecycle import SAMPLES, born_and_gone
 from streamsynth.models.persistence import Persistence
 from streamsynth.models.textchain import MAX_TOKENS, TokenChain
 from streamsynth.relations import Relation
@@ -42,9 +43,6 @@ _RATE, _FIRST, _GAP, _ZERO, _COPULA, _NULL, _PALETTE, _SIZE, _SLOT, _TEXT, _COND
 # Entities born and dying inside the span (sessions, trips, storms, purchase cohorts): when the
 # median entity lives less than this share of the span, each sampled entity takes the birth,
 # lifetime and event count of a training entity, instead of living through the whole span.
-_LIFE_SHARE = 0.5
-_LIFE_MIN_ENTITIES = 20
-_LIFE_SAMPLES = 4096  # (birth, lifetime, events) shapes kept, drawn from the training entities
 _PALETTE_MAX = 32
 _ENTITY_CACHE = 2  # populations whose per-entity state is kept between streams
 _ENTITY_CACHE_MAX = 200_000  # larger populations are recomputed rather than held after a stream
@@ -69,18 +67,18 @@ _CALENDARS = {"@hour": (24, 4, "the hour of day"), "@weekhour": (168, 28, "the h
 def _lifecycle(
     warped: np.ndarray, first: np.ndarray, counts: np.ndarray, span: float, seed: int, *, always: bool
 ) -> np.ndarray | None:
-    """(birth, lifetime) as shares of the span and the event count of up to ``_LIFE_SAMPLES``
+    """(birth, lifetime) as shares of the span and the event count of up to ``lifecycle.SAMPLES``
     training entities (``first`` marks each one's first row, ``counts`` its events); unless
     ``always``, only when entities are born and gone inside the span: None when there are few or
     the median entity lives through most of it (then each lives on, at its own rate)."""
     begin = warped[first]
     last = np.concatenate([np.flatnonzero(first)[1:] - 1, [len(warped) - 1]])
     lives = (warped[last] - begin) / span
-    if not always and (len(counts) < _LIFE_MIN_ENTITIES or np.median(lives) >= _LIFE_SHARE):
+    if not always and not born_and_gone(lives):
         return None
     shapes = np.column_stack([(begin - warped.min()) / span, lives, counts]).astype(np.float64)
-    if len(shapes) > _LIFE_SAMPLES:
-        shapes = shapes[np.random.default_rng(seed).choice(len(shapes), _LIFE_SAMPLES, replace=False)]
+    if len(shapes) > SAMPLES:
+        shapes = shapes[np.random.default_rng(seed).choice(len(shapes), SAMPLES, replace=False)]
     return shapes
 
 

@@ -20,17 +20,24 @@ empty) and the births' time of day stay (customers a day apart would otherwise b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from streamsynth import rng
 
-SAMPLES = 4096  # shapes kept, drawn from the training entities (the model file stays small)
+SAMPLES = 4096  # shapes kept, drawn from the training entities (the model file stays small; both models)
 _PICK, _MOVE = 0x11FE, 0x11FF  # rng keys of the shape drawn and of its birth's move
 MAX_MOVE_S = 900.0
 BOUNDED_LIFE = 0.5
 BOUNDED_MIN = 20
+
+
+def born_and_gone(lives: np.ndarray) -> bool:
+    """True when entities are born and gone inside the span: from BOUNDED_MIN entities, the median
+    lifetime (as a share of the span) below BOUNDED_LIFE. The rule both models plan lifecycles by."""
+    return len(lives) >= BOUNDED_MIN and float(np.median(lives)) < BOUNDED_LIFE
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class Lifecycles:
             keep = np.random.default_rng(seed).choice(len(counts), SAMPLES, replace=False)
             first_s, last_s, counts = first_s[keep], last_s[keep], counts[keep]
         order = np.argsort(first_s, kind="stable")
-        bounded = len(counts) >= BOUNDED_MIN and float(np.median(last_s - first_s)) < BOUNDED_LIFE * span_s
+        bounded = born_and_gone((last_s - first_s) / span_s)
         return cls(first_s[order], np.maximum(last_s[order], first_s[order]), np.maximum(counts[order], 1),
                    float(span_s), bounded)
 
@@ -67,12 +74,13 @@ class Lifecycles:
         window start; the same entity always gets the same."""
         entities = np.asarray(entities, dtype=np.int64)
         pick = rng.integers(seed, len(self.count), entities, _PICK)
-        lo, hi = self._room()
+        lo, hi = self._room
         u = rng.uniform(seed, entities, _MOVE)
         birth = np.clip(lo[pick] + u * (hi[pick] - lo[pick]), 0.0, self.span_s)
         life = self.last[pick] - self.birth[pick]
         return birth, np.minimum(birth + life, self.span_s), self.count[pick]
 
+    @cached_property
     def _room(self) -> tuple[np.ndarray, np.ndarray]:
         """Where each birth may move: half-way to the births before and after it (not past the
         first or the last birth: a cohort's edge stays sharp), and at most MAX_MOVE_S."""

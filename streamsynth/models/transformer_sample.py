@@ -324,10 +324,9 @@ class Sampler:
             fixed = banned = log_room = None
             if self.bounded:
                 log_room = self._log_room(rows)
-                fixed = self._planned_gaps(rows, log_room)
                 banned = self._past_plan(log_room)
-            elif self.plan:  # only the birth: the network paces and ends the entity
-                fixed = torch.where((self.pos[rows] == 1)[:, None], self.tok0[rows], -1)
+            if self.plan:
+                fixed = self._planned_gaps(rows, log_room)
             tok = sample_fields(
                 self.model.event_heads, h[rows], u[rows], self.forced_events, self.temperature, self.top_k,
                 fixed, banned, self.never["event"],
@@ -343,12 +342,16 @@ class Sampler:
         room = self.clock_of.warp(self.tlast[rows]) - self.clock[rows]
         return torch.log(room.clamp(min=1e-300))
 
-    def _planned_gaps(self, rows: torch.Tensor, log_room: torch.Tensor) -> torch.Tensor:
+    def _planned_gaps(self, rows: torch.Tensor, log_room: torch.Tensor | None) -> torch.Tensor:
         """(rows, 2) gap tokens the plans fix (-1: drawn): the first event's, at the birth, and
-        the last planned event's, at the planned last time (so the lifetime is the plan's)."""
-        pos, count = self.pos[rows], self.count[rows]
-        last = ((pos == count) & (count >= 2))[:, None]
-        fixed = torch.where(last, gap_tokens(torch.exp(log_room), self.edges), -1)
+        with ``log_room`` (bounded plans) the last planned event's, at the planned last time (so
+        the lifetime is the plan's); unbounded, the network paces and ends the entity."""
+        pos = self.pos[rows]
+        fixed = torch.full((rows.numel(), 2), -1, dtype=torch.long, device=self.device)
+        if log_room is not None:
+            count = self.count[rows]
+            last = ((pos == count) & (count >= 2))[:, None]
+            fixed = torch.where(last, gap_tokens(torch.exp(log_room), self.edges), fixed)
         return torch.where((pos == 1)[:, None], self.tok0[rows], fixed)
 
     def _past_plan(self, log_room: torch.Tensor) -> torch.Tensor:
