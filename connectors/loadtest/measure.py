@@ -145,6 +145,11 @@ class LabelStats:
 _BUCKET_GROWTH = math.log(1.01)
 
 
+def _bucket(seconds: float) -> int:
+    """The per-second latency bucket of a latency."""
+    return int(math.log(min(max(seconds * 1e6, _LOWEST_US), _HIGHEST_US)) / _BUCKET_GROWTH)
+
+
 @dataclass
 class Second:
     """One second of the run (by the scheduled time for target and dropped, by the clock for the rest).
@@ -163,8 +168,7 @@ class Second:
     latency: Counter[int] = field(default_factory=Counter)
 
     def record_latency(self, seconds: float) -> None:
-        us = min(max(seconds * 1e6, _LOWEST_US), _HIGHEST_US)
-        self.latency[int(math.log(us) / _BUCKET_GROWTH)] += 1
+        self.latency[_bucket(seconds)] += 1
 
     def add(self, other: Second) -> None:
         for name in ("target", "sent", "completed", "dropped", "failed"):
@@ -196,6 +200,10 @@ class Measurements:
         self.unfinished = 0  # in flight when the run was stopped
         self._changed_from = 0  # seconds[_changed_from:] changed since the last snapshot
 
+    # Every request passes through ``scheduled``, ``sent`` and ``answered``: each looks its label
+    # and its second up inline first (``labels.get``; an index already in the series and not below
+    # ``_changed_from``), the methods below only when that misses; the same result, some hundreds
+    # of nanoseconds of calls a request less.
     def _label(self, label: str) -> LabelStats:
         stats = self.labels.get(label)
         if stats is None:
@@ -203,7 +211,10 @@ class Measurements:
         return stats
 
     def _second(self, offset: float) -> Second:
-        index = max(int(offset), 0)
+        index = int(offset)
+        if self._changed_from <= index < len(self.seconds):
+            return self.seconds[index]
+        index = max(index, 0)
         while index >= len(self.seconds):  # completions after the schedule's end (draining)
             self.seconds.append(Second())
         if index < self._changed_from:
@@ -211,7 +222,7 @@ class Measurements:
         return self.seconds[index]
 
     def scheduled(self, label: str) -> None:
-        self._label(label).scheduled += 1
+        (self.labels.get(label) or self._label(label)).scheduled += 1
 
     def dropped(self, label: str, scheduled_offset: float) -> None:
         self._label(label).dropped += 1
@@ -220,21 +231,21 @@ class Measurements:
             self.metrics.drop(label)
 
     def sent(self, label: str, offset: float, size: int) -> None:
-        stats = self._label(label)
+        stats = self.labels.get(label) or self._label(label)
         stats.sent += 1
         stats.bytes_sent += size
         self._second(offset).sent += 1
 
     def answered(self, label: str, status: int, from_scheduled: float, from_sent: float,
                  offset: float, size: int) -> None:
-        stats = self._label(label)
+        stats = self.labels.get(label) or self._label(label)
         stats.answered += 1
         stats.statuses[status] += 1
         stats.bytes_received += size
         stats.record(from_scheduled, from_sent)
         second = self._second(offset)
         second.completed += 1
-        second.record_latency(from_scheduled)
+        second.latency[_bucket(from_scheduled)] += 1
         if status >= 500:
             second.failed += 1
         if self.metrics is not None:

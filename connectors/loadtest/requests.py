@@ -11,6 +11,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 import polars as pl
@@ -24,9 +25,10 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 UNLABELLED = "unlabelled"
 
 
-@dataclass(frozen=True)
-class Request:
-    """One prepared request and the ground truth of the events it carries."""
+class Request(NamedTuple):
+    """One prepared request and the ground truth of the events it carries (a named tuple rather
+    than a frozen data class: one is made per request, and a frozen data class's ``__init__``
+    costs twice the tuple's, half a microsecond of the feeder's time a request)."""
 
     url: str
     headers: dict[str, str]
@@ -122,6 +124,9 @@ class RequestTemplate:
         values = batch.select(pl.col(c).cast(pl.String) for c in columns).rows() if columns else None
         labels = batch.get_column(LABEL).to_list() if has_label else None
         truth = batch.get_column(IS_ANOMALY).to_list() if has_truth else None
+        if self.batch == 1 and not values:  # the common case, a request an event: no slices, one URL
+            yield from self._one_each(bodies, labels, truth, truth_of)
+            return
         for i in range(0, batch.height, self.batch):
             j = min(i + self.batch, batch.height)
             raw = {c: "" if v is None else v for c, v in zip(columns, values[i], strict=True)} if values else {}
@@ -132,9 +137,23 @@ class RequestTemplate:
                 body = bodies[i]
             else:
                 body = b"[" + b",".join(bodies[i:j]) + b"]"
-            yield Request(url=url, headers=headers, body=body, label=_label(labels, i, j),
-                          is_anomaly=any(truth[i:j]) if truth is not None else None,
-                          truth=any(truth_of[i:j]) if truth_of is not None else None)
+            yield Request(url, headers, body, _label(labels, i, j),
+                          any(truth[i:j]) if truth is not None else None,
+                          any(truth_of[i:j]) if truth_of is not None else None)
+
+    def _one_each(self, bodies: list[bytes], labels: list[str | None] | None, truth: list[bool] | None,
+                  truth_of: list[bool] | None) -> Iterator[Request]:
+        """:meth:`render` for one event a request and templates naming no column: the URL and the
+        headers are the same for every request (formatted once, so a doubled brace is still one),
+        and each request is its event's body, label and truths."""
+        url = self.url.format()
+        headers = {name: value.format() for name, value in self.headers}
+        n = len(bodies)
+        labels = [label or NORMAL for label in labels] if labels is not None else [UNLABELLED] * n
+        anomalies = [bool(t) for t in truth] if truth is not None else [None] * n
+        truths = [bool(t) for t in truth_of] if truth_of is not None else [None] * n
+        for body, label, anomaly, true in zip(bodies, labels, anomalies, truths, strict=True):
+            yield Request(url, headers, body, label, anomaly, true)
 
 
 def _label(labels: list[str | None] | None, i: int, j: int) -> str:

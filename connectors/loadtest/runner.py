@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 from streamsynth.connectors.loadtest import eventloop
-from streamsynth.connectors.loadtest.client import ConnectionPool, wire
+from streamsynth.connectors.loadtest.client import ConnectionPool, Framer
 from streamsynth.connectors.loadtest.expect import Confusion, Expectation
 from streamsynth.connectors.loadtest.measure import Measurements
 from streamsynth.connectors.loadtest.prometheus import LoadMetrics
@@ -149,6 +149,7 @@ class _Run:
     def __init__(self, settings: LoadSettings, stream: Iterator[pl.DataFrame], say: Callable[[str], None],
                  link: Link | None = None, tick: float = 0.0) -> None:
         self.settings = settings
+        self.bodyless = settings.template.method in _BODYLESS
         self.tick = tick  # the shortest sleep between arrivals (_TICK)
         self.stream = stream
         self.say = say
@@ -173,15 +174,14 @@ class _Run:
     # -- the feeder thread -------------------------------------------------------------------------
     def _feed(self) -> None:
         try:
-            template, pool = self.settings.template, self.pool
+            template = self.settings.template
             truths = self.settings.expect.truths if self.settings.expect is not None else None
+            frame = Framer(template.method, self.pool, with_body=not self.bodyless)
             for batch in self.stream:
                 # chunk by chunk, so the first requests of a batch are ready after 512 renders, not
                 # after the whole batch's (tens of milliseconds the schedule would wait on)
                 requests = template.render(batch, truths)
-                while chunk := [(r, wire(template.method, pool.target(r.url), pool.netloc, r.headers,
-                                         None if template.method in _BODYLESS else r.body))
-                                for r in itertools.islice(requests, _CHUNK)]:
+                while chunk := [(r, frame(r.url, r.headers, r.body)) for r in itertools.islice(requests, _CHUNK)]:
                     if not self._hand_over(chunk):
                         return
                 self.primed.set()  # a source slower than the queue: the clock need not wait for it
@@ -307,7 +307,7 @@ class _Run:
             self.halt.set()
 
     async def _schedule(self) -> None:
-        m = self.measurements
+        m, most = self.measurements, self.settings.max_in_flight
         for offset in self.settings.share.times(self.settings.segments):
             if self.stopped.is_set():
                 return
@@ -329,7 +329,7 @@ class _Run:
                 # (a timer, a future, a task step) a millisecond rather than one an arrival
                 await asyncio.sleep(max(delay, self.tick))
             m.scheduled(request.label)
-            if self.in_flight >= self.settings.max_in_flight:
+            if self.in_flight >= most:
                 m.dropped(request.label, offset)
                 continue
             self._send(*prepared, due)
@@ -340,7 +340,7 @@ class _Run:
         self.in_flight += 1
         sent = _now()
         self.measurements.sent(request.label, sent - self.start,
-                               0 if self.settings.template.method in _BODYLESS else len(request.body))
+                               0 if self.bodyless else len(request.body))
         done = functools.partial(self._answered, request, due, sent)
         answer = self.pool.send(data, done)  # ``done`` runs in the pool's own done callback
         if answer is None:

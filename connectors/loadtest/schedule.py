@@ -101,7 +101,8 @@ def arrival_times(segments: list[Segment]) -> Iterator[float]:
     Within a segment starting at arrival count K0, arrival k solves a t^2 + b t = m with
     m = k - K0, b = start rate and a = slope / 2. The root is written 2m / (b + sqrt(b^2 + 4am)),
     which stays exact for a flat segment (a = 0) and a ramp down (a < 0), where the textbook
-    formula divides by a or cancels badly.
+    formula divides by a or cancels badly. A flat segment's root is m / b, the same float: b + b
+    and 2m are exact doublings and sqrt(b * b) is b, so the loop skips the square root there.
     """
     offset = 0.0
     done = 0.0  # arrivals before this segment (fractional: a segment may end between two)
@@ -110,7 +111,12 @@ def arrival_times(segments: list[Segment]) -> Iterator[float]:
         end = done + seg.arrivals
         a = (seg.end_rate - seg.start_rate) / (2 * seg.seconds)
         b = seg.start_rate
-        while k < end - 1e-9:  # the tolerance keeps float error from adding one arrival at a boundary
+        last = end - 1e-9  # the tolerance keeps float error from adding one arrival at a boundary
+        if a == 0 and b > 0:
+            while k < last:
+                yield offset + min((k - done) / b, seg.seconds)
+                k += 1
+        while k < last:
             m = k - done
             root = math.sqrt(max(b * b + 4 * a * m, 0.0))
             t = 0.0 if m == 0 else 2 * m / (b + root)
