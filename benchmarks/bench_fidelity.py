@@ -256,7 +256,7 @@ def applies(kind: str, ds: Dataset, args: argparse.Namespace) -> str | None:
         return None if args.timegan else "skipped (--timegan)"
     if ds.kind == "stocks":
         return "n/a (TimeGAN only)"
-    if kind in ("transformer", *PEERS) and not (ds.schema and ds.schema.entity):
+    if kind in PEERS and not (ds.schema and ds.schema.entity):
         return "n/a (no entity)"
     return None
 

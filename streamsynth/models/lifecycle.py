@@ -15,6 +15,9 @@ counter-based uniform of (seed, entity), then its birth moves uniformly within h
 to its neighbours in birth order, and by at most a quarter of an hour, so no sampled entity repeats
 a real one's exact times while the shape of the inflow (a tenth of the span with no births stays
 empty) and the births' time of day stay (customers a day apart would otherwise be born at any hour).
+A stream without entities is cut into segments (``segments``) whose lifecycles are *tiled*:
+sampled segment ``i`` takes training segment ``i`` (modulo their number) with its times exact, so
+the segments cover the window as the training stream did.
 """
 
 from __future__ import annotations
@@ -53,26 +56,31 @@ class Lifecycles:
     # than BOUNDED_LIFE of it: sessions, trips, a cohort): their plans bound them (count, last
     # event); entities living through the span only take their birth from it.
     bounded: bool = True
+    # Segments of one stream (``segments``): entity i takes shape i modulo their number, exactly.
+    tiled: bool = False
 
     @classmethod
     def fit(cls, first_s: np.ndarray, last_s: np.ndarray, counts: np.ndarray, span_s: float,
-            seed: int) -> Lifecycles:
+            seed: int, tiled: bool = False) -> Lifecycles:
         """From each training entity's first and last event time (seconds from the window start)
-        and event count; up to :data:`SAMPLES` of them are kept."""
+        and event count; up to :data:`SAMPLES` of them are kept (every segment when ``tiled``)."""
         first_s, last_s = np.asarray(first_s, np.float64), np.asarray(last_s, np.float64)
         counts = np.asarray(counts, np.int64)
-        if len(counts) > SAMPLES:
+        if len(counts) > SAMPLES and not tiled:
             keep = np.random.default_rng(seed).choice(len(counts), SAMPLES, replace=False)
             first_s, last_s, counts = first_s[keep], last_s[keep], counts[keep]
         order = np.argsort(first_s, kind="stable")
-        bounded = born_and_gone((last_s - first_s) / span_s)
+        bounded = tiled or born_and_gone((last_s - first_s) / span_s)
         return cls(first_s[order], np.maximum(last_s[order], first_s[order]), np.maximum(counts[order], 1),
-                   float(span_s), bounded)
+                   float(span_s), bounded, tiled)
 
     def draw(self, seed: int, entities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(birth, last event, count) of each entity number in ``entities``, in seconds from its
         window start; the same entity always gets the same."""
         entities = np.asarray(entities, dtype=np.int64)
+        if self.tiled:
+            pick = entities % len(self.count)
+            return self.birth[pick], self.last[pick], self.count[pick]
         pick = rng.integers(seed, len(self.count), entities, _PICK)
         lo, hi = self._room
         u = rng.uniform(seed, entities, _MOVE)
@@ -93,11 +101,12 @@ class Lifecycles:
 
     def to_json(self) -> dict[str, Any]:
         return {"birth": np.round(self.birth, 6).tolist(), "last": np.round(self.last, 6).tolist(),
-                "count": self.count.tolist(), "span_s": self.span_s, "bounded": self.bounded}
+                "count": self.count.tolist(), "span_s": self.span_s, "bounded": self.bounded, "tiled": self.tiled}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Lifecycles | None:
         if data is None:
             return None
         return cls(np.asarray(data["birth"], np.float64), np.asarray(data["last"], np.float64),
-                   np.asarray(data["count"], np.int64), float(data["span_s"]), bool(data["bounded"]))
+                   np.asarray(data["count"], np.int64), float(data["span_s"]), bool(data["bounded"]),
+                   bool(data.get("tiled", False)))

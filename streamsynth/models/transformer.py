@@ -22,6 +22,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.models.base import Synthesizer
 from streamsynth.models.lifecycle import Lifecycles
 from streamsynth.models.options import set_options
+from streamsynth.models.segments import segment_length, with_segments
 from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
 from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
@@ -83,22 +84,29 @@ class TransformerSynthesizer(Synthesizer):
     def _fit(self, frame: pl.DataFrame) -> None:
         threads.configure()
         start = self.fitted_start
-        self.codec = EventCodec().fit(frame, self.schema, start, self.span_s)
+        private = self.options.train.dp_epsilon is not None
+        segmented = self.schema.entity is None
+        if segmented:  # one stream: learned as consecutive segments (see ``segments``)
+            if private:
+                raise StreamsynthError(
+                    "differentially private training needs an entity column (the unit of privacy)",
+                    hint="name it with --entity COLUMN, or fit without --option dp_epsilon=...")
+            frame = with_segments(frame, segment_length(frame.height))
+        self.codec = EventCodec().fit(frame, self.schema, start, self.span_s, segmented=segmented)
         data = self.codec.encode(frame, start, self.span_s)
         lengths = np.diff(data["offsets"])
         encoded = Encoded(data, start.timestamp(), self.span_s)
-        private = self.options.train.dp_epsilon is not None
         # Real entities' shapes would leak past a DP-SGD budget: those fits end sequences by EOS.
         self.codec.lifecycles = None if private else Lifecycles.fit(
             data["times"][data["offsets"][:-1]], data["times"][data["offsets"][1:] - 1], lengths, self.span_s,
-            self.seed)
+            self.seed, tiled=segmented)
         preset = self.options.preset
         size = network_for(preset, self.options.size, frame.height)
         block = size.block_size or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
         cfg = TransformerConfig(
             event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
             n_layer=size.n_layer, n_head=size.n_head, n_embd=size.n_embd, n_kv_head=size.n_kv_head,
-            plan=self.codec.lifecycles is not None,
+            plan=self.codec.lifecycles is not None, window_share=not segmented,
         )
         sizing = budget_for(preset, (self.options.size, self.options.train), size,
                             parameters=sum(p.numel() for p in EventTransformer(cfg).parameters()),
@@ -134,21 +142,24 @@ class TransformerSynthesizer(Synthesizer):
             # events after snapping need not be the first generated: generate without a count.
             end_s = end_s + grid.steps[0] / 1e6 if end_s is not None else None
             max_events = max_events if grid.always else None
+        # A segmented model's entities are streams, each every training segment in turn.
+        streams = n_entities if self.codec.segmented else 1
+        sequences = n_entities * len(self.codec.lifecycles.count) if self.codec.segmented else n_entities
         sampler = self.sampler(SamplerPlan(
-            start=start, span_s=self.span_s, n_entities=n_entities, seed=seed, shard=shard or (0, 1),
+            start=start, span_s=self.span_s, n_entities=sequences, seed=seed, shard=shard or (0, 1),
             forced_events=forced_events, forced_attrs=forced_attrs, max_events=max_events, end_s=end_s,
         ))
         if grid is None:
             for chunk in sampler.chunks(batch_size):
-                yield self.codec.decode(**chunk, seed=seed, exact=exact)
+                yield self.codec.decode(**chunk, seed=seed, exact=exact, streams=streams)
             return
         snapper = TimeSnapper(grid, int(round(start.timestamp() * 1e6)), "time_us", ("entity_no", "seq"))
         for chunk in sampler.chunks(batch_size):
             u = None if grid.always else uniform(seed, chunk["entity_no"], chunk["seq"], GRID_KEY)
             for ready in snapper.push(chunk, u):
-                yield self.codec.decode(**ready, seed=seed, exact=exact)
+                yield self.codec.decode(**ready, seed=seed, exact=exact, streams=streams)
         for ready in snapper.flush():
-            yield self.codec.decode(**ready, seed=seed, exact=exact)
+            yield self.codec.decode(**ready, seed=seed, exact=exact, streams=streams)
 
     # -- persistence ----------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:

@@ -26,6 +26,7 @@ from streamsynth.errors import StreamsynthError
 from streamsynth.identifiers import KINDS, event_key, generate, learn_shape
 from streamsynth.models.arrivals import WeeklyProfile
 from streamsynth.models.lifecycle import Lifecycles
+from streamsynth.models.segments import SEGMENT
 from streamsynth.rng import child_seed, hash64, uniform
 from streamsynth.schema import Role, Schema
 
@@ -87,6 +88,8 @@ class EventCodec:
         self.idents: list[IdentSpec] = []
         self.texts: list[str] = []
         self.entity: str = ""
+        #: no entity column: one stream cut into segments (``segments``), the entity not written
+        self.segmented = False
         self.entity_kind: str | None = None
         self.entity_shape: dict[str, Any] | None = None
         self.entity_prefix: str = ""
@@ -114,16 +117,20 @@ class EventCodec:
         self.no_nulls: list[str] | None = None
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, frame: pl.DataFrame, schema: Schema, start: Any, span_s: float) -> EventCodec:
-        """Decide roles and fit encoders; ``frame`` is sorted by (entity, time)."""
+    def fit(self, frame: pl.DataFrame, schema: Schema, start: Any, span_s: float,
+            segmented: bool = False) -> EventCodec:
+        """Decide roles and fit encoders; ``frame`` is sorted by (entity, time). ``segmented``:
+        the schema has no entity and ``frame`` holds one stream cut into segments (``segments``)."""
         self.time = schema.time
-        self.entity = schema.entity or ""
+        self.segmented = segmented
+        self.entity = SEGMENT if segmented else schema.entity or ""
         if not self.entity:
             raise StreamsynthError(
                 "the transformer model needs an entity column (the sequence key)",
                 hint="name it with --entity COLUMN or mark it in a schema file",
             )
-        self._fit_entity_ids(frame[self.entity], schema[self.entity].kind)
+        if not segmented:
+            self._fit_entity_ids(frame[self.entity], schema[self.entity].kind)
         self.resolution_us = _resolution_us(frame[self.time])
         times_us = frame[self.time].dt.epoch("us").drop_nulls().to_numpy()
         self.time_grid = Grid.learn_times(times_us)
@@ -131,7 +138,7 @@ class EventCodec:
         self.grids = {}
         multi = frame.filter(pl.len().over(self.entity) > 1)
         learned = [c for c in schema.data_columns if c.role in (Role.CATEGORICAL, Role.BOOLEAN, Role.NUMERIC)]
-        attrs = {c.name for c in learned if _entity_constant(multi, self.entity, c.name)}
+        attrs = set() if segmented else {c.name for c in learned if _entity_constant(multi, self.entity, c.name)}
         self.label = schema.label if schema.label in {c.name for c in learned} else None
         self.fields = []
         counts = frame.group_by(self.entity, maintain_order=True).len()["len"].to_numpy()
@@ -155,8 +162,11 @@ class EventCodec:
             self.label_dtype = str(frame.schema[self.label])
             flags = _entity_labels(frame, self.entity, self.label)
             self._add("attr", LABEL_ATTR, "categorical", CategoricalEncoder().fit(flags), "String")
+        # A segmented stream's identifiers are per stream: the whole stream is their entity.
+        whole = frame.with_columns(pl.lit(0).alias(SEGMENT)) if segmented else None
         self.idents = [
-            _ident_spec(frame, multi, self.entity, c.name, c.kind or "code")
+            _ident_spec(whole if whole is not None else frame, whole if whole is not None else multi,
+                        self.entity, c.name, c.kind or "code")
             for c in schema.data_columns if c.role is Role.IDENTIFIER
         ]
         self.texts = [c.name for c in schema.data_columns if c.role is Role.TEXT]
@@ -344,15 +354,18 @@ class EventCodec:
         attrs: np.ndarray,
         seed: int,
         exact: dict[str, Any],
+        streams: int = 1,
     ) -> pl.DataFrame:
-        """Contract rows (without label columns) from generated tokens, in the given order."""
+        """Contract rows (without label columns) from generated tokens, in the given order;
+        ``streams``: how many streams a segmented model's sample holds (its entities)."""
         n = entity_no.shape[0]
         t = (time_us // self.resolution_us) * self.resolution_us
         cols: dict[str, pl.Series] = {
             EVENT_ID: event_ids(f"tf{seed}", entity_no, seq),
             self.time: pl.Series(self.time, t, dtype=pl.Int64).cast(TIME_DTYPE),
-            self.entity: self.entity_ids(entity_no, seed),
         }
+        if not self.segmented:
+            cols[self.entity] = self.entity_ids(entity_no, seed)
         for f in self.fields:
             if f.name in (GAP, LABEL_ATTR):
                 continue
@@ -382,11 +395,13 @@ class EventCodec:
             if f.name in exact:
                 series = pl.repeat(exact[f.name], n, dtype=series.dtype, eager=True).alias(f.name)
             cols[f.name] = series
+        owner = self.stream_of(entity_no, streams) if self.segmented else entity_no
         for spec in self.idents:
-            cols[spec.name] = self._fake(spec, entity_no, seq, seed)
+            cols[spec.name] = self._fake(spec, entity_no, seq, seed, owner)
         for name in self.texts:
             cols[name] = pl.Series(name, [None] * n, dtype=pl.String)
-        order = [EVENT_ID, self.time, self.entity] + [c for c in self.output_order if c in cols]
+        order = [EVENT_ID, self.time] + [self.entity] * (not self.segmented)
+        order += [c for c in self.output_order if c in cols]
         return pl.DataFrame([cols[c] for c in order])
 
     def entity_ids(self, entity_no: np.ndarray, seed: int) -> pl.Series:
@@ -400,19 +415,26 @@ class EventCodec:
         ids = pl.select(pl.concat_str([pl.lit(self.entity_prefix + "S"), nums])).to_series()
         return ids.alias(self.entity)
 
-    def _fake(self, spec: IdentSpec, entity_no: np.ndarray, seq: np.ndarray, seed: int) -> pl.Series:
+    def stream_of(self, entity_no: np.ndarray, streams: int) -> np.ndarray:
+        """The stream each segment (entity number) of a segmented model's sample belongs to: a
+        window holds ``streams`` runs of every training segment in turn."""
+        return (entity_no // len(self.lifecycles.count)) % max(streams, 1)
 
+    def _fake(self, spec: IdentSpec, entity_no: np.ndarray, seq: np.ndarray, seed: int,
+              owner: np.ndarray) -> pl.Series:
+        """Values of an identifier column; ``owner``: whose per-entity values they are (the
+        entity, or a segmented model's stream)."""
         col_seed = child_seed(seed, "identifier", spec.name)
         e = entity_no.astype(np.uint64)
         if spec.mode == "entity":
-            keys = entity_no
+            keys = owner
         elif spec.mode == "event" and spec.shape is not None:
             keys = event_key(entity_no, seq)  # dense, so a counter shape stays near the real range
         elif spec.mode == "event":
             keys = (e << np.uint64(24)) + seq.astype(np.uint64)
         else:  # an entity's few favourite values, drawn from a shared pool of the training size
             slot = hash64(col_seed, entity_no, seq, IDENT_KEY) % np.uint64(max(spec.per_entity, 1))
-            keys = hash64(col_seed, entity_no, slot) % np.uint64(max(spec.cardinality, 1))
+            keys = hash64(col_seed, owner, slot) % np.uint64(max(spec.cardinality, 1))
         return generate(spec.kind, keys.astype(np.int64), col_seed, spec.shape).alias(spec.name)
 
     # -- persistence ----------------------------------------------------------------------------
@@ -423,6 +445,7 @@ class EventCodec:
             "idents": [asdict(i) for i in self.idents],
             "texts": self.texts,
             "entity": self.entity,
+            "segmented": self.segmented,
             "entity_kind": self.entity_kind,
             "entity_shape": self.entity_shape,
             "entity_prefix": self.entity_prefix,
@@ -451,6 +474,7 @@ class EventCodec:
                     "resolution_us", "label", "label_dtype", "output_order"):
             setattr(codec, key, data[key])
         codec.entity_shape = data.get("entity_shape")  # absent in models saved before shapes
+        codec.segmented = data.get("segmented", False)  # absent before segments
         resolution = data.get("resolution", {})  # absent in models saved before resolutions
         codec.time_grid = Grid.from_json(resolution.get("time"))
         codec.grids = {name: Grid.from_json(g) for name, g in resolution.get("columns", {}).items()}

@@ -41,6 +41,11 @@ class TransformerConfig:
     # entity's count and last event are drawn before it is generated. False: models saved before
     # lifecycles, and DP-SGD fits (the plan is drawn from real entities' shapes).
     plan: bool = False
+    # The elapsed share of the window as an input (time_features). False for one stream cut into
+    # segments (``segments``): there it names each segment's place in the one training stream,
+    # which the network learns by heart (120 epochs on a taxi series: lag-one correlation 0.94 in
+    # the training window, 0.14 in the next) and no other window repeats.
+    window_share: bool = True
 
     @property
     def kv_heads(self) -> int:
@@ -288,16 +293,18 @@ class EventTransformer(nn.Module):
         return nll, count
 
 
-def time_features(t_s: torch.Tensor, origin_s: float, window_s: torch.Tensor, span_s: float) -> torch.Tensor:
+def time_features(t_s: torch.Tensor, origin_s: float, window_s: torch.Tensor, span_s: float,
+                  share: bool = True) -> torch.Tensor:
     """(…, 7) clock features of times ``t_s`` (seconds since ``origin_s``, an epoch second):
     the ``N_TIME`` continuous ones, then the hour of day and the day of week as whole numbers.
 
-    ``window_s``: the start of each time's window, for the elapsed fraction of the window.
+    ``window_s``: the start of each time's window, for the elapsed fraction of the window (0
+    without ``share``: ``TransformerConfig.window_share``).
     """
     absolute = t_s + origin_s
     day = torch.remainder(absolute, 86_400.0) / 86_400.0 * (2 * math.pi)
     week = torch.remainder(absolute / 86_400.0 + 3.0, 7.0) / 7.0 * (2 * math.pi)  # Monday = 0
-    frac = torch.clamp((t_s - window_s) / span_s, 0.0, 1.0)
+    frac = torch.clamp((t_s - window_s) / span_s, 0.0, 1.0) if share else torch.zeros_like(t_s)
     hour = torch.floor(torch.remainder(absolute, 86_400.0) / 3600.0).clamp(0, 23)
     dow = torch.floor(torch.remainder(absolute / 86_400.0 + 3.0, 7.0)).clamp(0, 6)
     feats = [torch.sin(day), torch.cos(day), torch.sin(week), torch.cos(week), frac, hour, dow]

@@ -275,7 +275,7 @@ class Sampler:
         self.count[free] = torch.as_tensor(count, dtype=torch.long, device=self.device)
 
     def _hidden(self) -> torch.Tensor:
-        tfeat = time_features(self.t, self.origin_s, self.wstart, self.span_s)
+        tfeat = time_features(self.t, self.origin_s, self.wstart, self.span_s, self.cfg.window_share)
         if self.plan:  # position k has made k - 1 events
             left = self.count - (self.pos - 1).clamp(min=0)
             tfeat = torch.cat([tfeat, plan_features(self.t, self.tlast, left, self.span_s)], dim=-1)

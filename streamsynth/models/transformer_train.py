@@ -61,7 +61,7 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batches = Batches(data, cfg.block_size, device, plan=cfg.plan)
+    batches = Batches(data, cfg.block_size, device, plan=cfg.plan, share=cfg.window_share)
     n = batches.n_entities
     order = rng.permutation(n)
     n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
@@ -177,7 +177,8 @@ class Batches:
     """Pads encoded entities into model batches (events, attributes, time features, censoring);
     with ``plan``, each entity's real count and last event time as its plan (plan_features)."""
 
-    def __init__(self, data: Encoded, block: int, device: torch.device, *, plan: bool = False) -> None:
+    def __init__(self, data: Encoded, block: int, device: torch.device, *, plan: bool = False,
+                 share: bool = True) -> None:
         arrays = data.arrays
         self.events = torch.from_numpy(arrays["events"])
         self.attrs = torch.from_numpy(arrays["attrs"])
@@ -186,7 +187,7 @@ class Batches:
         self.log_survival = torch.from_numpy(arrays["log_survival"])
         self.block, self.origin_s, self.span_s, self.device = block, data.origin_s, data.span_s, device
         self.n_entities = len(self.offsets) - 1
-        self.plan = plan
+        self.plan, self.share = plan, share
 
     def make(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         starts, ends = self.offsets[idx], self.offsets[idx + 1]
@@ -200,7 +201,7 @@ class Batches:
             events[row, :n] = self.events[s : s + n]
             # positions 0 and 1 sit at the window start; position k >= 2 at event k-1's time
             t[row, 2 : 2 + min(n, p - 2)] = self.times[s : s + min(n, p - 2)]
-        tfeat = time_features(t, self.origin_s, torch.zeros(()), self.span_s)
+        tfeat = time_features(t, self.origin_s, torch.zeros(()), self.span_s, self.share)
         if self.plan:  # position k has made k - 1 events (the start and attribute tokens none)
             count = torch.from_numpy(ends - starts)[:, None]
             made = (torch.arange(p)[None, :] - 1).clamp(min=0)

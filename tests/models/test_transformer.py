@@ -246,12 +246,6 @@ def test_torch_uniforms_are_the_rng_module_uniforms():
     assert np.array_equal(expected, got)
 
 
-def test_fit_needs_an_entity_column():
-    frame = payments(n_customers=30, n_days=2, seed=0).select("ts", "amount")
-    with pytest.raises(StreamsynthError, match="entity"):
-        create("transformer", **TINY).fit(frame)
-
-
 @pytest.mark.slow
 def test_conditioning_on_the_label_raises_the_fraud_rate():
     frame = payments(n_customers=300, n_days=14, seed=1, fraud_rate=0.03)
