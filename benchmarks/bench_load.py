@@ -1,7 +1,9 @@
 """How far one ``streamsynth load`` process keeps its schedule: target rates against a fast service.
 
 For each target rate the open-loop runner sends ``--seconds`` of requests (one event each, JSON body)
-to an aiohttp service answering 200 at once, in a separate process so the two do not share a GIL.
+to a service answering 200 at once, in a separate process so the two do not share a GIL:
+``--service aiohttp`` (the default, on asyncio) or ``--service httptools`` (a bare protocol on
+uvloop, a fifth of aiohttp's CPU a request, so that the service does not limit the generators).
 Reported per rate: requests scheduled, answered per second against the target, dropped (at
 ``--max-in-flight``), p50/p99 from the scheduled send and from the actual send, and this process's
 CPU time per request (all threads: the feeder rendering requests, the event loop sending them).
@@ -30,6 +32,7 @@ Ours sends from uvloop when it is installed, else asyncio's loop (``$STREAMSYNTH
 one; the tables name the loop that ran).
 
     python benchmarks/bench_load.py --compare [--seconds 5] [--ladder 500,1000,2000,...] [--json out.json]
+        [--service aiohttp|httptools]
 """
 
 from __future__ import annotations
@@ -75,6 +78,46 @@ app = web.Application()
 app.router.add_post("/score", score)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
+
+#: the same answer from a bare protocol: httptools parses each request (body included), the
+#: answer is fixed bytes, on uvloop where installed. About 12-15 us of CPU a request against
+#: aiohttp's 55-90 us on asyncio, so at 10,000/s the service takes a tenth of a core, not most of
+#: one: every load generator hits the same service, and it is no longer what limits them.
+SERVICE_FAST = """
+import asyncio, sys
+import httptools
+
+ANSWER = (b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json; charset=utf-8\\r\\n"
+          b"Content-Length: 2\\r\\n\\r\\n{}")
+
+class Score(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.parser = transport, httptools.HttpRequestParser(self)
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_complete(self):
+        self.transport.write(ANSWER)
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Score, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    await server.serve_forever()
+
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+#: --service: which of the two answers the load generators
+SERVICES = {"aiohttp": SERVICE, "httptools": SERVICE_FAST}
 
 
 def events(n: int) -> pl.DataFrame:
@@ -290,10 +333,10 @@ def print_summary(results: dict[str, list[Step]], passes: Callable[[Step], bool]
 
 
 def compare(args: argparse.Namespace) -> None:
-    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs")
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs; service: {args.service}")
     ladder = [float(r) for r in args.ladder.split(",")]
     port = free_port()
-    service = subprocess.Popen([sys.executable, "-c", SERVICE, str(port)])
+    service = subprocess.Popen([sys.executable, "-c", SERVICES[args.service], str(port)])
     results: dict[str, list[Step]] = {}
     skipped: list[str] = []
     errors: list[tuple[str, float, Step, float]] = []  # ours, target rate, step, rate error
@@ -349,6 +392,7 @@ def compare(args: argparse.Namespace) -> None:
                                               "cpu": step.cpu, "load": step.load, "note": step.note}
 
         Path(args.json).write_text(json.dumps({
+            "service": args.service,
             "keeps_up": {name: step_dict(step) for name, step in keeping.items()},
             "sustained": {name: step_dict(step) for name, step in sustained.items()},
             "rate_error": [{"ours": name, "target": rate, "error": error, **step_dict(step)}
@@ -367,13 +411,16 @@ def main() -> None:
     parser.add_argument("--p99-ms", type=float, default=10.0)
     parser.add_argument("--locust", default="/tmp/locust-venv/bin/locust")
     parser.add_argument("--json", help="with --compare: also write the figures to this file")
+    parser.add_argument("--service", choices=sorted(SERVICES), default="aiohttp",
+                        help="the loopback service every generator hits: aiohttp (on asyncio) or a bare "
+                        "httptools protocol (on uvloop), a fifth of the CPU a request")
     args = parser.parse_args()
     if args.compare:
         compare(args)
         return
     rates = [float(r) for r in args.rates.split(",")]
     port = free_port()
-    service = subprocess.Popen([sys.executable, "-c", SERVICE, str(port)])
+    service = subprocess.Popen([sys.executable, "-c", SERVICES[args.service], str(port)])
     rows = []
     try:
         wait_for(port)
@@ -394,7 +441,8 @@ def main() -> None:
     finally:
         service.terminate()
         service.wait(timeout=10)
-    print_table(f"open-loop load, {args.seconds:g} s per rate, max in flight {args.max_in_flight}",
+    print_table(f"open-loop load, {args.seconds:g} s per rate, max in flight {args.max_in_flight}, "
+                f"service {args.service}",
                 ["target/s", "scheduled", "answered/s", "dropped", "sched p50 ms", "sched p99 ms",
                  "sent p50 ms", "sent p99 ms", "cpu us/req"], rows)
 
