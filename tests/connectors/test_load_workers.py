@@ -28,7 +28,7 @@ from streamsynth.connectors.loadtest.runner import LoadSettings
 from streamsynth.connectors.loadtest.schedule import arrival_times, parse_stages
 from streamsynth.connectors.loadtest.share import Share
 from streamsynth.connectors.loadtest.workers import run_workers
-from test_load import known_decisions, ok
+from test_load import Stalls, assert_latency_matches, known_decisions, ok
 from test_load import service as service  # the fixture
 
 from streamsynth.cli import main
@@ -75,9 +75,11 @@ def test_two_workers_send_each_event_once_and_merge_exactly(service, labelled, t
     anomalous, normal, decide = known_decisions(events, delay=0.05)
     srv = service(decide)
     out = tmp_path / "summary.json"
-    assert main(["load", str(path), "--to", srv.url(), "--rate", "150", "--duration", "2s", "--workers", "2",
-                 "--expect", "status==402 if is_anomaly", "--threshold", "p99<5s", "--threshold", "errors<0.1%",
-                 "--summary-json", str(out), "--report", str(tmp_path / "report.html")]) == 0  # thresholds held
+    with Stalls() as stalls:
+        code = main(["load", str(path), "--to", srv.url(), "--rate", "150", "--duration", "2s", "--workers", "2",
+                     "--expect", "status==402 if is_anomaly", "--threshold", "p99<5s", "--threshold", "errors<0.1%",
+                     "--summary-json", str(out), "--report", str(tmp_path / "report.html")])
+    assert code == 0  # thresholds held
     assert _ids(srv) == Counter(events[EVENT_ID].to_list())  # all 300, each once
     s = json.loads(out.read_text())
     assert s["workers"] == 2 and s["workers_lost"] == [] and s["ended"] == "done"
@@ -90,8 +92,8 @@ def test_two_workers_send_each_event_once_and_merge_exactly(service, labelled, t
     assert (c["tp"], c["fn"], c["fp"], c["tn"]) == (len(anomalous) - 7, 7, 11, len(normal) - 11)
     assert c["by_label"]["fraud.card_testing"] == {"tp": len(anomalous) - 7, "fn": 7, "fp": 0, "tn": 0}
     assert [sec["target"] for sec in s["per_second"][:2]] == [150, 150]
-    sent = s["total"]["latency_ms"]["from_sent"]
-    assert 50 <= sent["p50"] <= 120 and 50 <= sent["p99"] <= 250
+    assert len(srv.handled) == 300 and min(srv.handled) >= 0.05  # never below the injected 50 ms
+    assert_latency_matches(s["total"]["latency_ms"]["from_sent"], srv.handled_at(), stalls)
 
 
 def test_a_crossed_threshold_aborts_every_worker_and_sets_the_exit_code(service, labelled, capsys):
