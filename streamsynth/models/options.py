@@ -57,7 +57,10 @@ MEANINGS: dict[str, dict[str, tuple[str, str]]] = {
                        "time ~ linear, attention ~ quadratic"),
         "epochs": ("most passes over the training entities, early stopping may end sooner (null: the preset's, "
                    "from the compute a pass takes)", "training time ~ linear"),
-        "batch_size": ("entities per training step", "larger: fewer, slower steps"),
+        "batch_size": ("entities per training step (null: 32, or 4 segments of a stream without entity)",
+                       "larger: fewer, slower steps"),
+        "min_epoch_steps": ("least optimiser steps an epoch takes, passing over a small data set more than once "
+                            "(null: 1, or 32 for a stream without entity)", "training time ~ linear"),
         "lr": ("peak learning rate (AdamW, cosine schedule)", "-"),
         "weight_decay": ("AdamW weight decay", "-"),
         "warmup": ("fraction of steps that warm the learning rate up", "-"),

@@ -28,7 +28,15 @@ from streamsynth.models.transformer_dp import train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler, SamplerPlan, SamplingConfig
 from streamsynth.models.transformer_sizing import NetworkSize, budget_for, check_preset, network_for
-from streamsynth.models.transformer_train import Encoded, TrainConfig, train
+from streamsynth.models.transformer_train import (
+    ENTITY_BATCH,
+    SEGMENT_BATCH,
+    SEGMENT_EPOCH_STEPS,
+    Encoded,
+    TrainConfig,
+    passes_per_epoch,
+    train,
+)
 from streamsynth.privacy import PrivacyBudget
 from streamsynth.request import StreamRequest
 from streamsynth.rng import uniform
@@ -101,16 +109,22 @@ class TransformerSynthesizer(Synthesizer):
             data["times"][data["offsets"][:-1]], data["times"][data["offsets"][1:] - 1], lengths, self.span_s,
             self.seed, tiled=segmented)
         preset = self.options.preset
+        given = self.options.train
+        self.options = replace(self.options, train=replace(
+            given, batch_size=given.batch_size or (SEGMENT_BATCH if segmented else ENTITY_BATCH),
+            min_epoch_steps=given.min_epoch_steps or (SEGMENT_EPOCH_STEPS if segmented else 1)))
+        passes = passes_per_epoch(len(lengths), self.options.train)
         size = network_for(preset, self.options.size, frame.height)
         block = size.block_size or int(min(512, max(16, np.quantile(lengths, 0.99) + 3)))
         cfg = TransformerConfig(
             event_sizes=self.codec.event_sizes, attr_sizes=self.codec.attr_sizes, block_size=block,
             n_layer=size.n_layer, n_head=size.n_head, n_embd=size.n_embd, n_kv_head=size.n_kv_head,
             plan=self.codec.lifecycles is not None, window_share=not segmented,
+            numeric_inputs=[f.index for f in self.codec.scope_fields("event") if f.kind in ("numeric", "gap")],
         )
         sizing = budget_for(preset, (self.options.size, self.options.train), size,
                             parameters=sum(p.numel() for p in EventTransformer(cfg).parameters()),
-                            positions=int(np.minimum(lengths + 2, block).sum()), n_events=frame.height)
+                            positions=passes * int(np.minimum(lengths + 2, block).sum()), n_events=frame.height)
         self.options = replace(self.options, size=size, train=sizing.train)
         if self.options.train.progress:
             print(sizing.describe(), file=sys.stderr, flush=True)
@@ -202,4 +216,4 @@ class TransformerSynthesizer(Synthesizer):
 
     def sampler(self, plan: SamplerPlan) -> Sampler:
         """The sampling runtime for ``plan`` with this model's sampling options."""
-        return Sampler(self.model, self.codec, plan, self.options.sampling)
+        return Sampler(self.model, self.codec, plan, self.options.sampling, trained_start=self.fitted_start)

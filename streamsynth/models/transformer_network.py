@@ -46,6 +46,12 @@ class TransformerConfig:
     # which the network learns by heart (120 epochs on a taxi series: lag-one correlation 0.94 in
     # the training window, 0.14 in the next) and no other window repeats.
     window_share: bool = True
+    # Event sub-fields that are a numeric column's (or the gap's) bin, each followed by its offset
+    # class: also input as a number (where in the value range) and a null flag, so that values near
+    # each other look alike to the network from the start. With bins alone it had to learn every
+    # bin's neighbours from data; a taxi series' sample kept a lag-one correlation of 0.2 (real
+    # 0.97) after 30 epochs. Empty: models saved before.
+    numeric_inputs: list[int] = field(default_factory=list)
 
     @property
     def kv_heads(self) -> int:
@@ -221,6 +227,16 @@ class EventTransformer(nn.Module):
         self.dow_emb = nn.Embedding(7, d)
         if cfg.plan:
             self.plan_proj = nn.Linear(N_PLAN, d)
+        if cfg.numeric_inputs:
+            at = torch.as_tensor(cfg.numeric_inputs, dtype=torch.long)
+            self.register_buffer("numeric_at", at, persistent=False)
+            # the last class of a bin sub-field is the null bin (the gap's: end of sequence)
+            nulls = torch.as_tensor([cfg.event_sizes[j] - 1 for j in cfg.numeric_inputs], dtype=torch.long)
+            self.register_buffer("numeric_null", nulls, persistent=False)
+            steps = torch.as_tensor([cfg.event_sizes[j + 1] for j in cfg.numeric_inputs], dtype=torch.long)
+            self.register_buffer("numeric_steps", steps, persistent=False)  # offset classes
+            # (integer buffers: a bf16 copy of the network keeps them exact)
+            self.numeric_proj = nn.Linear(2 * len(cfg.numeric_inputs), d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(d)
         self.event_heads = FieldHeads(cfg.event_sizes, d)
@@ -253,10 +269,22 @@ class EventTransformer(nn.Module):
         x = torch.where((pos == 1)[..., None], self.attr_token, ev) + at[:, None, :]
         x = torch.where((pos == 0)[..., None], self.bos, x)
         clock = self.hour_emb(tfeat[..., N_TIME].long()) + self.dow_emb(tfeat[..., N_TIME + 1].long())
+        if self.cfg.numeric_inputs:
+            x = x + self.numeric_proj(self._numbers(events).to(dtype))
         x = x + self.pos_emb(pos) + self.time_proj(tfeat[..., :N_TIME].to(dtype)) + clock
         if self.cfg.plan:
             x = x + self.plan_proj(tfeat[..., N_TIME + 2 :].to(dtype))
         return x
+
+    def _numbers(self, events: torch.Tensor) -> torch.Tensor:
+        """(…, 2k) the numeric sub-fields of ``events`` as numbers: the bin plus its offset
+        class's place in it, as a share of the bins (0 where null), then the null flags."""
+        bins = events[..., self.numeric_at]
+        offsets = events[..., self.numeric_at + 1].float()
+        null = bins >= self.numeric_null
+        place = (bins.float() + offsets / self.numeric_steps.float()) / self.numeric_null.float()
+        place = torch.where(null, 0.0, place)
+        return torch.cat([place, null.float()], dim=-1)
 
     def hidden(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         for i, block in enumerate(self.blocks):

@@ -19,11 +19,22 @@ from streamsynth.models.transformer_network import EventTransformer, Transformer
 from streamsynth.progress import Progress
 from streamsynth.threads import threads_for
 
+ENTITY_BATCH = 32
+SEGMENT_BATCH = 4
+SEGMENT_EPOCH_STEPS = 32
+
 
 @dataclass
 class TrainConfig:
     epochs: int | None = None  # None: the preset's for the data (transformer_sizing)
-    batch_size: int = 32  # entities per optimiser step (per process)
+    # Entities per optimiser step (per process). None: ENTITY_BATCH, or SEGMENT_BATCH for a stream
+    # without entities (its segments are long: 32 of them made one or two steps an epoch on a
+    # 5,000-event series, too few to leave the plateau where the network ignores its inputs).
+    batch_size: int | None = None
+    # Least optimiser steps an epoch takes: a small data set is passed over as often as that
+    # needs (None: 1, or SEGMENT_EPOCH_STEPS for a stream without entities, whose few long
+    # segments made 4 steps an epoch, so that early stopping ended fits on the plateau).
+    min_epoch_steps: int | None = None
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: float = 0.05  # share of all steps spent warming up
@@ -64,9 +75,10 @@ def train(
     batches = Batches(data, cfg.block_size, device, plan=cfg.plan, share=cfg.window_share)
     n = batches.n_entities
     order = rng.permutation(n)
-    n_val = int(round(n * tc.val_fraction)) if n >= 10 else 0
+    n_val = validation_size(n, tc)
     val, fit = np.sort(order[:n_val]), order[n_val:]
-    steps_per_epoch = max(1, math.ceil(len(fit) / tc.batch_size) // dist.world)
+    passes = passes_per_epoch(n, tc)
+    steps_per_epoch = max(1, math.ceil(passes * len(fit) / tc.batch_size) // dist.world)
     total = steps_per_epoch * tc.epochs
     opt, sched = _optimizer(model, tc, total)
     amp = device.type == "cuda"
@@ -77,7 +89,7 @@ def train(
     try:
         for epoch in range(tc.epochs):
             model.train()
-            perm = rng.permutation(fit)
+            perm = np.concatenate([rng.permutation(fit) for _ in range(passes)])
             chunks = [perm[i : i + tc.batch_size] for i in range(0, len(perm), tc.batch_size)]
             while len(chunks) < steps_per_epoch * dist.world:  # every rank needs as many steps
                 chunks += chunks[: steps_per_epoch * dist.world - len(chunks)]
@@ -100,6 +112,17 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.cpu().eval(), history
+
+
+def validation_size(n_entities: int, tc: TrainConfig) -> int:
+    """Entities held out for early stopping (none from fewer than 10)."""
+    return int(round(n_entities * tc.val_fraction)) if n_entities >= 10 else 0
+
+
+def passes_per_epoch(n_entities: int, tc: TrainConfig) -> int:
+    """Passes over the training entities in one epoch: enough for ``tc.min_epoch_steps`` steps."""
+    per_pass = max(1, math.ceil((n_entities - validation_size(n_entities, tc)) / tc.batch_size))
+    return max(1, math.ceil((tc.min_epoch_steps or 1) / per_pass))
 
 
 def _optimizer(model: EventTransformer, tc: TrainConfig, total: int) -> tuple[torch.optim.Optimizer, Any]:
