@@ -92,8 +92,8 @@ def test_two_workers_send_each_event_once_and_merge_exactly(service, labelled, t
     assert (c["tp"], c["fn"], c["fp"], c["tn"]) == (len(anomalous) - 7, 7, 11, len(normal) - 11)
     assert c["by_label"]["fraud.card_testing"] == {"tp": len(anomalous) - 7, "fn": 7, "fp": 0, "tn": 0}
     assert [sec["target"] for sec in s["per_second"][:2]] == [150, 150]
-    assert len(srv.handled) == 300 and min(srv.handled) >= 0.05  # never below the injected 50 ms
-    assert_latency_matches(s["total"]["latency_ms"]["from_sent"], srv.handled_at(), stalls)
+    assert len(srv.handled) == 300
+    assert_latency_matches(s["total"]["latency_ms"]["from_sent"], srv, stalls)
 
 
 def test_a_crossed_threshold_aborts_every_worker_and_sets_the_exit_code(service, labelled, capsys):
