@@ -124,7 +124,8 @@ class TransformerSynthesizer(Synthesizer):
         )
         sizing = budget_for(preset, (self.options.size, self.options.train), size,
                             parameters=sum(p.numel() for p in EventTransformer(cfg).parameters()),
-                            positions=passes * int(np.minimum(lengths + 2, block).sum()), n_events=frame.height)
+                            positions=passes * int(np.minimum(lengths + 2, block).sum()), n_events=frame.height,
+                            segmented=segmented)
         self.options = replace(self.options, size=size, train=sizing.train)
         if self.options.train.progress:
             print(sizing.describe(), file=sys.stderr, flush=True)

@@ -132,18 +132,27 @@ class Sizing:
 
 
 def budget_for(preset: str, given: tuple[NetworkSize, TrainConfig], size: NetworkSize, *, parameters: int,
-               positions: int, n_events: int) -> Sizing:
+               positions: int, n_events: int, segmented: bool = False) -> Sizing:
     """The epochs and patience ``given``'s TrainConfig leaves None, for a network of ``parameters``
-    through which a pass puts ``positions`` events; ``given`` is what the user set."""
+    through which a pass puts ``positions`` events; ``given`` is what the user set.
+
+    A stream without entities (``segmented``) gets the preset's most epochs and twice its
+    patience: its information is in the order of its events, which the network learns late,
+    after a plateau where it ignores its inputs. By the compute rule a machine-temperature
+    series (11,000 events) had 10 epochs and kept a lag-one correlation of 0.30 (real 0.998;
+    held-out judge AUC 0.88, floor 0.41); with 28 it kept 0.69 (AUC 0.58) in 49 s."""
     rules = PRESETS[preset]
     asked, train = given
     per_epoch = 6.0 * parameters * max(positions, 1)
     epochs = min(rules.max_epochs, max(rules.min_epochs, round(rules.compute / per_epoch)))
+    patience = rules.patience
+    if segmented:
+        epochs, patience = rules.max_epochs, 2 * rules.patience
     named = tuple(name for name, value in (("n_layer", asked.n_layer), ("n_embd", asked.n_embd),
                                            ("n_head", asked.n_head), ("epochs", train.epochs),
                                            ("patience", train.patience)) if value is not None)
     train = replace(train, epochs=train.epochs if train.epochs is not None else epochs,
-                    patience=train.patience if train.patience is not None else rules.patience)
+                    patience=train.patience if train.patience is not None else patience)
     return Sizing(preset, size, train, parameters, positions, n_events, named)
 
 
