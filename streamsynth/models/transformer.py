@@ -98,7 +98,7 @@ class TransformerSynthesizer(Synthesizer):
             if private:
                 raise StreamsynthError(
                     "differentially private training needs an entity column (the unit of privacy)",
-                    hint="name it with --entity COLUMN, or fit without --option dp_epsilon=...")
+                    hint="name it with --entity COLUMN, or fit without --dp-epsilon")
             frame = with_segments(frame, segment_length(frame.height))
         self.codec = EventCodec().fit(frame, self.schema, start, self.span_s, segmented=segmented)
         data = self.codec.encode(frame, start, self.span_s)
