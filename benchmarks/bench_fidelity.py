@@ -15,7 +15,7 @@ scorecard check.
 Data sets: the payments and flight schedule simulators, the Loghub files, the NAB series (one
 series each) and, for TimeGAN only, the TimeGAN paper's stock series (given a daily time column).
 Real data is read from ../shared/data beside the repository; missing files are skipped. Models:
-baseline on all; transformer where the data has an entity; timegan on NAB and stocks with
+baseline and transformer on all (a stream without an entity as segments); timegan on NAB and stocks with
 ``--timegan``; with ``--peers``, where the data has an entity, mostlyai-engine's TabularARGN
 (sequential; ``peer_mostlyai.py`` in the venv of ``--peer-python``, trained for ``--peer-minutes``)
 and SDV's PARSynthesizer (``peer_sdv.py`` in the venv of ``--par-python``, trained for as many
