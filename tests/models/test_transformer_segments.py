@@ -71,9 +71,9 @@ def test_private_training_without_an_entity_is_refused(metric):
 
 
 @pytest.mark.slow
-def test_a_smooth_series_stays_smooth_in_a_window_starting_at_another_hour():
-    """The start tokens take the training start's clock: a window starting at noon (training
-    started at midnight) once gave a lag-one correlation of 0.07 where the data has 0.97."""
+def test_a_smooth_series_stays_smooth_at_the_default_budget():
+    """A segmented stream learns to follow its previous value (a fit ended on the plateau where
+    the network ignores its inputs kept a lag-one correlation near 0.2), in any window."""
     n = 3_000
     rng = np.random.default_rng(5)
     level = np.zeros(n)
