@@ -24,7 +24,7 @@ from streamsynth.models.lifecycle import Lifecycles
 from streamsynth.models.options import set_options
 from streamsynth.models.segments import segment_length, with_segments
 from streamsynth.models.transformer_codec import GRID_KEY, EventCodec
-from streamsynth.models.transformer_dp import train_private
+from streamsynth.models.transformer_dp import require_entity, train_private
 from streamsynth.models.transformer_network import EventTransformer, TransformerConfig
 from streamsynth.models.transformer_sample import Sampler, SamplerPlan, SamplingConfig
 from streamsynth.models.transformer_sizing import NetworkSize, budget_for, check_preset, network_for
@@ -94,11 +94,9 @@ class TransformerSynthesizer(Synthesizer):
         start = self.fitted_start
         private = self.options.train.dp_epsilon is not None
         segmented = self.schema.entity is None
+        if private:
+            require_entity(self.schema.entity)
         if segmented:  # one stream: learned as consecutive segments (see ``segments``)
-            if private:
-                raise StreamsynthError(
-                    "differentially private training needs an entity column (the unit of privacy)",
-                    hint="name it with --entity COLUMN, or fit without --dp-epsilon")
             frame = with_segments(frame, segment_length(frame.height))
         self.codec = EventCodec().fit(frame, self.schema, start, self.span_s, segmented=segmented)
         data = self.codec.encode(frame, start, self.span_s)
@@ -159,7 +157,7 @@ class TransformerSynthesizer(Synthesizer):
             max_events = max_events if grid.always else None
         # A segmented model's entities are streams, each every training segment in turn.
         streams = n_entities if self.codec.segmented else 1
-        sequences = n_entities * len(self.codec.lifecycles.count) if self.codec.segmented else n_entities
+        sequences = n_entities * self.codec.stream_segments if self.codec.segmented else n_entities
         sampler = self.sampler(SamplerPlan(
             start=start, span_s=self.span_s, n_entities=sequences, seed=seed, shard=shard or (0, 1),
             forced_events=forced_events, forced_attrs=forced_attrs, max_events=max_events, end_s=end_s,

@@ -163,10 +163,10 @@ class EventCodec:
             flags = _entity_labels(frame, self.entity, self.label)
             self._add("attr", LABEL_ATTR, "categorical", CategoricalEncoder().fit(flags), "String")
         # A segmented stream's identifiers are per stream: the whole stream is their entity.
-        whole = frame.with_columns(pl.lit(0).alias(SEGMENT)) if segmented else None
+        ident_frame = frame.with_columns(pl.lit(0).alias(SEGMENT)) if segmented else frame
+        ident_multi = ident_frame if segmented else multi
         self.idents = [
-            _ident_spec(whole if whole is not None else frame, whole if whole is not None else multi,
-                        self.entity, c.name, c.kind or "code")
+            _ident_spec(ident_frame, ident_multi, self.entity, c.name, c.kind or "code")
             for c in schema.data_columns if c.role is Role.IDENTIFIER
         ]
         self.texts = [c.name for c in schema.data_columns if c.role is Role.TEXT]
@@ -415,10 +415,15 @@ class EventCodec:
         ids = pl.select(pl.concat_str([pl.lit(self.entity_prefix + "S"), nums])).to_series()
         return ids.alias(self.entity)
 
+    @property
+    def stream_segments(self) -> int:
+        """Segments in one stream of a segmented model: its training segments, tiled."""
+        return len(self.lifecycles.count)
+
     def stream_of(self, entity_no: np.ndarray, streams: int) -> np.ndarray:
         """The stream each segment (entity number) of a segmented model's sample belongs to: a
         window holds ``streams`` runs of every training segment in turn."""
-        return (entity_no // len(self.lifecycles.count)) % max(streams, 1)
+        return (entity_no // self.stream_segments) % max(streams, 1)
 
     def _fake(self, spec: IdentSpec, entity_no: np.ndarray, seq: np.ndarray, seed: int,
               owner: np.ndarray) -> pl.Series:

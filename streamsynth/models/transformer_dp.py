@@ -26,16 +26,22 @@ NOTES = (
 )
 
 
+def require_entity(entity_column: str | None) -> None:
+    """DP-SGD's unit of privacy is the entity: refuse data without one, before any training."""
+    if entity_column is None:
+        raise StreamsynthError(
+            "differentially private training needs an entity column (the unit of privacy)",
+            hint="name it with --entity COLUMN (the card, user or host whose events belong together), "
+                 "or fit without --dp-epsilon",
+        )
+
+
 def train_private(
     cfg: TransformerConfig, data: Encoded, tc: TrainConfig, *, seed: int, entity_column: str | None
 ) -> tuple[EventTransformer, list[dict[str, float]], PrivacyRecord]:
     """(model on CPU in eval mode, per-epoch history, the spent budget) for ``tc.dp_epsilon``."""
     refuse_torchrun()
-    if entity_column is None:
-        raise StreamsynthError(
-            "differentially private training needs an entity column (the unit of privacy)",
-            hint="name it with --entity COLUMN (the card, user or host whose events belong together)",
-        )
+    require_entity(entity_column)
     budget = PrivacyBudget(epsilon=tc.dp_epsilon, delta=tc.dp_delta)
     device = default_device(tc.device)
     batches = Batches(data, cfg.block_size, device)
